@@ -1,0 +1,5 @@
+//! lva-loadtest: load tests for the Learning Voice Agent API, on Goose.
+//!
+//! The run flows one way: options → plan → attack → measurements → verdict → outputs.
+
+pub mod target;
