@@ -2,4 +2,6 @@
 //!
 //! The run flows one way: options → plan → attack → measurements → verdict → outputs.
 
+pub mod measure;
+pub mod presets;
 pub mod target;

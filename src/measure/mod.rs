@@ -1,0 +1,592 @@
+//! What a run measured: the live [`Ledger`] every request reports to, and the
+//! [`MeasuredRun`] snapshot that the validator, the reports and the distributed merge read.
+//!
+//! Goose keeps its own metrics (they feed its HTML report and dashboard); the ledger keeps
+//! what Goose cannot: how each answer was classified (success, failure, rate limited,
+//! expected error), the timeline of fixed windows with a histogram each (for error spikes,
+//! degradation and recovery), authentication outcomes, rate-limit evidence, WebSocket
+//! counters and account cleanup.
+
+mod histogram;
+
+pub use histogram::{Histogram, bucket_floor, bucket_value};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// What a recorded operation is: judged apart, HTTP against the HTTP targets and
+/// WebSocket operations against their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestKind {
+    Http,
+    WebSocket,
+}
+
+/// How an answer was classified by the task that made the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// The request failed; the text says why (status, body check, transport error).
+    Failure(String),
+    /// 429: neither success nor failure by default; counted on its own.
+    RateLimited,
+    /// An error the task's contract expects (for example 401 for the rate-limit user's
+    /// unknown accounts): counted as success in the rates, and reported visibly.
+    ExpectedError(String),
+}
+
+impl Outcome {
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Outcome::Failure(_))
+    }
+}
+
+/// Counts and times of one request name, over a window or the whole run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequestStats {
+    pub kind: Option<RequestKind>,
+    pub method: String,
+    pub name: String,
+    pub times: Histogram,
+    pub successes: u64,
+    pub failures: u64,
+    pub rate_limited: u64,
+    pub expected_errors: u64,
+    /// Status code → count; transport errors count under 0.
+    pub status_codes: BTreeMap<u16, u64>,
+    pub bytes_received: u64,
+}
+
+impl RequestStats {
+    /// The key Goose uses for this request too: `"METHOD name"`.
+    pub fn key(&self) -> String {
+        format!("{} {}", self.method, self.name)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.successes + self.failures + self.rate_limited + self.expected_errors
+    }
+
+    /// Adds `other`'s counts and times (same request name).
+    pub fn merge(&mut self, other: &RequestStats) {
+        if self.kind.is_none() {
+            self.kind = other.kind;
+            self.method.clone_from(&other.method);
+            self.name.clone_from(&other.name);
+        }
+        self.times.merge(&other.times);
+        self.successes += other.successes;
+        self.failures += other.failures;
+        self.rate_limited += other.rate_limited;
+        self.expected_errors += other.expected_errors;
+        for (code, n) in &other.status_codes {
+            *self.status_codes.entry(*code).or_insert(0) += n;
+        }
+        self.bytes_received += other.bytes_received;
+    }
+
+    fn record(&mut self, status: Option<u16>, duration_us: u64, outcome: &Outcome, bytes: u64) {
+        self.times.record(duration_us);
+        match outcome {
+            Outcome::Success => self.successes += 1,
+            Outcome::Failure(_) => self.failures += 1,
+            Outcome::RateLimited => self.rate_limited += 1,
+            Outcome::ExpectedError(_) => self.expected_errors += 1,
+        }
+        *self.status_codes.entry(status.unwrap_or(0)).or_insert(0) += 1;
+        self.bytes_received += bytes;
+    }
+}
+
+/// One fixed window of the run's timeline.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WindowStats {
+    /// Seconds from the start of the run to the start of this window.
+    pub start_secs: f64,
+    /// Per request key (`"METHOD name"`).
+    pub requests: BTreeMap<String, RequestStats>,
+}
+
+impl WindowStats {
+    /// All requests of one kind in this window together.
+    pub fn combined(&self, kind: RequestKind) -> RequestStats {
+        let mut all = RequestStats::default();
+        for stats in self.requests.values().filter(|s| s.kind == Some(kind)) {
+            all.merge(stats);
+        }
+        all
+    }
+}
+
+/// One error message of one request name, and how often it happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorCount {
+    pub method: String,
+    pub name: String,
+    pub error: String,
+    pub occurrences: u64,
+    /// True for errors the task expects (see [`Outcome::ExpectedError`]).
+    pub expected: bool,
+}
+
+/// How the simulated users fared at authenticating.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuthOutcomes {
+    pub registered: u64,
+    pub logged_in: u64,
+    pub refreshed: u64,
+    pub refresh_failed: u64,
+    /// Users that could not authenticate and stopped, by reason.
+    pub users_refused: BTreeMap<String, u64>,
+}
+
+/// What the 429 answers looked like.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RateLimitEvidence {
+    pub responses_429: u64,
+    pub with_retry_after: u64,
+    pub with_ratelimit_headers: u64,
+    /// Per user class (scenario name): requests made and how many were rate limited.
+    pub by_user_class: BTreeMap<String, ClassRateLimits>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClassRateLimits {
+    pub requests: u64,
+    pub rate_limited: u64,
+}
+
+/// WebSocket session counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WebSocketStats {
+    pub connections_opened: u64,
+    pub peak_concurrent: u64,
+    pub messages_sent: u64,
+    pub messages_received: u64,
+    /// Close code (as text, `"none"` for a dropped connection) → count.
+    pub closes_by_code: BTreeMap<String, u64>,
+}
+
+/// Accounts the run created and what became of them at the end.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cleanup {
+    pub accounts_created: u64,
+    pub logged_out: u64,
+    pub deleted: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct UserSample {
+    pub t_secs: f64,
+    pub users: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MemorySample {
+    pub t_secs: f64,
+    pub rss_bytes: u64,
+}
+
+/// The server's memory through the run, and where it was read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemorySeries {
+    /// For example `pid 1234 (/proc/1234/status VmRSS)` or a metrics URL.
+    pub source: String,
+    pub samples: Vec<MemorySample>,
+}
+
+/// Everything a run measured, as one value: what the validator judges, the reports print
+/// and the manager of a distributed run merges.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MeasuredRun {
+    pub scenario: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Length of the measured window, in seconds.
+    pub duration_secs: f64,
+    pub window_secs: f64,
+    /// Per request key, sorted by key.
+    pub requests: Vec<RequestStats>,
+    pub windows: Vec<WindowStats>,
+    pub errors: Vec<ErrorCount>,
+    pub auth: AuthOutcomes,
+    pub rate_limit: RateLimitEvidence,
+    pub websocket: WebSocketStats,
+    pub cleanup: Cleanup,
+    pub users_over_time: Vec<UserSample>,
+    pub max_users: u64,
+    pub memory: Option<MemorySeries>,
+    /// The run was stopped early by Ctrl-C or the controller.
+    pub interrupted: bool,
+    /// Why the run was aborted early by `--abort-on-fail`, if it was.
+    pub aborted: Option<String>,
+}
+
+impl MeasuredRun {
+    /// All requests of one kind together.
+    pub fn combined(&self, kind: RequestKind) -> RequestStats {
+        let mut all = RequestStats::default();
+        for stats in self.requests.iter().filter(|s| s.kind == Some(kind)) {
+            all.merge(stats);
+        }
+        all
+    }
+
+    pub fn request(&self, key: &str) -> Option<&RequestStats> {
+        self.requests.iter().find(|s| s.key() == key)
+    }
+}
+
+type Key = (&'static str, &'static str);
+
+#[derive(Default)]
+struct LedgerState {
+    windows: Vec<HashMap<Key, (RequestKind, RequestStats)>>,
+    errors: HashMap<(Key, String, bool), u64>,
+    auth: AuthOutcomes,
+    rate_limit: RateLimitEvidence,
+    websocket: WebSocketStats,
+    open_websockets: u64,
+    cleanup: Cleanup,
+    users_over_time: Vec<UserSample>,
+    memory: Option<MemorySeries>,
+    aborted: Option<String>,
+}
+
+/// Live totals for the progress line, readable without the lock.
+#[derive(Debug, Default)]
+pub struct LiveCounters {
+    pub requests: AtomicU64,
+    pub failures: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub users: AtomicU64,
+}
+
+/// The run's collector: every request, authentication and WebSocket event reports here.
+/// Cheap on the request path: one short lock and a few counter updates.
+pub struct Ledger {
+    started: Instant,
+    started_at: DateTime<Utc>,
+    window: Duration,
+    state: Mutex<LedgerState>,
+    pub live: LiveCounters,
+}
+
+/// What [`Ledger::record`] needs to know about one request.
+#[derive(Debug, Clone)]
+pub struct Observation<'a> {
+    pub kind: RequestKind,
+    pub method: &'static str,
+    pub name: &'static str,
+    /// The user class (scenario) that made it.
+    pub user_class: &'static str,
+    pub started: Instant,
+    pub duration: Duration,
+    pub status: Option<u16>,
+    pub outcome: &'a Outcome,
+    pub bytes: u64,
+}
+
+impl Ledger {
+    pub fn new(window: Duration) -> Self {
+        Ledger {
+            started: Instant::now(),
+            started_at: Utc::now(),
+            window: window.max(Duration::from_millis(100)),
+            state: Mutex::new(LedgerState::default()),
+            live: LiveCounters::default(),
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LedgerState> {
+        // A panic while holding the lock leaves counters that are still worth reporting.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn record(&self, obs: &Observation<'_>) {
+        self.live.requests.fetch_add(1, Ordering::Relaxed);
+        match obs.outcome {
+            Outcome::Failure(_) => {
+                self.live.failures.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::RateLimited => {
+                self.live.rate_limited.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        let offset = obs.started.saturating_duration_since(self.started);
+        let index = (offset.as_nanos() / self.window.as_nanos()) as usize;
+        let duration_us = obs.duration.as_micros() as u64;
+        let key = (obs.method, obs.name);
+        let mut state = self.lock();
+        if state.windows.len() <= index {
+            state.windows.resize_with(index + 1, HashMap::new);
+        }
+        let (_, stats) = state.windows[index]
+            .entry(key)
+            .or_insert_with(|| (obs.kind, RequestStats::default()));
+        stats.record(obs.status, duration_us, obs.outcome, obs.bytes);
+        let class = state
+            .rate_limit
+            .by_user_class
+            .entry(obs.user_class.to_string())
+            .or_default();
+        class.requests += 1;
+        if matches!(obs.outcome, Outcome::RateLimited) {
+            class.rate_limited += 1;
+        }
+        match obs.outcome {
+            Outcome::Failure(text) => {
+                *state.errors.entry((key, text.clone(), false)).or_insert(0) += 1;
+            }
+            Outcome::ExpectedError(text) => {
+                *state.errors.entry((key, text.clone(), true)).or_insert(0) += 1;
+            }
+            _ => {}
+        }
+    }
+
+    /// Notes the headers of a 429 answer.
+    pub fn record_rate_limit_headers(&self, retry_after: bool, ratelimit_headers: bool) {
+        let mut state = self.lock();
+        state.rate_limit.responses_429 += 1;
+        state.rate_limit.with_retry_after += u64::from(retry_after);
+        state.rate_limit.with_ratelimit_headers += u64::from(ratelimit_headers);
+    }
+
+    pub fn auth(&self, update: impl FnOnce(&mut AuthOutcomes)) {
+        update(&mut self.lock().auth);
+    }
+
+    pub fn cleanup(&self, update: impl FnOnce(&mut Cleanup)) {
+        update(&mut self.lock().cleanup);
+    }
+
+    pub fn user_refused(&self, reason: &str) {
+        *self
+            .lock()
+            .auth
+            .users_refused
+            .entry(reason.to_string())
+            .or_insert(0) += 1;
+    }
+
+    pub fn websocket_opened(&self) {
+        let mut state = self.lock();
+        state.open_websockets += 1;
+        state.websocket.connections_opened += 1;
+        state.websocket.peak_concurrent =
+            state.websocket.peak_concurrent.max(state.open_websockets);
+    }
+
+    /// A socket ended: `code` is the close code, `None` for a dropped connection.
+    pub fn websocket_closed(&self, code: Option<u16>) {
+        let mut state = self.lock();
+        state.open_websockets = state.open_websockets.saturating_sub(1);
+        let label = code.map_or_else(|| "none".to_string(), |c| c.to_string());
+        *state.websocket.closes_by_code.entry(label).or_insert(0) += 1;
+    }
+
+    pub fn websocket_messages(&self, sent: u64, received: u64) {
+        let mut state = self.lock();
+        state.websocket.messages_sent += sent;
+        state.websocket.messages_received += received;
+    }
+
+    pub fn open_websockets(&self) -> u64 {
+        self.lock().open_websockets
+    }
+
+    pub fn sample_users(&self, users: u64) {
+        let t_secs = self.elapsed().as_secs_f64();
+        self.lock()
+            .users_over_time
+            .push(UserSample { t_secs, users });
+    }
+
+    pub fn set_memory_source(&self, source: String) {
+        self.lock().memory = Some(MemorySeries {
+            source,
+            samples: Vec::new(),
+        });
+    }
+
+    pub fn sample_memory(&self, rss_bytes: u64) {
+        let t_secs = self.elapsed().as_secs_f64();
+        if let Some(series) = self.lock().memory.as_mut() {
+            series.samples.push(MemorySample { t_secs, rss_bytes });
+        }
+    }
+
+    pub fn set_aborted(&self, reason: String) {
+        self.lock().aborted.get_or_insert(reason);
+    }
+
+    /// The window now running and the one before it, together, for the live progress line.
+    pub fn recent(&self, kind: RequestKind) -> RequestStats {
+        let state = self.lock();
+        let mut all = RequestStats::default();
+        let n = state.windows.len();
+        for window in &state.windows[n.saturating_sub(2)..] {
+            for (k, stats) in window.values() {
+                if *k == kind {
+                    all.merge(stats);
+                }
+            }
+        }
+        all
+    }
+
+    /// Everything measured so far, as one value.
+    pub fn snapshot(&self, scenario: &str, interrupted: bool) -> MeasuredRun {
+        let state = self.lock();
+        let window_secs = self.window.as_secs_f64();
+        let mut totals: BTreeMap<String, RequestStats> = BTreeMap::new();
+        let windows = state
+            .windows
+            .iter()
+            .enumerate()
+            .map(|(i, window)| {
+                let mut requests = BTreeMap::new();
+                for ((method, name), (kind, stats)) in window {
+                    let mut stats = stats.clone();
+                    stats.kind = Some(*kind);
+                    stats.method = (*method).to_string();
+                    stats.name = (*name).to_string();
+                    let key = stats.key();
+                    totals.entry(key.clone()).or_default().merge(&stats);
+                    requests.insert(key, stats);
+                }
+                WindowStats {
+                    start_secs: i as f64 * window_secs,
+                    requests,
+                }
+            })
+            .collect();
+        let mut errors: Vec<ErrorCount> = state
+            .errors
+            .iter()
+            .map(|(((method, name), error, expected), n)| ErrorCount {
+                method: (*method).to_string(),
+                name: (*name).to_string(),
+                error: error.clone(),
+                occurrences: *n,
+                expected: *expected,
+            })
+            .collect();
+        errors.sort_by(|a, b| {
+            b.occurrences
+                .cmp(&a.occurrences)
+                .then_with(|| (&a.method, &a.name, &a.error).cmp(&(&b.method, &b.name, &b.error)))
+        });
+        let max_users = state
+            .users_over_time
+            .iter()
+            .map(|s| s.users)
+            .max()
+            .unwrap_or(0);
+        MeasuredRun {
+            scenario: scenario.to_string(),
+            started_at: Some(self.started_at),
+            ended_at: Some(Utc::now()),
+            duration_secs: self.elapsed().as_secs_f64(),
+            window_secs,
+            requests: totals.into_values().collect(),
+            windows,
+            errors,
+            auth: state.auth.clone(),
+            rate_limit: state.rate_limit.clone(),
+            websocket: state.websocket.clone(),
+            cleanup: state.cleanup.clone(),
+            users_over_time: state.users_over_time.clone(),
+            max_users,
+            memory: state.memory.clone(),
+            interrupted,
+            aborted: state.aborted.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observe(ledger: &Ledger, name: &'static str, ms: u64, outcome: Outcome) {
+        ledger.record(&Observation {
+            kind: RequestKind::Http,
+            method: "GET",
+            name,
+            user_class: "AuthenticatedUser",
+            started: Instant::now(),
+            duration: Duration::from_millis(ms),
+            status: Some(match outcome {
+                Outcome::RateLimited => 429,
+                Outcome::Failure(_) => 500,
+                _ => 200,
+            }),
+            outcome: &outcome,
+            bytes: 10,
+        });
+    }
+
+    #[test]
+    fn snapshot_totals_equal_the_sum_of_windows() {
+        let ledger = Ledger::new(Duration::from_secs(10));
+        observe(&ledger, "/health", 5, Outcome::Success);
+        observe(&ledger, "/health", 7, Outcome::RateLimited);
+        observe(&ledger, "/api/stats", 9, Outcome::Failure("500".into()));
+        let run = ledger.snapshot("smoke", false);
+        let health = run.request("GET /health").expect("health row");
+        assert_eq!(
+            (health.successes, health.rate_limited, health.total()),
+            (1, 1, 2)
+        );
+        assert_eq!(health.status_codes.get(&429), Some(&1));
+        let stats = run.request("GET /api/stats").expect("stats row");
+        assert_eq!(stats.failures, 1);
+        assert_eq!(run.errors.len(), 1);
+        assert_eq!(run.errors[0].error, "500");
+        let windowed: u64 = run
+            .windows
+            .iter()
+            .map(|w| w.combined(RequestKind::Http).total())
+            .sum();
+        assert_eq!(windowed, 3);
+        assert_eq!(ledger.live.rate_limited.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            run.rate_limit.by_user_class["AuthenticatedUser"].rate_limited,
+            1
+        );
+    }
+
+    #[test]
+    fn websocket_peak_tracks_concurrency() {
+        let ledger = Ledger::new(Duration::from_secs(10));
+        ledger.websocket_opened();
+        ledger.websocket_opened();
+        ledger.websocket_closed(Some(1000));
+        ledger.websocket_opened();
+        ledger.websocket_closed(None);
+        let run = ledger.snapshot("smoke", false);
+        assert_eq!(run.websocket.connections_opened, 3);
+        assert_eq!(run.websocket.peak_concurrent, 2);
+        assert_eq!(run.websocket.closes_by_code["1000"], 1);
+        assert_eq!(run.websocket.closes_by_code["none"], 1);
+    }
+}
