@@ -2,6 +2,8 @@
 //!
 //! The run flows one way: options → plan → attack → measurements → verdict → outputs.
 
+pub mod api;
+pub mod flows;
 pub mod measure;
 pub mod presets;
 pub mod target;

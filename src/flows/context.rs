@@ -1,0 +1,224 @@
+//! What every simulated user shares during a run: the ledger, the run's identity, the
+//! target's address, the TLS configuration and the flow options.
+
+use crate::measure::Ledger;
+use rustls::ClientConfig;
+use rustls_platform_verifier::BuilderVerifierExt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use url::Url;
+
+/// How the WebSocket user behaves.
+#[derive(Debug, Clone)]
+pub struct WsOptions {
+    /// Send the access token as `?token=` (true) or as an `Authorization` header.
+    pub token_in_query: bool,
+    /// How long the long-lived session keeps its socket open.
+    pub hold: Duration,
+    /// Time between two `audio` messages of the long-lived session.
+    pub pace: Duration,
+    /// Size of the `audio` payload before base64.
+    pub payload_bytes: usize,
+    /// How long to wait for a reply before calling it a failure.
+    pub reply_timeout: Duration,
+}
+
+impl Default for WsOptions {
+    fn default() -> Self {
+        WsOptions {
+            token_in_query: true,
+            hold: Duration::from_secs(10),
+            pace: Duration::from_secs(1),
+            payload_bytes: 256,
+            reply_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Options of the user flows that the command line sets.
+#[derive(Debug, Clone, Default)]
+pub struct FlowOptions {
+    /// Leave the accounts the run created in place at the end.
+    pub keep_accounts: bool,
+    /// Each user sends its own `X-Forwarded-For` from this many documentation addresses.
+    pub forwarded_for_pool: Option<u32>,
+    /// Each user connects from its own loopback address (127.0.x.y), so that a server on
+    /// this machine applies its per-client limits per simulated user.
+    pub loopback_sources: bool,
+    pub ws: WsOptions,
+    /// Request timeout of every user's client.
+    pub timeout: Option<Duration>,
+}
+
+/// Shared by every simulated user of one run.
+pub struct RunContext {
+    pub ledger: Arc<Ledger>,
+    /// Short id that makes this run's account addresses unique.
+    pub run_id: String,
+    base: String,
+    pub host: Url,
+    pub options: FlowOptions,
+    tls: Arc<ClientConfig>,
+    next_user: AtomicU64,
+    stopping: AtomicBool,
+}
+
+impl RunContext {
+    pub fn new(host: Url, options: FlowOptions, ledger: Arc<Ledger>) -> Result<Self, String> {
+        let tls = tls_config()?;
+        let base = host.as_str().trim_end_matches('/').to_string();
+        Ok(RunContext {
+            ledger,
+            run_id: new_run_id(),
+            base,
+            host,
+            options,
+            tls: Arc::new(tls),
+            next_user: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+        })
+    }
+
+    /// The full URL of an API path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// The WebSocket URL of a path: `ws://` or `wss://` after the host's scheme.
+    pub fn ws_url(&self, path: &str) -> String {
+        let rest = self
+            .base
+            .strip_prefix("https://")
+            .map(|r| format!("wss://{r}"))
+            .or_else(|| {
+                self.base
+                    .strip_prefix("http://")
+                    .map(|r| format!("ws://{r}"))
+            })
+            .unwrap_or_else(|| self.base.clone());
+        format!("{rest}{path}")
+    }
+
+    pub fn tls(&self) -> Arc<ClientConfig> {
+        self.tls.clone()
+    }
+
+    /// A number for each simulated user of the run, from 1.
+    pub fn next_user_index(&self) -> u64 {
+        self.next_user.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Set when the run is ending: on_stop work keeps to a short budget.
+    pub fn begin_stopping(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// The `X-Forwarded-For` address of user `index`, when the pool is on: addresses from
+    /// the documentation ranges (RFC 5737), which route nowhere.
+    pub fn forwarded_for(&self, index: u64) -> Option<String> {
+        let pool = u64::from(self.options.forwarded_for_pool?.max(1));
+        let n = (index - 1) % pool;
+        let ranges = [[192, 0, 2], [198, 51, 100], [203, 0, 113]];
+        let range = ranges[((n / 254) % 3) as usize];
+        Some(format!(
+            "{}.{}.{}.{}",
+            range[0],
+            range[1],
+            range[2],
+            n % 254 + 1
+        ))
+    }
+
+    /// A client of the user's own: its own keep-alive connection and session cache, built
+    /// from the run's shared TLS configuration (cheap: no CA bundle parsed per user).
+    pub fn build_client(&self, index: u64) -> Result<reqwest::Client, String> {
+        let mut builder = reqwest::Client::builder()
+            .tls_backend_preconfigured(self.tls.as_ref().clone())
+            .user_agent(concat!("lva-loadtest/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(1)
+            .tcp_nodelay(true)
+            .cookie_store(false)
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(timeout) = self.options.timeout {
+            builder = builder.timeout(timeout);
+        }
+        if self.options.loopback_sources {
+            builder = builder.local_address(loopback_source(index));
+        }
+        builder
+            .build()
+            .map_err(|e| format!("could not build the HTTP client of user {index}: {e}"))
+    }
+}
+
+/// Source address of user `index` on the loopback network: 127.0.x.y, never 127.0.0.1
+/// (kept for everything else on the machine) nor a broadcast-looking .0 or .255.
+pub fn loopback_source(index: u64) -> IpAddr {
+    let n = index % (250 * 250);
+    let (hi, lo) = (n / 250, n % 250);
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        1 + (hi / 250) as u8,
+        (hi % 250) as u8,
+        2 + lo as u8,
+    ))
+}
+
+fn tls_config() -> Result<ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?
+        .with_platform_verifier()
+        .map_err(|e| format!("TLS certificate verifier setup failed: {e}"))?
+        .with_no_client_auth();
+    // Goose's reqwest speaks HTTP/1.1 only.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+fn new_run_id() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..8)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_sources_are_distinct_and_never_127_0_0_1() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 1..=5000 {
+            let ip = loopback_source(i);
+            assert_ne!(ip, IpAddr::V4(Ipv4Addr::LOCALHOST));
+            assert!(ip.is_loopback());
+            assert!(seen.insert(ip), "{ip} repeated");
+        }
+    }
+
+    #[test]
+    fn forwarded_for_pool_cycles_through_documentation_addresses() {
+        let ctx = RunContext::new(
+            Url::parse("http://127.0.0.1:1").expect("url"),
+            FlowOptions {
+                forwarded_for_pool: Some(3),
+                ..FlowOptions::default()
+            },
+            Arc::new(Ledger::new(Duration::from_secs(10))),
+        )
+        .expect("context");
+        let got: Vec<_> = (1..=4).filter_map(|i| ctx.forwarded_for(i)).collect();
+        assert_eq!(got, ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.1"]);
+        assert_eq!(ctx.ws_url("/ws/a"), "ws://127.0.0.1:1/ws/a");
+    }
+}

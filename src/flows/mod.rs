@@ -1,0 +1,255 @@
+//! The user classes of the load test, their tasks with weights and tags, the tag filter,
+//! and the Goose scenarios built from them.
+//!
+//! A [`UserClass`] is what Locust calls a user class and Goose a scenario: a weight (how
+//! many users of the kind are spawned), a wait between tasks, on-start and on-stop work,
+//! and weighted [`Task`]s. Each task carries Locust-style tags; a [`TagFilter`] keeps the
+//! tasks a run asks for, and a class left with no task is not spawned. Each task also lists
+//! the request names it can make, so targets can be checked against them before a run.
+
+pub mod authenticated;
+pub mod context;
+pub mod gdpr;
+pub mod rate_limit;
+pub mod session;
+pub mod websocket;
+
+use context::RunContext;
+use goose::GooseError;
+use goose::goose::{GooseUser, Scenario, Transaction, TransactionFunction, TransactionResult};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The future a task returns; it borrows the user for its lifetime.
+pub type TaskFuture<'a> = Pin<Box<dyn Future<Output = TransactionResult> + Send + 'a>>;
+
+/// A task body: the user and the run's shared context.
+pub type TaskFn = for<'a> fn(&'a mut GooseUser, Arc<RunContext>) -> TaskFuture<'a>;
+
+/// One task of a user class.
+#[derive(Clone)]
+pub struct Task {
+    pub name: &'static str,
+    pub weight: usize,
+    pub tags: &'static [&'static str],
+    /// The request keys (`"METHOD name"`) this task can make.
+    pub requests: &'static [&'static str],
+    pub run: TaskFn,
+}
+
+/// Work done once per user, at its start or its end, whatever the tag filter.
+#[derive(Clone)]
+pub struct Hook {
+    pub name: &'static str,
+    pub requests: &'static [&'static str],
+    pub run: TaskFn,
+}
+
+/// A kind of simulated user.
+#[derive(Clone)]
+pub struct UserClass {
+    pub name: &'static str,
+    pub weight: usize,
+    /// Wait between two tasks, picked uniformly in this range.
+    pub wait: (Duration, Duration),
+    pub on_start: Option<Hook>,
+    pub on_stop: Option<Hook>,
+    pub tasks: Vec<Task>,
+}
+
+/// The built-in user classes, as the Locust suite defines them.
+pub fn builtin_classes() -> Vec<UserClass> {
+    vec![
+        authenticated::class(),
+        gdpr::class(),
+        rate_limit::class(),
+        websocket::class(),
+    ]
+}
+
+/// Locust-style tag filter: keep tasks with any included tag, drop tasks with any
+/// excluded tag. On-start and on-stop work is always kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TagFilter {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+}
+
+impl TagFilter {
+    pub fn keeps(&self, tags: &[&str]) -> bool {
+        let included =
+            self.include.is_empty() || tags.iter().any(|t| self.include.iter().any(|i| i == t));
+        let excluded = tags.iter().any(|t| self.exclude.iter().any(|e| e == t));
+        included && !excluded
+    }
+
+    /// Every tag named must exist on some task; the error lists the ones that do.
+    pub fn check_known(&self, classes: &[UserClass]) -> Result<(), String> {
+        let known = known_tags(classes);
+        for tag in self.include.iter().chain(&self.exclude) {
+            if !known.contains(tag.as_str()) {
+                return Err(format!(
+                    "unknown tag '{tag}': valid tags are {}",
+                    known.iter().copied().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn known_tags(classes: &[UserClass]) -> BTreeSet<&'static str> {
+    classes
+        .iter()
+        .flat_map(|c| c.tasks.iter().flat_map(|t| t.tags.iter().copied()))
+        .collect()
+}
+
+/// The classes a run spawns, each with the tasks the filter kept.
+pub struct Selection {
+    pub classes: Vec<UserClass>,
+    /// Classes left with no task, which are not spawned.
+    pub skipped: Vec<&'static str>,
+}
+
+impl Selection {
+    pub fn new(classes: Vec<UserClass>, filter: &TagFilter) -> Selection {
+        let mut kept = Vec::new();
+        let mut skipped = Vec::new();
+        for mut class in classes {
+            class.tasks.retain(|t| filter.keeps(t.tags));
+            if class.tasks.is_empty() {
+                skipped.push(class.name);
+            } else {
+                kept.push(class);
+            }
+        }
+        Selection {
+            classes: kept,
+            skipped,
+        }
+    }
+
+    pub fn class_names(&self) -> Vec<&'static str> {
+        self.classes.iter().map(|c| c.name).collect()
+    }
+
+    /// Every request key the selected work can make, sorted.
+    pub fn request_keys(&self) -> Vec<String> {
+        let mut keys = BTreeSet::new();
+        for class in &self.classes {
+            let hooks = class.on_start.iter().chain(&class.on_stop);
+            for key in hooks
+                .flat_map(|h| h.requests.iter())
+                .chain(class.tasks.iter().flat_map(|t| t.requests.iter()))
+            {
+                keys.insert((*key).to_string());
+            }
+        }
+        keys.into_iter().collect()
+    }
+
+    /// The Goose scenarios of the selection, each task bound to the run's context.
+    pub fn scenarios(&self, ctx: &Arc<RunContext>) -> Result<Vec<Scenario>, GooseError> {
+        let mut scenarios = Vec::new();
+        for class in &self.classes {
+            let mut scenario = Scenario::new(class.name)
+                .set_weight(class.weight)?
+                .set_wait_time(class.wait.0, class.wait.1)?;
+            if let Some(hook) = &class.on_start {
+                scenario = scenario
+                    .register_transaction(transaction(hook.name, hook.run, ctx).set_on_start());
+            }
+            for task in &class.tasks {
+                scenario = scenario.register_transaction(
+                    transaction(task.name, task.run, ctx).set_weight(task.weight)?,
+                );
+            }
+            if let Some(hook) = &class.on_stop {
+                scenario = scenario
+                    .register_transaction(transaction(hook.name, hook.run, ctx).set_on_stop());
+            }
+            scenarios.push(scenario);
+        }
+        Ok(scenarios)
+    }
+}
+
+fn transaction(name: &str, run: TaskFn, ctx: &Arc<RunContext>) -> Transaction {
+    let ctx = ctx.clone();
+    let function: TransactionFunction =
+        Arc::new(move |user: &mut GooseUser| run(user, ctx.clone()));
+    Transaction::new(function).set_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(include: &[&str], exclude: &[&str]) -> TagFilter {
+        TagFilter {
+            include: include.iter().map(|s| s.to_string()).collect(),
+            exclude: exclude.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn tag_filter_follows_locust() {
+        let f = filter(&["gdpr"], &["delete"]);
+        assert!(f.keeps(&["gdpr", "export"]));
+        assert!(!f.keeps(&["gdpr", "delete"]));
+        assert!(!f.keeps(&["health"]));
+        assert!(filter(&[], &[]).keeps(&["anything"]));
+        assert!(!filter(&[], &["health"]).keeps(&["health", "unauthenticated"]));
+    }
+
+    #[test]
+    fn classes_mirror_the_suite() {
+        let classes = builtin_classes();
+        let weights: Vec<_> = classes.iter().map(|c| (c.name, c.weight)).collect();
+        assert_eq!(
+            weights,
+            [
+                ("AuthenticatedUser", 10),
+                ("GDPRTestUser", 1),
+                ("RateLimitTestUser", 1),
+                ("WebSocketUser", 2)
+            ]
+        );
+        for class in &classes {
+            assert!(class.on_start.is_some(), "{} has no on_start", class.name);
+            assert!(class.wait.0 <= class.wait.1);
+        }
+    }
+
+    #[test]
+    fn a_class_left_without_tasks_is_skipped() {
+        let selection = Selection::new(builtin_classes(), &filter(&["gdpr"], &[]));
+        assert_eq!(selection.class_names(), ["GDPRTestUser"]);
+        assert_eq!(
+            selection.skipped,
+            ["AuthenticatedUser", "RateLimitTestUser", "WebSocketUser"]
+        );
+        let keys = selection.request_keys();
+        assert!(keys.contains(&"POST /api/gdpr/export".to_string()));
+        // on_start work is kept whatever the filter.
+        assert!(keys.contains(&"POST /api/auth/register".to_string()));
+        assert!(!keys.contains(&"GET /health".to_string()));
+    }
+
+    #[test]
+    fn unknown_tags_are_named_with_the_valid_ones() {
+        let err = filter(&["nope"], &[])
+            .check_known(&builtin_classes())
+            .expect_err("unknown tag");
+        assert!(err.contains("'nope'") && err.contains("gdpr") && err.contains("rate-limit"));
+        assert!(
+            filter(&["authenticated"], &["refresh"])
+                .check_known(&builtin_classes())
+                .is_ok()
+        );
+    }
+}
