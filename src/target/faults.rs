@@ -1,0 +1,71 @@
+//! Fault injection: added latency, injected 500s and a deliberate memory leak.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rand::Rng;
+use serde_json::json;
+
+use super::Shared;
+
+/// Memory kept on purpose when `--fault-leak-bytes` is set.
+#[derive(Default)]
+pub(crate) struct Faults {
+    retained: Mutex<Vec<Box<[u8]>>>,
+    retained_bytes: AtomicU64,
+}
+
+impl Faults {
+    fn leak(&self, bytes: usize) {
+        // A non-zero fill touches every page, so the leak shows in RSS.
+        let block = vec![0xA5u8; bytes].into_boxed_slice();
+        self.retained
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(block);
+        self.retained_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub fn retained_bytes(&self) -> u64 {
+        self.retained_bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// Middleware: applies the configured faults (never to /metrics; injected
+/// 500s only to /api/*).
+pub(crate) async fn inject(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    let cfg = &state.config.faults;
+    let path = req.uri().path();
+    if path == "/metrics" {
+        return next.run(req).await;
+    }
+    let mut delay = cfg.latency;
+    if !cfg.jitter.is_zero() {
+        let max = u64::try_from(cfg.jitter.as_millis()).unwrap_or(u64::MAX);
+        delay += Duration::from_millis(rand::rng().random_range(0..=max));
+    }
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if cfg.leak_bytes > 0 {
+        state.faults.leak(cfg.leak_bytes);
+    }
+    if cfg.error_rate > 0.0
+        && path.starts_with("/api/")
+        && rand::rng().random::<f64>() < cfg.error_rate
+    {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "detail": "Injected fault" })),
+        )
+            .into_response();
+    }
+    next.run(req).await
+}

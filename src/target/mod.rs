@@ -1,0 +1,307 @@
+//! The reference Learning Voice Agent server (`lva-target`).
+//!
+//! It implements the API contract the load test speaks (see
+//! `docs`/the shared reference), with SQLite storage, per-client rate
+//! limiting, Prometheus metrics and optional fault injection. Start it with
+//! [`start`] inside a process (tests, the load tester's built-in target) or
+//! with [`serve_until_signal`] as a program.
+//!
+//! Layers, outermost first: request counting, JSON error bodies, the rate
+//! limiter, fault injection, then routing. The limiter thus sees every request
+//! before validation and routing, and /metrics counts 429s too.
+
+mod auth;
+mod config;
+mod conversation;
+mod error;
+mod extract;
+mod faults;
+mod gdpr;
+mod metrics;
+mod rate_limit;
+mod storage;
+mod users;
+mod validate;
+mod ws;
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::middleware::{from_fn, from_fn_with_state};
+use chrono::{DateTime, SecondsFormat, Utc};
+use tokio::sync::{OnceCell, Semaphore, watch};
+use tokio::task::JoinHandle;
+
+pub use config::{FaultConfig, Flaws, RateLimitConfig, TargetArgs, TargetConfig};
+pub use error::TargetError;
+
+use auth::Jwt;
+use conversation::ActiveSessions;
+use error::ApiError;
+use faults::Faults;
+use metrics::Metrics;
+use rate_limit::RateLimiter;
+use storage::Db;
+
+/// Everything the handlers share.
+pub(crate) struct AppState {
+    pub config: TargetConfig,
+    pub db: Db,
+    pub jwt: Jwt,
+    pub limiter: RateLimiter,
+    pub metrics: Metrics,
+    pub faults: Faults,
+    pub sessions: ActiveSessions,
+    /// Turns `true` once shutdown starts (WebSockets and jobs watch it).
+    pub shutdown: watch::Receiver<bool>,
+    /// One bcrypt computation per core at a time.
+    pub hashing: Semaphore,
+    pub dummy_hash: OnceCell<String>,
+}
+
+pub(crate) type Shared = Arc<AppState>;
+
+/// Current time as ISO-8601 UTC with milliseconds.
+pub(crate) fn now_iso() -> String {
+    iso(Utc::now())
+}
+
+pub(crate) fn iso(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+pub(crate) fn now_epoch() -> i64 {
+    Utc::now().timestamp()
+}
+
+/// A running server; dropping it without [`TargetHandle::shutdown`] also stops it,
+/// but without waiting.
+pub struct TargetHandle {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+    state: Shared,
+}
+
+impl TargetHandle {
+    /// The bound address (with the real port when port 0 was asked for).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://IP:PORT`; an unspecified bind address (0.0.0.0, ::) is given as loopback.
+    pub fn base_url(&self) -> String {
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        format!("http://{addr}")
+    }
+
+    /// WebSocket sessions open now.
+    pub fn open_websockets(&self) -> usize {
+        self.state.metrics.ws_open()
+    }
+
+    /// Stops accepting, lets running requests finish, closes open WebSockets
+    /// with 1001 and waits (up to 5 s) for them to end.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            match task.await {
+                Ok(Err(e)) => eprintln!("lva-target: server error: {e}"),
+                Err(e) => eprintln!("lva-target: server task failed: {e}"),
+                Ok(Ok(())) => {}
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.open_websockets() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for TargetHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// The signing secret: the option if given; else one kept in the database
+/// file (so tokens survive a restart); else random for this process.
+fn signing_secret(config: &TargetConfig, db: &Db) -> Result<Vec<u8>, TargetError> {
+    if let Some(secret) = &config.jwt_secret {
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let fresh = || {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+    };
+    if config.db.is_none() {
+        return Ok(fresh().into_bytes());
+    }
+    let secret = db
+        .call_now(|conn| {
+            if let Some(s) = storage::meta_get(conn, "jwt_secret")? {
+                return Ok(s);
+            }
+            let s = fresh();
+            storage::meta_set(conn, "jwt_secret", &s)?;
+            Ok(s)
+        })
+        .map_err(|e| match e {
+            ApiError::Internal(m) => {
+                TargetError::Config(format!("cannot read the signing secret: {m}"))
+            }
+            other => TargetError::Config(format!("cannot read the signing secret: {other:?}")),
+        })?;
+    Ok(secret.into_bytes())
+}
+
+fn router(state: Shared) -> Router {
+    Router::new()
+        .merge(auth::routes())
+        .merge(users::routes())
+        .merge(gdpr::routes())
+        .merge(conversation::routes())
+        .merge(ws::routes())
+        .merge(metrics::routes())
+        .fallback(not_found)
+        .layer(from_fn_with_state(state.clone(), faults::inject))
+        .layer(from_fn_with_state(state.clone(), rate_limit::limit))
+        .layer(from_fn(extract::json_errors))
+        .layer(from_fn_with_state(state.clone(), metrics::count))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("Not Found")
+}
+
+/// Periodic housekeeping: ended rate-limit windows, idle sessions, expired revocations.
+fn spawn_sweeper(state: Shared) {
+    let period = state
+        .config
+        .rate_limit
+        .window
+        .clamp(Duration::from_secs(1), Duration::from_secs(60));
+    tokio::spawn(async move {
+        let mut shutdown = state.shutdown.clone();
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            state.limiter.sweep();
+            state.sessions.sweep();
+            let now = now_epoch();
+            let _ = state
+                .db
+                .call(move |conn| Ok(storage::purge_revoked(conn, now)?))
+                .await;
+        }
+    });
+}
+
+/// Restarts the jobs of exports left `processing` by a previous run.
+fn resume_exports(state: &Shared) -> Result<(), TargetError> {
+    let pending = state
+        .db
+        .call_now(|conn| Ok(storage::exports_processing(conn)?))
+        .map_err(|e| TargetError::Config(format!("cannot read pending exports: {e:?}")))?;
+    let delay = state.config.export_delay;
+    for export in pending {
+        let age = DateTime::parse_from_rfc3339(&export.created_at)
+            .ok()
+            .and_then(|t| (Utc::now() - t.with_timezone(&Utc)).to_std().ok())
+            .unwrap_or(Duration::ZERO);
+        gdpr::spawn_export_job(Arc::clone(state), export, delay.saturating_sub(age));
+    }
+    Ok(())
+}
+
+/// Binds, spawns the serving task and returns at once.
+pub async fn start(config: TargetConfig) -> Result<TargetHandle, TargetError> {
+    let path = config.db.clone();
+    let db = tokio::task::spawn_blocking(move || Db::open(path.as_deref())).await??;
+    let secret = signing_secret(&config, &db)?;
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|source| TargetError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = watch::channel(false);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let state = Arc::new(AppState {
+        jwt: Jwt::new(&secret, config.access_token_ttl, config.refresh_token_ttl),
+        limiter: RateLimiter::new(config.rate_limit.clone()),
+        metrics: Metrics::default(),
+        faults: Faults::default(),
+        sessions: ActiveSessions::default(),
+        shutdown: stopped.clone(),
+        hashing: Semaphore::new(cores),
+        dummy_hash: OnceCell::new(),
+        db,
+        config,
+    });
+    resume_exports(&state)?;
+    spawn_sweeper(Arc::clone(&state));
+
+    let app = router(Arc::clone(&state)).into_make_service_with_connect_info::<SocketAddr>();
+    let mut signal = stopped;
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = signal.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    Ok(TargetHandle {
+        addr,
+        stop,
+        task: Some(task),
+        state,
+    })
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+async fn wait_for_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}
+
+/// Runs the server as a program: prints `lva-target listening on URL` as the
+/// first line of stdout, serves until SIGINT or SIGTERM, then shuts down cleanly.
+pub async fn serve_until_signal(config: TargetConfig) -> Result<(), TargetError> {
+    let handle = start(config).await?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "lva-target listening on {}", handle.base_url())?;
+        out.flush()?;
+    }
+    let waited = wait_for_signal().await;
+    handle.shutdown().await;
+    waited?;
+    Ok(())
+}
