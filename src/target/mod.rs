@@ -1,14 +1,27 @@
 //! The reference Learning Voice Agent server (`lva-target`).
 //!
-//! It implements the API contract the load test speaks (see
-//! `docs`/the shared reference), with SQLite storage, per-client rate
-//! limiting, Prometheus metrics and optional fault injection. Start it with
-//! [`start`] inside a process (tests, the load tester's built-in target) or
-//! with [`serve_until_signal`] as a program.
+//! It implements the LVA API contract (the shared `lva-api.md`) with SQLite
+//! storage, per-client rate limiting, Prometheus metrics and optional fault
+//! injection. Start it inside a process with [`start`] (tests, the load
+//! tester's built-in target) or as a program with [`serve_until_signal`].
 //!
 //! Layers, outermost first: request counting, JSON error bodies, the rate
-//! limiter, fault injection, then routing. The limiter thus sees every request
+//! limiter, fault injection, then routing; so the limiter sees every request
 //! before validation and routing, and /metrics counts 429s too.
+//!
+//! Choices where the contract leaves room:
+//! - refresh keeps the same refresh token (no rotation);
+//! - the 5th wrong password still answers 401, later attempts 423 until the
+//!   lockout ends; `--lockout-minutes 0` disables lockout;
+//! - an export download answers 409 while `processing` (or `failed`), 410
+//!   once expired (7 days), 404 for another user's export;
+//! - `/api/conversation` is open; a valid Bearer token attributes the exchange
+//!   to its user (for the export), an invalid one is ignored;
+//! - session history returns the `limit` most recent exchanges, oldest first;
+//! - WebSocket close codes: 1000 after `end`, 1007 for malformed JSON, 1003 for
+//!   binary frames, 1001 at shutdown; a plain HTTP request to /ws/* gets 426;
+//! - without `--jwt-secret`, the signing secret is random per process, or kept
+//!   in the database file when `--db` is given so tokens survive a restart.
 
 mod auth;
 mod config;
