@@ -4,4 +4,6 @@
 
 pub mod measure;
 pub mod presets;
+pub mod report;
 pub mod target;
+pub mod validate;
