@@ -6,4 +6,6 @@ pub mod api;
 pub mod flows;
 pub mod measure;
 pub mod presets;
+pub mod report;
 pub mod target;
+pub mod validate;

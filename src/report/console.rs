@@ -1,0 +1,313 @@
+//! The end-of-run summary, in the shape of the guide's sample: test summary, response times,
+//! status codes, endpoints, WebSocket, authentication and cleanup, then TARGET VALIDATION
+//! with one `[PASS]`/`[FAIL]`/`[SKIP]` line per check and what to look at for each failure.
+
+use super::{Headline, TimeSummary};
+use crate::measure::{MeasuredRun, RequestKind, RequestStats};
+use crate::validate::{Check, Verdict};
+use std::io::{self, Write};
+
+const RULE: &str = "==================================================";
+
+fn line(out: &mut impl Write, label: &str, value: impl std::fmt::Display) -> io::Result<()> {
+    writeln!(out, "{:<20}{value}", format!("{label}:"))
+}
+
+fn rate(judged: u64, value: f64) -> String {
+    if judged == 0 {
+        "n/a (no judged requests)".to_string()
+    } else {
+        format!("{value:.2}%")
+    }
+}
+
+/// A check as one line: `P95 Response Time: 145.0ms < 500ms target`.
+fn check_line(c: &Check) -> String {
+    if c.skipped {
+        format!("[SKIP] {}: {}", c.label, c.actual)
+    } else if c.target.starts_with(['<', '>', '=']) {
+        format!(
+            "[{}] {}: {} {} target",
+            c.status(),
+            c.label,
+            c.actual,
+            c.target
+        )
+    } else {
+        format!(
+            "[{}] {}: {} (target: {})",
+            c.status(),
+            c.label,
+            c.actual,
+            c.target
+        )
+    }
+}
+
+fn endpoints(out: &mut impl Write, rows: &[&RequestStats]) -> io::Result<()> {
+    let width = rows
+        .iter()
+        .map(|r| r.key().chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(8, 60);
+    writeln!(
+        out,
+        "{:<width$} {:>8} {:>7} {:>6} {:>10} {:>10}",
+        "Request", "Count", "Fail", "429", "Avg ms", "P95 ms"
+    )?;
+    for r in rows {
+        writeln!(
+            out,
+            "{:<width$} {:>8} {:>7} {:>6} {:>10.2} {:>10.2}",
+            r.key(),
+            r.total(),
+            r.failures,
+            r.rate_limited,
+            r.times.mean_us() / 1000.0,
+            r.times.percentile_ms(95.0)
+        )?;
+    }
+    Ok(())
+}
+
+fn times(out: &mut impl Write, t: &TimeSummary) -> io::Result<()> {
+    line(out, "Average", format!("{:.2}", t.average))?;
+    line(out, "Minimum", format!("{:.2}", t.min))?;
+    line(out, "Maximum", format!("{:.2}", t.max))?;
+    line(out, "P50 (Median)", format!("{:.2}", t.p50))?;
+    line(out, "P90", format!("{:.2}", t.p90))?;
+    line(out, "P95", format!("{:.2}", t.p95))?;
+    line(out, "P99", format!("{:.2}", t.p99))
+}
+
+/// Prints the end-of-run summary and the verdict.
+pub fn print_summary(out: &mut impl Write, run: &MeasuredRun, verdict: &Verdict) -> io::Result<()> {
+    let head = Headline::of(run, verdict.rate_limited_counted_as_failures);
+    let r = &head.rates;
+    writeln!(out)?;
+    writeln!(out, "{RULE}")?;
+    writeln!(out, "LOAD TEST RESULTS: {}", verdict.scenario)?;
+    if let Some(reason) = &verdict.aborted {
+        writeln!(out, "ABORTED EARLY: {reason}")?;
+    } else if verdict.interrupted {
+        writeln!(
+            out,
+            "INTERRUPTED: judged on what was measured before the stop"
+        )?;
+    }
+    writeln!(out, "{RULE}")?;
+
+    writeln!(out, "\n--- Test Summary ---")?;
+    line(out, "Scenario", &verdict.scenario)?;
+    line(out, "Duration", format!("{:.2}s", run.duration_secs))?;
+    line(out, "Peak Users", run.max_users)?;
+    line(out, "Total Requests", r.total)?;
+    line(
+        out,
+        "Requests/Second",
+        format!("{:.2}", head.requests_per_second),
+    )?;
+    line(out, "Successful", r.successes)?;
+    line(out, "Failed", r.failures)?;
+    let limited_note = if verdict.rate_limited_counted_as_failures {
+        " (counted as failures)"
+    } else {
+        " (not in the rates)"
+    };
+    line(
+        out,
+        "Rate Limited (429)",
+        format!("{}{limited_note}", r.rate_limited),
+    )?;
+    line(out, "Expected Errors", r.expected_errors)?;
+    line(out, "Success Rate", rate(r.judged, r.success_rate))?;
+    line(out, "Error Rate", rate(r.judged, r.error_rate))?;
+
+    writeln!(out, "\n--- Response Times (ms) ---")?;
+    times(out, &head.times)?;
+
+    writeln!(out, "\n--- Status Codes ---")?;
+    if head.status_codes.is_empty() {
+        writeln!(out, "(none)")?;
+    }
+    for (code, n) in &head.status_codes {
+        let label = if *code == 0 {
+            "0 (no answer)".to_string()
+        } else {
+            code.to_string()
+        };
+        line(out, &label, n)?;
+    }
+
+    let http: Vec<&RequestStats> = run
+        .requests
+        .iter()
+        .filter(|s| s.kind != Some(RequestKind::WebSocket))
+        .collect();
+    let ws: Vec<&RequestStats> = run
+        .requests
+        .iter()
+        .filter(|s| s.kind == Some(RequestKind::WebSocket))
+        .collect();
+    writeln!(out, "\n--- Endpoints ---")?;
+    endpoints(out, &http)?;
+
+    let w = &run.websocket;
+    if !ws.is_empty() || w.connections_opened > 0 {
+        writeln!(out, "\n--- WebSocket ---")?;
+        line(out, "Connections Opened", w.connections_opened)?;
+        line(out, "Peak Concurrent", w.peak_concurrent)?;
+        line(out, "Messages Sent", w.messages_sent)?;
+        line(out, "Messages Received", w.messages_received)?;
+        let closes = if w.closes_by_code.is_empty() {
+            "none".to_string()
+        } else {
+            w.closes_by_code
+                .iter()
+                .map(|(code, n)| format!("{code}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        line(out, "Closes by Code", closes)?;
+        if !ws.is_empty() {
+            endpoints(out, &ws)?;
+        }
+    }
+
+    let a = &run.auth;
+    writeln!(out, "\n--- Authentication ---")?;
+    line(out, "Registered", a.registered)?;
+    line(out, "Logged In", a.logged_in)?;
+    line(out, "Refreshed", a.refreshed)?;
+    line(out, "Refresh Failed", a.refresh_failed)?;
+    if a.users_refused.is_empty() {
+        line(out, "Users Refused", 0)?;
+    } else {
+        for (reason, n) in &a.users_refused {
+            line(out, "Users Refused", format!("{n} ({reason})"))?;
+        }
+    }
+
+    let c = &run.cleanup;
+    if c.accounts_created > 0 || c.deleted > 0 || c.failed > 0 {
+        writeln!(out, "\n--- Cleanup ---")?;
+        line(out, "Accounts Created", c.accounts_created)?;
+        line(out, "Logged Out", c.logged_out)?;
+        line(out, "Deleted", c.deleted)?;
+        line(out, "Cleanup Failed", c.failed)?;
+    }
+
+    writeln!(out, "\nTARGET VALIDATION")?;
+    for check in &verdict.checks {
+        writeln!(out, "{}", check_line(check))?;
+        if !check.skipped || check.details.len() > 1 {
+            for d in &check.details {
+                writeln!(out, "       {d}")?;
+            }
+        }
+    }
+    // Checks failing for the same reason share one line of advice.
+    let mut advice: Vec<(Vec<&str>, &str)> = Vec::new();
+    for c in verdict.failed_checks() {
+        let Some(text) = c.advice.as_deref() else {
+            continue;
+        };
+        match advice.iter_mut().find(|(_, a)| *a == text) {
+            Some((labels, _)) => labels.push(&c.label),
+            None => advice.push((vec![&c.label], text)),
+        }
+    }
+    if !advice.is_empty() {
+        writeln!(out, "\nWhat to look at:")?;
+        for (labels, text) in advice {
+            writeln!(out, "- {}: {text}", labels.join(", "))?;
+        }
+    }
+    let outcome = if verdict.passed {
+        "ALL TARGETS MET"
+    } else {
+        "TARGETS MISSED"
+    };
+    writeln!(
+        out,
+        "\nResult: {outcome} (exit code {}); {} rate-limited answers (429)",
+        verdict.exit_code(),
+        verdict.rate_limited
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::testing::{row, run_of};
+    use crate::validate::{RunFacts, Targets, judge};
+
+    fn printed(run: &MeasuredRun, verdict: &Verdict) -> String {
+        let mut out = Vec::new();
+        print_summary(&mut out, run, verdict).expect("print");
+        String::from_utf8(out).expect("utf8")
+    }
+
+    #[test]
+    fn the_guides_shape_with_pass_lines() {
+        let mut run = run_of(
+            10.0,
+            vec![vec![
+                row("GET", "/health", 100, 95, 0, 3),
+                row("WS", "message /ws/{session_id}", 20, 5, 0, 0),
+            ]],
+        );
+        run.websocket.connections_opened = 2;
+        run.websocket.closes_by_code.insert("1000".into(), 2);
+        let v = judge(&run, &Targets::default(), &RunFacts::default());
+        let text = printed(&run, &v);
+        for needle in [
+            "--- Test Summary ---",
+            "--- Response Times (ms) ---",
+            "--- Status Codes ---",
+            "--- Endpoints ---",
+            "--- WebSocket ---",
+            "--- Authentication ---",
+            "TARGET VALIDATION",
+            "Rate Limited (429): 3 (not in the rates)",
+            "Success Rate:       100.00%",
+            "P95:                100.00",
+            "[PASS] P95 Response Time: 100.0ms < 500ms target",
+            "[PASS] Success Rate: 100.00% >= 99.5% target",
+            "[PASS] Error Rate: 0.00% <= 0.5% target",
+            "[SKIP] Memory Stability: no memory samples",
+            "Closes by Code:     1000: 2",
+            "WS message /ws/{session_id}",
+            "Result: ALL TARGETS MET (exit code 0)",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+        assert!(!text.contains("What to look at"));
+    }
+
+    #[test]
+    fn failures_come_with_what_to_look_at_and_the_run_state() {
+        let mut run = run_of(
+            10.0,
+            vec![vec![row("POST", "/api/conversation", 900, 90, 10, 0)]],
+        );
+        run.interrupted = true;
+        let v = judge(&run, &Targets::default(), &RunFacts::default());
+        let text = printed(&run, &v);
+        assert!(text.contains("INTERRUPTED"), "{text}");
+        assert!(
+            text.contains("[FAIL] P95 Response Time: 900.0ms < 500ms target"),
+            "{text}"
+        );
+        assert!(text.contains("What to look at:"), "{text}");
+        assert!(text.contains("- P95 Response Time: "), "{text}");
+        assert!(text.contains("- Success Rate, Error Rate: "), "{text}");
+        assert!(
+            text.contains("POST /api/conversation (P95 900.0ms)"),
+            "{text}"
+        );
+        assert!(text.contains("check the server logs"), "{text}");
+        assert!(text.contains("exit code 1"), "{text}");
+    }
+}

@@ -1,0 +1,525 @@
+//! The metrics JSON: the guide's structure (`test_summary`, `response_times`, `status_codes`,
+//! `targets`, `endpoint_metrics`) plus every extra target's figures, and the whole measured
+//! run so that `lva-loadtest validate` re-judges it exactly. Documented in
+//! `docs/METRICS_JSON.md`; bump [`SCHEMA_VERSION`] when a key changes meaning or goes away
+//! (adding keys does not).
+
+use super::{Headline, ReportError, TimeSummary};
+use crate::measure::{
+    AuthOutcomes, Cleanup, MeasuredRun, MemorySample, RateLimitEvidence, RequestKind,
+};
+use crate::validate::{
+    Check, MemorySummary, RunFacts, Targets, Verdict, is_round_trip, memory_summary,
+};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The version of the metrics JSON's shape.
+pub const SCHEMA_VERSION: u64 = 1;
+
+#[derive(Serialize)]
+struct TestSummary {
+    scenario: String,
+    start_time: Option<String>,
+    end_time: Option<String>,
+    duration_seconds: f64,
+    total_requests: u64,
+    successful_requests: u64,
+    failed_requests: u64,
+    rate_limited_requests: u64,
+    expected_errors: u64,
+    success_rate: f64,
+    error_rate: f64,
+    requests_per_second: f64,
+    rate_limited_counted_as_failures: bool,
+    max_users: u64,
+    interrupted: bool,
+    aborted: Option<String>,
+}
+
+#[derive(Serialize)]
+struct TargetResult<'a> {
+    label: &'a str,
+    target: &'a str,
+    actual: &'a str,
+    passed: bool,
+    skipped: bool,
+}
+
+#[derive(Serialize)]
+struct Endpoint {
+    kind: Option<RequestKind>,
+    method: String,
+    name: String,
+    count: u64,
+    successes: u64,
+    failures: u64,
+    rate_limited: u64,
+    expected_errors: u64,
+    avg_ms: f64,
+    min_ms: f64,
+    max_ms: f64,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    status_codes: BTreeMap<u16, u64>,
+}
+
+#[derive(Serialize)]
+struct WebSocket<'a> {
+    connections_opened: u64,
+    peak_concurrent: u64,
+    messages_sent: u64,
+    messages_received: u64,
+    closes_by_code: &'a BTreeMap<String, u64>,
+    /// Message round trips (WebSocket rows not named `connect...`/`close...`).
+    round_trip_count: u64,
+    round_trip_ms: Option<TimeSummary>,
+    operations: u64,
+    operation_failures: u64,
+}
+
+#[derive(Serialize)]
+struct RateLimiting<'a> {
+    rate_limited_requests: u64,
+    #[serde(flatten)]
+    evidence: &'a RateLimitEvidence,
+}
+
+#[derive(Serialize)]
+struct TopFailing {
+    request: String,
+    failures: u64,
+}
+
+#[derive(Serialize)]
+struct TimelineWindow {
+    start_secs: f64,
+    end_secs: f64,
+    requests: u64,
+    failures: u64,
+    rate_limited: u64,
+    p95_ms: f64,
+    top_failing: Vec<TopFailing>,
+}
+
+#[derive(Serialize)]
+struct Memory<'a> {
+    #[serde(flatten)]
+    summary: MemorySummary,
+    sample_points: &'a [MemorySample],
+}
+
+#[derive(Serialize)]
+struct VerdictOut<'a> {
+    passed: bool,
+    exit_code: i32,
+    interrupted: bool,
+    aborted: &'a Option<String>,
+    rate_limited: u64,
+    rate_limited_counted_as_failures: bool,
+    checks: &'a [Check],
+}
+
+#[derive(Serialize)]
+struct MetricsJson<'a> {
+    schema_version: u64,
+    generator: String,
+    test_summary: TestSummary,
+    response_times: TimeSummary,
+    status_codes: BTreeMap<u16, u64>,
+    targets: BTreeMap<&'a str, TargetResult<'a>>,
+    endpoint_metrics: BTreeMap<String, Endpoint>,
+    websocket: WebSocket<'a>,
+    rate_limiting: RateLimiting<'a>,
+    authentication: &'a AuthOutcomes,
+    cleanup: &'a Cleanup,
+    error_timeline: Vec<TimelineWindow>,
+    memory: Option<Memory<'a>>,
+    verdict: VerdictOut<'a>,
+    facts: &'a RunFacts,
+    target_settings: &'a Targets,
+    extra: &'a serde_json::Value,
+    measured: &'a MeasuredRun,
+}
+
+fn timeline(run: &MeasuredRun, count_429: bool) -> Vec<TimelineWindow> {
+    run.windows
+        .iter()
+        .map(|w| {
+            let mut all = w.combined(RequestKind::Http);
+            all.merge(&w.combined(RequestKind::WebSocket));
+            let mut top: Vec<TopFailing> = w
+                .requests
+                .iter()
+                .map(|(k, s)| TopFailing {
+                    request: k.clone(),
+                    failures: s.failures + if count_429 { s.rate_limited } else { 0 },
+                })
+                .filter(|t| t.failures > 0)
+                .collect();
+            top.sort_by(|a, b| b.failures.cmp(&a.failures).then(a.request.cmp(&b.request)));
+            top.truncate(3);
+            TimelineWindow {
+                start_secs: w.start_secs,
+                end_secs: (w.start_secs + run.window_secs).min(run.duration_secs.max(w.start_secs)),
+                requests: all.total(),
+                failures: all.failures,
+                rate_limited: all.rate_limited,
+                p95_ms: w.combined(RequestKind::Http).times.percentile_ms(95.0),
+                top_failing: top,
+            }
+        })
+        .collect()
+}
+
+/// The `_metrics.json` bytes (pretty-printed).
+pub fn metrics_json(
+    run: &MeasuredRun,
+    verdict: &Verdict,
+    targets: &Targets,
+    facts: &RunFacts,
+    extra: &serde_json::Value,
+) -> Result<Vec<u8>, ReportError> {
+    let count_429 = verdict.rate_limited_counted_as_failures;
+    let head = Headline::of(run, count_429);
+    let ws_all = run.combined(RequestKind::WebSocket);
+    let mut round_trips = crate::measure::RequestStats::default();
+    for r in run.requests.iter().filter(|r| is_round_trip(r)) {
+        round_trips.merge(r);
+    }
+    let doc = MetricsJson {
+        schema_version: SCHEMA_VERSION,
+        generator: format!("lva-loadtest {}", env!("CARGO_PKG_VERSION")),
+        test_summary: TestSummary {
+            scenario: verdict.scenario.clone(),
+            start_time: run.started_at.map(|t| t.to_rfc3339()),
+            end_time: run.ended_at.map(|t| t.to_rfc3339()),
+            duration_seconds: run.duration_secs,
+            total_requests: head.rates.total,
+            successful_requests: head.rates.successes,
+            failed_requests: head.rates.failures,
+            rate_limited_requests: head.rates.rate_limited,
+            expected_errors: head.rates.expected_errors,
+            success_rate: head.rates.success_rate,
+            error_rate: head.rates.error_rate,
+            requests_per_second: head.requests_per_second,
+            rate_limited_counted_as_failures: count_429,
+            max_users: run.max_users,
+            interrupted: run.interrupted,
+            aborted: run.aborted.clone(),
+        },
+        response_times: head.times,
+        status_codes: head.status_codes.clone(),
+        targets: verdict
+            .checks
+            .iter()
+            .map(|c| {
+                (
+                    c.id.as_str(),
+                    TargetResult {
+                        label: &c.label,
+                        target: &c.target,
+                        actual: &c.actual,
+                        passed: c.passed,
+                        skipped: c.skipped,
+                    },
+                )
+            })
+            .collect(),
+        endpoint_metrics: run
+            .requests
+            .iter()
+            .map(|s| {
+                let t = TimeSummary::of(&s.times);
+                (
+                    s.key(),
+                    Endpoint {
+                        kind: s.kind,
+                        method: s.method.clone(),
+                        name: s.name.clone(),
+                        count: s.total(),
+                        successes: s.successes,
+                        failures: s.failures,
+                        rate_limited: s.rate_limited,
+                        expected_errors: s.expected_errors,
+                        avg_ms: t.average,
+                        min_ms: t.min,
+                        max_ms: t.max,
+                        p50_ms: t.p50,
+                        p95_ms: t.p95,
+                        p99_ms: t.p99,
+                        status_codes: s.status_codes.clone(),
+                    },
+                )
+            })
+            .collect(),
+        websocket: WebSocket {
+            connections_opened: run.websocket.connections_opened,
+            peak_concurrent: run.websocket.peak_concurrent,
+            messages_sent: run.websocket.messages_sent,
+            messages_received: run.websocket.messages_received,
+            closes_by_code: &run.websocket.closes_by_code,
+            round_trip_count: round_trips.times.count,
+            round_trip_ms: (round_trips.times.count > 0)
+                .then(|| TimeSummary::of(&round_trips.times)),
+            operations: ws_all.total(),
+            operation_failures: ws_all.failures,
+        },
+        rate_limiting: RateLimiting {
+            rate_limited_requests: run.requests.iter().map(|r| r.rate_limited).sum(),
+            evidence: &run.rate_limit,
+        },
+        authentication: &run.auth,
+        cleanup: &run.cleanup,
+        error_timeline: timeline(run, count_429),
+        memory: memory_summary(run, targets).map(|summary| Memory {
+            summary,
+            sample_points: run
+                .memory
+                .as_ref()
+                .map_or(&[][..], |m| m.samples.as_slice()),
+        }),
+        verdict: VerdictOut {
+            passed: verdict.passed,
+            exit_code: verdict.exit_code(),
+            interrupted: verdict.interrupted,
+            aborted: &verdict.aborted,
+            rate_limited: verdict.rate_limited,
+            rate_limited_counted_as_failures: count_429,
+            checks: &verdict.checks,
+        },
+        facts,
+        target_settings: targets,
+        extra,
+        measured: run,
+    };
+    serde_json::to_vec_pretty(&doc).map_err(|e| ReportError::Encode {
+        what: "metrics JSON",
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::MemorySeries;
+    use crate::report::RunOutputs;
+    use crate::validate::testing::{row, run_of};
+    use crate::validate::{TargetOptions, judge, validate_saved};
+
+    fn sample_run() -> MeasuredRun {
+        let mut windows: Vec<Vec<_>> = (0..6)
+            .map(|_| {
+                vec![
+                    row("GET", "/health", 15, 100, 0, 0),
+                    row("POST", "/api/conversation", 120, 40, 0, 2),
+                    row("WS", "message /ws/{session_id}", 30, 10, 0, 0),
+                ]
+            })
+            .collect();
+        windows[3].push(row("GET", "/api/stats", 40, 10, 8, 0));
+        let mut run = run_of(10.0, windows);
+        run.memory = Some(MemorySeries {
+            source: "pid 7".into(),
+            samples: (0..=12)
+                .map(|i| MemorySample {
+                    t_secs: i as f64 * 5.0,
+                    rss_bytes: 50 << 20,
+                })
+                .collect(),
+        });
+        run.started_at = Some(chrono::Utc::now());
+        run
+    }
+
+    #[test]
+    fn every_documented_key_is_present() {
+        let run = sample_run();
+        let t = Targets::default();
+        let facts = RunFacts {
+            scenario: "load".into(),
+            ..RunFacts::default()
+        };
+        let v = judge(&run, &t, &facts);
+        let bytes =
+            metrics_json(&run, &v, &t, &facts, &serde_json::json!({"users": 10})).expect("json");
+        let doc: serde_json::Value = serde_json::from_slice(&bytes).expect("parse");
+        for key in [
+            "schema_version",
+            "test_summary",
+            "response_times",
+            "status_codes",
+            "targets",
+            "endpoint_metrics",
+            "websocket",
+            "rate_limiting",
+            "authentication",
+            "cleanup",
+            "error_timeline",
+            "memory",
+            "verdict",
+            "facts",
+            "target_settings",
+            "extra",
+            "measured",
+        ] {
+            assert!(doc.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(doc["schema_version"], 1);
+        for key in [
+            "start_time",
+            "end_time",
+            "duration_seconds",
+            "total_requests",
+            "successful_requests",
+            "failed_requests",
+            "rate_limited_requests",
+            "expected_errors",
+            "success_rate",
+            "error_rate",
+            "requests_per_second",
+            "interrupted",
+            "aborted",
+        ] {
+            assert!(
+                doc["test_summary"].get(key).is_some(),
+                "missing test_summary.{key}"
+            );
+        }
+        for key in ["average", "min", "max", "p50", "p90", "p95", "p99"] {
+            assert!(doc["response_times"].get(key).is_some(), "missing {key}");
+        }
+        // HTTP only: 600 + 252 + 18.
+        assert_eq!(doc["test_summary"]["total_requests"], 870);
+        assert_eq!(doc["test_summary"]["rate_limited_requests"], 12);
+        assert_eq!(doc["status_codes"]["500"], 8);
+        let p95 = &doc["targets"]["p95"];
+        for key in ["target", "actual", "passed", "skipped"] {
+            assert!(p95.get(key).is_some(), "missing targets.p95.{key}");
+        }
+        let conv = &doc["endpoint_metrics"]["POST /api/conversation"];
+        assert_eq!(conv["count"], 252);
+        assert_eq!(conv["kind"], "http");
+        assert_eq!(
+            doc["endpoint_metrics"]["WS message /ws/{session_id}"]["kind"],
+            "websocket"
+        );
+        assert_eq!(doc["websocket"]["round_trip_count"], 60);
+        let timeline = doc["error_timeline"].as_array().expect("timeline");
+        assert_eq!(timeline.len(), 6);
+        assert_eq!(timeline[3]["failures"], 8);
+        assert_eq!(timeline[3]["top_failing"][0]["request"], "GET /api/stats");
+        assert_eq!(doc["memory"]["source"], "pid 7");
+        assert_eq!(doc["verdict"]["exit_code"], v.exit_code());
+        assert_eq!(doc["extra"]["users"], 10);
+    }
+
+    #[test]
+    fn a_saved_metrics_json_gives_the_same_verdict() {
+        let run = sample_run();
+        let options = TargetOptions {
+            target: vec!["p95<100ms for POST /api/conversation".into()],
+            count_429_as_failure: true,
+            ..TargetOptions::default()
+        };
+        let t = options.resolve().expect("targets");
+        let facts = RunFacts {
+            scenario: "load".into(),
+            endurance: true,
+            ..RunFacts::default()
+        };
+        let v = judge(&run, &t, &facts);
+        assert!(
+            !v.passed,
+            "the rule and the spike should fail: {:#?}",
+            v.checks
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = RunOutputs::prepare(dir.path(), "load", chrono::Local::now()).expect("prepare");
+        let files = out
+            .write_all(&run, &v, &t, &facts, &serde_json::Value::Null)
+            .expect("write");
+        assert_eq!(files.len(), 3);
+        let (again, measured) =
+            validate_saved(&out.metrics_json_path(), &TargetOptions::default()).expect("judge");
+        assert_eq!(measured, run);
+        assert_eq!(again, v);
+        assert_eq!(again.exit_code(), 1);
+        // Options given to validate still apply on top of the saved targets.
+        let looser = TargetOptions {
+            target: vec!["p95<1000ms for POST /api/conversation".into()],
+            spike_min_errors: Some(100),
+            ..TargetOptions::default()
+        };
+        let (relaxed, _) = validate_saved(&out.metrics_json_path(), &looser).expect("judge");
+        assert!(
+            relaxed
+                .check("p95 POST /api/conversation")
+                .expect("rule")
+                .passed
+        );
+        assert!(relaxed.rate_limited_counted_as_failures);
+    }
+
+    #[test]
+    fn a_baseline_file_flags_a_regression() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fast = run_of(
+            10.0,
+            vec![vec![row("GET", "/api/stats", 100, 100, 0, 0)]; 6],
+        );
+        let t = Targets::default();
+        let facts = RunFacts::default();
+        let out = RunOutputs::prepare(dir.path(), "load", chrono::Local::now()).expect("prepare");
+        out.write_all(
+            &fast,
+            &judge(&fast, &t, &facts),
+            &t,
+            &facts,
+            &serde_json::Value::Null,
+        )
+        .expect("write");
+        let with_baseline = TargetOptions {
+            baseline: Some(out.metrics_json_path()),
+            ..TargetOptions::default()
+        }
+        .resolve()
+        .expect("targets");
+        let base = with_baseline.baseline.as_ref().expect("baseline summary");
+        assert_eq!(base.total_requests, 600);
+        let slow = run_of(
+            10.0,
+            vec![vec![row("GET", "/api/stats", 150, 100, 0, 0)]; 6],
+        );
+        let v = judge(&slow, &with_baseline, &facts);
+        let c = v.check("regression p95").expect("regression check");
+        assert!(c.failed(), "{c:?}");
+        assert!(c.advice.is_some());
+        assert!(judge(&fast, &with_baseline, &facts).passed);
+        let missing = TargetOptions {
+            baseline: Some(dir.path().join("nope.json")),
+            ..TargetOptions::default()
+        };
+        assert!(matches!(
+            missing.resolve(),
+            Err(crate::validate::ValidateError::Baseline(_))
+        ));
+    }
+
+    #[test]
+    #[ignore = "prints an example document for docs/METRICS_JSON.md"]
+    fn print_example() {
+        let run = sample_run();
+        let t = Targets::default();
+        let facts = RunFacts {
+            scenario: "load".into(),
+            ordinary_user_classes: vec!["AuthenticatedUser".into()],
+            ..RunFacts::default()
+        };
+        let v = judge(&run, &t, &facts);
+        let bytes =
+            metrics_json(&run, &v, &t, &facts, &serde_json::json!({"users": 100})).expect("json");
+        println!("{}", String::from_utf8_lossy(&bytes));
+    }
+}

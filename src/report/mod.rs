@@ -1,0 +1,283 @@
+//! The run's outputs: the console summary, the stats and failures CSV, the metrics JSON, and
+//! the names and places of every file (Goose's HTML and JSON reports included).
+//!
+//! Files are named `load_test_{scenario}_{YYYYmmdd_HHMMSS}` plus a suffix, in the output
+//! directory, which [`RunOutputs::prepare`] creates and proves writable before the run. Every
+//! file is written whole or not at all ([`write_atomic`]).
+
+pub mod atomic;
+pub mod console;
+pub mod csv;
+pub mod json;
+
+pub use atomic::write_atomic;
+pub use console::print_summary;
+
+use crate::measure::{Histogram, MeasuredRun, RequestKind};
+use crate::validate::{Rates, RunFacts, Targets, Verdict};
+use chrono::{DateTime, TimeZone};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+
+/// Output errors. Those from [`RunOutputs::prepare`] are configuration errors (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot create the output directory {}: {source}", dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the output directory {} is not writable: {source}", dir.display())]
+    Unwritable {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot encode the {what}: {reason}")]
+    Encode { what: &'static str, reason: String },
+}
+
+/// Where a run's files go and what they are called.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutputs {
+    pub dir: PathBuf,
+    /// `load_test_{scenario}_{YYYYmmdd_HHMMSS}`, with `_2`, `_3`... when a run of the same
+    /// scenario already wrote files in the same second.
+    pub stem: String,
+}
+
+/// A scenario name safe in a file name.
+fn file_safe(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if safe.is_empty() {
+        "run".to_string()
+    } else {
+        safe
+    }
+}
+
+impl RunOutputs {
+    /// Creates `dir` if missing and proves it writable (writes and removes a probe file), so
+    /// an unusable directory is found before any traffic.
+    pub fn prepare<Tz: TimeZone>(
+        dir: &Path,
+        scenario: &str,
+        now: DateTime<Tz>,
+    ) -> Result<RunOutputs, ReportError>
+    where
+        Tz::Offset: Display,
+    {
+        std::fs::create_dir_all(dir).map_err(|source| ReportError::CreateDir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        let base = format!(
+            "load_test_{}_{}",
+            file_safe(scenario),
+            now.format("%Y%m%d_%H%M%S")
+        );
+        let mut outputs = RunOutputs {
+            dir: dir.to_path_buf(),
+            stem: base.clone(),
+        };
+        // Never overwrite an earlier run's files.
+        let mut n = 1;
+        while outputs.metrics_json_path().exists() || outputs.html_path().exists() {
+            n += 1;
+            outputs.stem = format!("{base}_{n}");
+        }
+        let probe = dir.join(format!(".{}.probe-{}", outputs.stem, std::process::id()));
+        let unwritable = |source| ReportError::Unwritable {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        std::fs::write(&probe, b"probe").map_err(unwritable)?;
+        std::fs::remove_file(&probe).map_err(unwritable)?;
+        Ok(outputs)
+    }
+
+    fn path(&self, suffix: &str) -> PathBuf {
+        self.dir.join(format!("{}{suffix}", self.stem))
+    }
+
+    /// Goose's HTML report.
+    pub fn html_path(&self) -> PathBuf {
+        self.path(".html")
+    }
+
+    /// Goose's JSON report (usable as `--baseline` for the next run).
+    pub fn goose_json_path(&self) -> PathBuf {
+        self.path("_goose.json")
+    }
+
+    pub fn stats_csv_path(&self) -> PathBuf {
+        self.path("_stats.csv")
+    }
+
+    pub fn failures_csv_path(&self) -> PathBuf {
+        self.path("_failures.csv")
+    }
+
+    pub fn metrics_json_path(&self) -> PathBuf {
+        self.path("_metrics.json")
+    }
+
+    /// Writes the stats CSV, the failures CSV and the metrics JSON; returns their paths.
+    pub fn write_all(
+        &self,
+        run: &MeasuredRun,
+        verdict: &Verdict,
+        targets: &Targets,
+        facts: &RunFacts,
+        extra: &serde_json::Value,
+    ) -> Result<Vec<PathBuf>, ReportError> {
+        let files = [
+            (self.stats_csv_path(), csv::stats_csv(run)?),
+            (self.failures_csv_path(), csv::failures_csv(run)?),
+            (
+                self.metrics_json_path(),
+                json::metrics_json(run, verdict, targets, facts, extra)?,
+            ),
+        ];
+        let mut written = Vec::new();
+        for (path, bytes) in files {
+            write_atomic(&path, &bytes).map_err(|source| ReportError::Write {
+                path: path.clone(),
+                source,
+            })?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+}
+
+/// Response times in milliseconds, as the summary and the JSON show them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct TimeSummary {
+    pub average: f64,
+    pub min: f64,
+    pub max: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+impl TimeSummary {
+    pub fn of(h: &Histogram) -> TimeSummary {
+        TimeSummary {
+            average: h.mean_us() / 1000.0,
+            min: h.min_us as f64 / 1000.0,
+            max: h.max_us as f64 / 1000.0,
+            p50: h.percentile_ms(50.0),
+            p90: h.percentile_ms(90.0),
+            p95: h.percentile_ms(95.0),
+            p99: h.percentile_ms(99.0),
+        }
+    }
+}
+
+/// The headline figures over HTTP requests, shared by the console and the JSON.
+#[derive(Debug, Clone)]
+pub(crate) struct Headline {
+    pub rates: Rates,
+    pub requests_per_second: f64,
+    pub times: TimeSummary,
+    pub status_codes: BTreeMap<u16, u64>,
+}
+
+impl Headline {
+    pub(crate) fn of(run: &MeasuredRun, count_429_as_failure: bool) -> Headline {
+        let http = run.combined(RequestKind::Http);
+        Headline {
+            rates: Rates::of(&http, count_429_as_failure),
+            requests_per_second: per_second(http.total(), run.duration_secs),
+            times: TimeSummary::of(&http.times),
+            status_codes: http.status_codes.clone(),
+        }
+    }
+}
+
+pub(crate) fn per_second(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    #[test]
+    fn prepare_names_files_and_creates_the_directory() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("reports/load_tests");
+        let now = Utc
+            .with_ymd_and_hms(2026, 3, 4, 5, 6, 7)
+            .single()
+            .expect("time");
+        let out = RunOutputs::prepare(&dir, "rate-limit", now).expect("prepare");
+        assert!(dir.is_dir());
+        assert_eq!(out.stem, "load_test_rate-limit_20260304_050607");
+        assert_eq!(
+            out.stats_csv_path(),
+            dir.join("load_test_rate-limit_20260304_050607_stats.csv")
+        );
+        assert!(
+            out.goose_json_path()
+                .ends_with("load_test_rate-limit_20260304_050607_goose.json")
+        );
+        assert!(
+            out.html_path()
+                .ends_with("load_test_rate-limit_20260304_050607.html")
+        );
+        assert_eq!(
+            std::fs::read_dir(&dir).expect("dir").count(),
+            0,
+            "probe removed"
+        );
+
+        std::fs::write(out.metrics_json_path(), "{}").expect("write");
+        let again = RunOutputs::prepare(&dir, "rate-limit", now).expect("prepare");
+        assert_eq!(again.stem, "load_test_rate-limit_20260304_050607_2");
+        assert_eq!(file_safe("a/b c"), "a_b_c");
+    }
+
+    #[test]
+    fn an_unusable_directory_is_refused_before_the_run() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let file = root.path().join("not-a-dir");
+        std::fs::write(&file, "x").expect("write");
+        let err = RunOutputs::prepare(&file.join("sub"), "smoke", Utc::now()).expect_err("file");
+        assert!(matches!(err, ReportError::CreateDir { .. }), "{err}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let ro = root.path().join("ro");
+            std::fs::create_dir(&ro).expect("mkdir");
+            std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+            // Root ignores permissions: only check when the probe would really be refused.
+            if std::fs::write(ro.join("x"), "x").is_err() {
+                let err = RunOutputs::prepare(&ro, "smoke", Utc::now()).expect_err("read-only");
+                assert!(matches!(err, ReportError::Unwritable { .. }), "{err}");
+            }
+        }
+    }
+}
