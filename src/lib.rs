@@ -3,9 +3,13 @@
 //! The run flows one way: options → plan → attack → measurements → verdict → outputs.
 
 pub mod api;
+pub mod app;
+pub mod cli;
 pub mod flows;
 pub mod measure;
+pub mod plan;
 pub mod presets;
 pub mod report;
+pub mod run;
 pub mod target;
 pub mod validate;

@@ -86,9 +86,13 @@ impl Histogram {
         if self.count == 0 {
             return 0;
         }
-        let rank = ((self.count as f64) * percent / 100.0).ceil().max(1.0) as u64;
+        // The rank as Goose takes it (rounded), so both report the same percentile.
+        let rank = ((self.count as f64) * percent / 100.0).round() as u64;
         if rank >= self.count {
             return self.max_us;
+        }
+        if rank <= 1 {
+            return self.min_us;
         }
         let mut seen = 0;
         for (floor, n) in &self.buckets {

@@ -1,0 +1,139 @@
+//! The command line: the run's options, the `validate` command, and Goose's own options
+//! after `--` for power users.
+
+use crate::target::TargetArgs;
+use crate::validate::TargetOptions;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lva-loadtest",
+    version,
+    about = "Load tests for the Learning Voice Agent API, on Goose",
+    long_about = "Load tests for the Learning Voice Agent API, on Goose.\n\n\
+        Without --host it starts its built-in reference server on 127.0.0.1 and tests that.\n\
+        Exit codes: 0 every target met, 1 a target missed, 2 configuration error.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Judge a saved run (its _metrics.json, or Goose's JSON report) without traffic.
+    Validate(ValidateArgs),
+    /// Serve the built-in reference server (the tool starts it this way as a child).
+    #[command(hide = true)]
+    ServeTarget(TargetArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// The saved `_metrics.json` or Goose JSON report.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub targets: TargetOptions,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Scenario preset: smoke, load, stress, spike, endurance, auth-only, gdpr-only,
+    /// rate-limit, or custom (see --list-scenarios).
+    #[arg(short = 's', long, default_value = "smoke")]
+    pub scenario: String,
+    /// Base URL of the server under test. Without it, the built-in reference server.
+    #[arg(long, value_name = "URL")]
+    pub host: Option<String>,
+    /// Number of simulated users (overrides the preset).
+    #[arg(short = 'u', long)]
+    pub users: Option<usize>,
+    /// Users started per second (overrides the preset).
+    #[arg(short = 'r', long, value_name = "PER_SECOND")]
+    pub spawn_rate: Option<f64>,
+    /// How long the run lasts, ramp included: 30s, 5m, 1h, 1m30s (overrides the preset).
+    #[arg(short = 'd', long, value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Keep only tasks with any of these tags (comma-separated).
+    #[arg(short = 't', long, value_name = "TAGS")]
+    pub tags: Option<String>,
+    /// Drop tasks with any of these tags (comma-separated).
+    #[arg(long, value_name = "TAGS")]
+    pub exclude_tags: Option<String>,
+    /// Run with Goose's web dashboard: start, watch, change users and stop in a browser.
+    #[arg(short = 'w', long)]
+    pub web: bool,
+    /// Port of the web dashboard (0 picks a free one).
+    #[arg(long, default_value_t = 5118)]
+    pub web_port: u16,
+    /// Directory for the reports.
+    #[arg(short = 'o', long, default_value = "reports/load_tests")]
+    pub output: PathBuf,
+    /// Print the scenario presets and exit.
+    #[arg(long)]
+    pub list_scenarios: bool,
+    /// Do not check HOST/health before the run.
+    #[arg(long)]
+    pub skip_preflight: bool,
+    /// Leave the accounts the run created in place (default: delete them at the end).
+    #[arg(long)]
+    pub keep_accounts: bool,
+    /// Each user sends its own X-Forwarded-For from a pool of N documentation addresses
+    /// (for staging servers behind a proxy that trusts the header).
+    #[arg(long, value_name = "N")]
+    pub forwarded_for_pool: Option<u32>,
+    /// Connect every user from 127.0.0.1 instead of its own loopback address (by default,
+    /// against a server on this machine, each user has its own 127.x source address so
+    /// per-client limits apply per user).
+    #[arg(long)]
+    pub no_loopback_sources: bool,
+    /// Request timeout of the simulated users.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub request_timeout: String,
+    /// Options for the built-in reference server, e.g. "--fault-error-rate 0.05".
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    pub builtin_args: Option<String>,
+    /// Sample this local process's memory (RSS) through the run.
+    #[arg(long, value_name = "PID")]
+    pub target_pid: Option<u32>,
+    /// Sample `process_resident_memory_bytes` from this Prometheus endpoint.
+    #[arg(long, value_name = "URL")]
+    pub memory_url: Option<String>,
+    /// Stop the run as soon as a target is clearly missed (twice the target).
+    #[arg(long)]
+    pub abort_on_fail: bool,
+    /// Send the WebSocket access token in an Authorization header instead of ?token=.
+    #[arg(long)]
+    pub ws_token_in_header: bool,
+    /// How long the long-lived WebSocket session stays open.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub ws_hold: String,
+    /// Time between two audio messages of the long-lived session, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub ws_pace_ms: u64,
+    /// Size of each audio payload, in bytes before base64.
+    #[arg(long, value_name = "BYTES", default_value_t = 256)]
+    pub ws_payload_bytes: usize,
+    /// How long to wait for a WebSocket reply or close.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub ws_timeout: String,
+    #[command(flatten)]
+    pub targets: TargetOptions,
+    /// Goose's own options, after `--` (for example `-- --request-log requests.json`).
+    #[arg(last = true, value_name = "GOOSE_OPTIONS")]
+    pub goose_args: Vec<String>,
+}
+
+/// Splits a comma-separated list, dropping empty items.
+pub fn split_list(text: Option<&str>) -> Vec<String> {
+    text.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}

@@ -1,0 +1,296 @@
+//! A resolved run: preset and flags combined and checked before any traffic.
+
+use crate::cli::{RunArgs, split_list};
+use crate::flows::context::{FlowOptions, WsOptions};
+use crate::flows::{Selection, TagFilter, UserClass};
+use crate::presets::{self, HumanDuration, parse_duration};
+use crate::validate::{RunFacts, Targets};
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+/// A configuration error: the run does not start, and the tool exits with code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    pub fn new(message: impl Into<String>) -> Self {
+        ConfigError(message.into())
+    }
+}
+
+/// Goose options this tool sets itself: given after `--` they would fight the tool's own.
+const OWNED_GOOSE_OPTIONS: &[(&str, &str)] = &[
+    ("--host", "--host"),
+    ("-H", "--host"),
+    ("--users", "--users"),
+    ("-u", "--users"),
+    ("--increase-rate", "--spawn-rate"),
+    ("-r", "--spawn-rate"),
+    ("--run-time", "--duration"),
+    ("-t", "--duration"),
+    ("--test-plan", "--scenario and --duration"),
+    ("--report-file", "--output"),
+    ("--dashboard", "--web"),
+    (
+        "--no-reset-metrics",
+        "(metrics are never reset with a test plan)",
+    ),
+];
+
+/// Everything a run needs, resolved.
+pub struct Plan {
+    pub scenario: String,
+    pub users: usize,
+    pub spawn_rate: f64,
+    pub duration: Duration,
+    pub filter: TagFilter,
+    pub selection: Selection,
+    /// `None`: start the built-in reference server.
+    pub host: Option<Url>,
+    pub builtin_args: Vec<String>,
+    pub web: bool,
+    pub web_port: u16,
+    pub output: PathBuf,
+    pub skip_preflight: bool,
+    pub abort_on_fail: bool,
+    pub target_pid: Option<u32>,
+    pub memory_url: Option<Url>,
+    pub flow_options: FlowOptions,
+    pub targets: Targets,
+    pub goose_args: Vec<String>,
+}
+
+impl Plan {
+    /// Combines the preset with the flags; every mistake is a [`ConfigError`] naming the
+    /// bad value and the valid ones.
+    pub fn resolve(args: &RunArgs, classes: Vec<UserClass>) -> Result<Plan, ConfigError> {
+        let scenario = args.scenario.trim().to_string();
+        let preset = presets::find(&scenario);
+        if preset.is_none() && scenario != presets::CUSTOM {
+            return Err(ConfigError(format!(
+                "unknown scenario '{scenario}': valid scenarios are {} (see --list-scenarios)",
+                presets::scenario_names().join(", ")
+            )));
+        }
+        let need = |what: &str| {
+            ConfigError(format!(
+                "the custom scenario needs {what}: for example --scenario custom --users 20 --spawn-rate 5 --duration 2m"
+            ))
+        };
+        let users = match (args.users, preset) {
+            (Some(n), _) => n,
+            (None, Some(p)) => p.users,
+            (None, None) => return Err(need("--users")),
+        };
+        if users == 0 {
+            return Err(ConfigError::new("--users must be at least 1 (got 0)"));
+        }
+        let spawn_rate = match (args.spawn_rate, preset) {
+            (Some(r), _) => r,
+            (None, Some(p)) => p.spawn_rate,
+            (None, None) => users.min(10) as f64,
+        };
+        if !(spawn_rate.is_finite() && spawn_rate > 0.0) {
+            return Err(ConfigError(format!(
+                "--spawn-rate must be a positive number of users per second (got {spawn_rate})"
+            )));
+        }
+        let duration = match (&args.duration, preset) {
+            (Some(text), _) => parse_duration(text).map_err(ConfigError)?,
+            (None, Some(p)) => p.duration,
+            (None, None) => return Err(need("--duration")),
+        };
+        if duration < Duration::from_secs(1) {
+            return Err(ConfigError::new(format!(
+                "--duration must be at least 1s (got {})",
+                HumanDuration(duration)
+            )));
+        }
+
+        let mut include = split_list(args.tags.as_deref());
+        if let (true, Some(p)) = (include.is_empty(), preset) {
+            include = p.tags.iter().map(|t| t.to_string()).collect();
+        }
+        let filter = TagFilter {
+            include,
+            exclude: split_list(args.exclude_tags.as_deref()),
+        };
+        filter.check_known(&classes).map_err(ConfigError)?;
+        let selection = Selection::new(classes, &filter);
+        if selection.classes.is_empty() {
+            return Err(ConfigError::new(
+                "the tag filter leaves no task to run: loosen --tags or --exclude-tags",
+            ));
+        }
+
+        let host = args.host.as_deref().map(parse_host).transpose()?;
+        let memory_url = args
+            .memory_url
+            .as_deref()
+            .map(|u| {
+                Url::parse(u).map_err(|e| {
+                    ConfigError(format!(
+                        "invalid --memory-url '{u}': {e} (use http://host:port/metrics)"
+                    ))
+                })
+            })
+            .transpose()?;
+        if args.builtin_args.is_some() && host.is_some() {
+            return Err(ConfigError::new(
+                "--builtin-args configures the built-in server, which runs only without --host",
+            ));
+        }
+        let builtin_args = args
+            .builtin_args
+            .as_deref()
+            .map(|a| a.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+
+        let ws = WsOptions {
+            token_in_query: !args.ws_token_in_header,
+            hold: parse_duration(&args.ws_hold)
+                .map_err(|e| ConfigError(format!("--ws-hold: {e}")))?,
+            pace: Duration::from_millis(args.ws_pace_ms.max(1)),
+            payload_bytes: args.ws_payload_bytes,
+            reply_timeout: parse_duration(&args.ws_timeout)
+                .map_err(|e| ConfigError(format!("--ws-timeout: {e}")))?,
+        };
+        let timeout = parse_duration(&args.request_timeout)
+            .map_err(|e| ConfigError(format!("--request-timeout: {e}")))?;
+        let loopback_target = host.as_ref().is_none_or(is_loopback_host);
+        let flow_options = FlowOptions {
+            keep_accounts: args.keep_accounts,
+            forwarded_for_pool: args.forwarded_for_pool.filter(|n| *n > 0),
+            loopback_sources: loopback_target && !args.no_loopback_sources,
+            ws,
+            timeout: Some(timeout),
+        };
+
+        for word in &args.goose_args {
+            let flag = word.split('=').next().unwrap_or(word);
+            if let Some((_, ours)) = OWNED_GOOSE_OPTIONS.iter().find(|(g, _)| *g == flag) {
+                return Err(ConfigError(format!(
+                    "the Goose option '{flag}' after -- is set by this tool: use {ours} instead"
+                )));
+            }
+        }
+        goose::config::GooseConfiguration::parse_args_default(&args.goose_args)
+            .map_err(|e| ConfigError(format!("invalid Goose option after --: {e}")))?;
+
+        let targets = args
+            .targets
+            .resolve()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        targets
+            .check_request_names(&selection.request_keys())
+            .map_err(|e| ConfigError(e.to_string()))?;
+
+        Ok(Plan {
+            scenario,
+            users,
+            spawn_rate,
+            duration,
+            filter,
+            selection,
+            host,
+            builtin_args,
+            web: args.web,
+            web_port: args.web_port,
+            output: args.output.clone(),
+            skip_preflight: args.skip_preflight,
+            abort_on_fail: args.abort_on_fail,
+            target_pid: args.target_pid,
+            memory_url,
+            flow_options,
+            targets,
+            goose_args: args.goose_args.clone(),
+        })
+    }
+
+    /// How long the users take to start at the spawn rate, within the run's duration.
+    pub fn ramp(&self) -> Duration {
+        Duration::from_secs_f64(self.users as f64 / self.spawn_rate).min(self.duration)
+    }
+
+    /// Goose's test plan: ramp at the spawn rate, hold until the duration, stop. Goose
+    /// takes whole seconds, so the ramp is rounded up.
+    pub fn test_plan(&self) -> String {
+        let total = self.duration.as_secs().max(1);
+        let ramp = (self.ramp().as_secs_f64().ceil() as u64).min(total);
+        format!(
+            "{users},{ramp}s;{users},{hold}s;0,0s",
+            users = self.users,
+            hold = total - ramp
+        )
+    }
+
+    /// What the validator needs to know about the run.
+    pub fn facts(&self) -> RunFacts {
+        use crate::flows::rate_limit;
+        let names = self.selection.class_names();
+        RunFacts {
+            scenario: self.scenario.clone(),
+            rate_limit_traffic: names.contains(&rate_limit::NAME),
+            spike: self.scenario == "spike",
+            endurance: self.scenario == "endurance",
+            ordinary_user_classes: names
+                .iter()
+                .filter(|n| **n != rate_limit::NAME)
+                .map(|n| n.to_string())
+                .collect(),
+            rate_limit_user_classes: names
+                .iter()
+                .filter(|n| **n == rate_limit::NAME)
+                .map(|n| n.to_string())
+                .collect(),
+        }
+    }
+}
+
+fn parse_host(text: &str) -> Result<Url, ConfigError> {
+    let bad = |why: &str| {
+        ConfigError(format!(
+            "invalid --host '{text}': {why} (use a base URL such as http://localhost:8000 or https://staging.example.com)"
+        ))
+    };
+    let url = Url::parse(text).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("the scheme must be http or https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("it names no host"));
+    }
+    Ok(url)
+}
+
+/// True when the URL's host is this machine's loopback.
+pub fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_checked() {
+        assert!(parse_host("http://127.0.0.1:8000").is_ok());
+        for bad in ["localhost:8000", "ftp://x", "not a url", "http://"] {
+            let err = parse_host(bad).expect_err(bad).to_string();
+            assert!(err.contains(bad), "{err}");
+        }
+        assert!(is_loopback_host(
+            &Url::parse("http://[::1]:1").expect("url")
+        ));
+        assert!(!is_loopback_host(
+            &Url::parse("https://example.com").expect("url")
+        ));
+    }
+}

@@ -1,0 +1,400 @@
+//! The load tester end to end: the real binary against its built-in reference server on
+//! 127.0.0.1, with short runs (seconds).
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lva-loadtest");
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    dir: tempfile::TempDir,
+}
+
+impl Run {
+    fn files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<_> = std::fs::read_dir(self.dir.path())
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+    }
+
+    fn file_ending(&self, suffix: &str) -> Option<PathBuf> {
+        self.files()
+            .into_iter()
+            .find(|p| p.to_string_lossy().ends_with(suffix))
+    }
+
+    /// The metrics JSON the run wrote.
+    fn metrics(&self) -> Value {
+        let path = self
+            .file_ending("_metrics.json")
+            .unwrap_or_else(|| panic!("no metrics JSON among {:?}\n{}", self.files(), self.stderr));
+        let text = std::fs::read_to_string(path).expect("read metrics");
+        serde_json::from_str(&text).expect("metrics JSON parses")
+    }
+
+    /// Request key → the measured row.
+    fn request(&self, key: &str) -> Option<Value> {
+        self.metrics()["measured"]["requests"]
+            .as_array()?
+            .iter()
+            .find(|r| {
+                format!(
+                    "{} {}",
+                    r["method"].as_str().unwrap_or(""),
+                    r["name"].as_str().unwrap_or("")
+                ) == key
+            })
+            .cloned()
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.metrics()["measured"]["requests"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        format!(
+                            "{} {}",
+                            r["method"].as_str().unwrap_or(""),
+                            r["name"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn run(args: &[&str]) -> Run {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output: Output = Command::new(BIN)
+        .args(args)
+        .arg("--output")
+        .arg(dir.path())
+        .output()
+        .expect("run lva-loadtest");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        dir,
+    }
+}
+
+fn count(row: &Option<Value>, field: &str) -> u64 {
+    row.as_ref().and_then(|r| r[field].as_u64()).unwrap_or(0)
+}
+
+#[test]
+fn smoke_runs_every_user_class_writes_the_reports_and_passes() {
+    let r = run(&["--scenario", "smoke", "--duration", "20s"]);
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("built-in reference server"),
+        "{}",
+        r.stdout
+    );
+    for key in [
+        "GET /health",
+        "POST /api/auth/register",
+        "POST /api/auth/login/json",
+        "POST /api/conversation",
+        "GET /api/stats",
+        "POST /api/gdpr/export",
+        "POST /api/auth/login/json [rate-limit-test]",
+        "WS connect /ws/{session_id}",
+        "WS end→summary",
+        "WS close",
+    ] {
+        assert!(
+            r.keys().contains(&key.to_string()),
+            "{key} missing from {:?}",
+            r.keys()
+        );
+    }
+    for suffix in [
+        ".html",
+        "_stats.csv",
+        "_failures.csv",
+        "_metrics.json",
+        "_goose.json",
+    ] {
+        assert!(
+            r.file_ending(suffix).is_some(),
+            "no {suffix} among {:?}",
+            r.files()
+        );
+    }
+    assert!(
+        !r.files()
+            .iter()
+            .any(|p| p.to_string_lossy().contains(".partial."))
+    );
+    let measured = &r.metrics()["measured"];
+    let created = measured["cleanup"]["accounts_created"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(created >= 9, "accounts created: {created}");
+    assert_eq!(
+        measured["cleanup"]["deleted"].as_u64(),
+        Some(created),
+        "{measured}"
+    );
+    assert_eq!(measured["cleanup"]["failed"].as_u64(), Some(0));
+    // The rate-limit user's logins to unknown accounts: 401 expected, never a failure.
+    let rl = r.request("POST /api/auth/login/json [rate-limit-test]");
+    assert_eq!(count(&rl, "failures"), 0, "{rl:?}");
+}
+
+#[test]
+fn configuration_errors_exit_2_and_name_the_problem() {
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--scenario", "nope"],
+            &["'nope'", "smoke", "rate-limit", "custom"],
+        ),
+        (&["--tags", "nope"], &["'nope'", "gdpr", "health"]),
+        (&["--duration", "5x"], &["'5x'", "1m30s"]),
+        (
+            &["--host", "localhost:8000"],
+            &["localhost:8000", "http://"],
+        ),
+        (&["--users", "0"], &["--users", "0"]),
+        (&["--scenario", "custom"], &["custom", "--users"]),
+        (
+            &["--host", "http://127.0.0.1:1"],
+            &["pre-flight", "127.0.0.1:1/health"],
+        ),
+        (&["--", "--users", "5"], &["--users"]),
+    ];
+    for (args, needles) in cases {
+        let r = run(args);
+        assert_eq!(r.code, 2, "{args:?} exited {}: {}", r.code, r.stderr);
+        for needle in *needles {
+            assert!(
+                r.stderr.contains(needle),
+                "{args:?}: '{needle}' not in: {}",
+                r.stderr
+            );
+        }
+        assert!(
+            r.file_ending("_metrics.json").is_none(),
+            "{args:?} wrote a report"
+        );
+    }
+}
+
+#[test]
+fn list_scenarios_prints_the_presets() {
+    let r = run(&["--list-scenarios"]);
+    assert_eq!(r.code, 0);
+    for name in [
+        "smoke",
+        "load",
+        "stress",
+        "spike",
+        "endurance",
+        "auth-only",
+        "gdpr-only",
+        "rate-limit",
+        "custom",
+    ] {
+        assert!(r.stdout.contains(name), "{name} missing:\n{}", r.stdout);
+    }
+}
+
+#[test]
+fn tags_narrow_the_run_and_classes_without_tasks_are_not_spawned() {
+    let r = run(&[
+        "--scenario",
+        "custom",
+        "--users",
+        "4",
+        "--spawn-rate",
+        "4",
+        "--duration",
+        "6s",
+        "--tags",
+        "health,stats",
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("Not spawned"), "{}", r.stdout);
+    let keys = r.keys();
+    let allowed = [
+        "GET /health",
+        "GET /api/stats",
+        "POST /api/auth/register",
+        "POST /api/auth/login/json",
+        "POST /api/gdpr/delete",
+        "POST /api/auth/logout",
+    ];
+    assert!(
+        keys.iter().all(|k| allowed.contains(&k.as_str())),
+        "{keys:?}"
+    );
+    assert!(keys.contains(&"GET /health".to_string()));
+    // The task weights: health 10 to stats 3.
+    let health = count(&r.request("GET /health"), "successes");
+    let stats = count(&r.request("GET /api/stats"), "successes");
+    assert!(health > stats, "health {health}, stats {stats}");
+
+    let r = run(&[
+        "--scenario",
+        "gdpr-only",
+        "--users",
+        "2",
+        "--duration",
+        "4s",
+        "--exclude-tags",
+        "delete",
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.keys()
+            .iter()
+            .all(|k| !k.contains("health") && !k.contains("conversation")),
+        "{:?}",
+        r.keys()
+    );
+}
+
+#[test]
+fn injected_server_errors_fail_the_run() {
+    let r = run(&[
+        "--scenario",
+        "smoke",
+        "--duration",
+        "10s",
+        "--builtin-args",
+        "--fault-error-rate 0.3",
+    ]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let failures: u64 = r.metrics()["measured"]["requests"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|row| row["failures"].as_u64().unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0);
+    assert!(failures > 0);
+    assert!(r.stdout.contains("[FAIL]"), "{}", r.stdout);
+}
+
+#[test]
+fn rate_limit_preset_sees_429s_counted_apart() {
+    let r = run(&[
+        "--scenario",
+        "rate-limit",
+        "--users",
+        "4",
+        "--duration",
+        "8s",
+    ]);
+    let login = r.request("POST /api/auth/login/json [rate-limit-test]");
+    assert!(count(&login, "rate_limited") > 0, "{login:?}\n{}", r.stdout);
+    assert_eq!(count(&login, "failures"), 0, "{login:?}");
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let evidence = &r.metrics()["measured"]["rate_limit"];
+    assert_eq!(
+        evidence["responses_429"], evidence["with_retry_after"],
+        "{evidence}"
+    );
+}
+
+#[test]
+fn short_token_lifetimes_are_refreshed_not_failed() {
+    let r = run(&[
+        "--scenario",
+        "auth-only",
+        "--users",
+        "3",
+        "--spawn-rate",
+        "3",
+        "--duration",
+        "10s",
+        "--builtin-args",
+        "--access-token-ttl 3",
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let auth = &r.metrics()["measured"]["auth"];
+    assert!(auth["refreshed"].as_u64().unwrap_or(0) > 0, "{auth}");
+    assert_eq!(auth["users_refused"], serde_json::json!({}), "{auth}");
+}
+
+#[test]
+fn spike_starts_every_user_at_once() {
+    let r = run(&[
+        "--scenario",
+        "spike",
+        "--users",
+        "40",
+        "--duration",
+        "6s",
+        "--tags",
+        "health",
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let samples = r.metrics()["measured"]["users_over_time"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let first_full = samples
+        .iter()
+        .find(|s| s["users"].as_u64() == Some(40))
+        .and_then(|s| s["t_secs"].as_f64());
+    assert!(first_full.is_some_and(|t| t <= 3.0), "{samples:?}");
+}
+
+#[test]
+fn the_runner_script_maps_its_flags_to_the_binary() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/run_load_tests.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .args([
+            "-s", "custom", "-u", "2", "-r", "2", "-d", "3s", "-t", "health", "-o",
+        ])
+        .arg(dir.path())
+        .env("LVA_LOADTEST_BIN", BIN)
+        .output()
+        .expect("run the script");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("Scenario custom: 2 users at 2/s for 3s"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("tags: health"), "{stdout}");
+    let written = std::fs::read_dir(dir.path())
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(written >= 4, "{written} files");
+
+    let bad = Command::new("bash")
+        .arg(&script)
+        .arg("--bogus")
+        .env("LVA_LOADTEST_BIN", BIN)
+        .output()
+        .expect("script");
+    assert_eq!(bad.status.code(), Some(2));
+    let help = Command::new("bash")
+        .arg(&script)
+        .arg("--help")
+        .env("LVA_LOADTEST_BIN", BIN)
+        .output()
+        .expect("script");
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--spawn-rate"));
+}
