@@ -453,6 +453,14 @@ mod tests {
             ..TargetOptions::default()
         };
         let (relaxed, _) = validate_saved(&out.metrics_json_path(), &looser).expect("judge");
+        let unknown = TargetOptions {
+            target: vec!["p95<1000ms for GET /nowhere".into()],
+            ..TargetOptions::default()
+        };
+        assert!(matches!(
+            validate_saved(&out.metrics_json_path(), &unknown),
+            Err(crate::validate::ValidateError::UnknownRequest { .. })
+        ));
         assert!(
             relaxed
                 .check("p95 POST /api/conversation")

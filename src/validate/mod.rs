@@ -76,6 +76,7 @@ pub enum ValidateError {
 
 /// What the runner knows about the run that the measurements do not say.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunFacts {
     pub scenario: String,
     /// The run includes the rate-limit user class (RateLimitTestUser).

@@ -314,7 +314,9 @@ fn parse_value(metric: RuleMetric, text: &str) -> Result<f64, String> {
 }
 
 /// The resolved targets: what [`super::judge`] applies, and what the metrics JSON records.
+/// Read back with defaults for missing keys, so a newer key does not break an older file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Targets {
     pub p95_ms: f64,
     pub success_rate: f64,
