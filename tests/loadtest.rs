@@ -398,3 +398,166 @@ fn the_runner_script_maps_its_flags_to_the_binary() {
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("--spawn-rate"));
 }
+
+#[test]
+fn injected_latency_fails_p95_and_names_it() {
+    let r = run(&[
+        "--scenario",
+        "custom",
+        "--users",
+        "3",
+        "--spawn-rate",
+        "3",
+        "--duration",
+        "5s",
+        "--tags",
+        "stats",
+        "--builtin-args",
+        "--fault-latency-ms 150",
+        "--p95-ms",
+        "100",
+    ]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("[FAIL] P95"), "{}", r.stdout);
+    let p95 = r.metrics()["response_times"]["p95"].as_f64().unwrap_or(0.0);
+    assert!(p95 >= 150.0, "p95 {p95}");
+}
+
+#[test]
+fn a_per_request_target_is_judged_on_its_own() {
+    let r = run(&[
+        "--scenario",
+        "custom",
+        "--users",
+        "2",
+        "--spawn-rate",
+        "2",
+        "--duration",
+        "4s",
+        "--tags",
+        "health,stats",
+        "--target",
+        "p95<0.001ms for GET /api/stats",
+    ]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("GET /api/stats"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("[PASS] P95 Response Time"),
+        "{}",
+        r.stdout
+    );
+    let unknown = run(&["--target", "p95<10ms for GET /nowhere"]);
+    assert_eq!(unknown.code, 2);
+    assert!(unknown.stderr.contains("GET /health"), "{}", unknown.stderr);
+}
+
+#[test]
+fn rate_limit_preset_fails_when_the_server_does_not_limit() {
+    let r = run(&[
+        "--scenario",
+        "rate-limit",
+        "--users",
+        "4",
+        "--duration",
+        "5s",
+        "--builtin-args",
+        "--no-rate-limit",
+    ]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("[FAIL] Rate Limiting"), "{}", r.stdout);
+}
+
+#[test]
+fn a_leaking_server_fails_memory_stability() {
+    let r = run(&[
+        "--scenario",
+        "custom",
+        "--users",
+        "5",
+        "--spawn-rate",
+        "5",
+        "--duration",
+        "16s",
+        "--tags",
+        "stats",
+        "--memory-warmup",
+        "2s",
+        "--builtin-args",
+        "--fault-leak-bytes 1000000",
+    ]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("[FAIL] Memory Stability"), "{}", r.stdout);
+}
+
+#[test]
+fn validate_gives_a_saved_run_the_same_verdict() {
+    let r = run(&[
+        "--scenario",
+        "custom",
+        "--users",
+        "2",
+        "--spawn-rate",
+        "2",
+        "--duration",
+        "3s",
+        "--tags",
+        "health",
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let saved = r.file_ending("_metrics.json").expect("metrics");
+    let again = Command::new(BIN)
+        .arg("validate")
+        .arg(&saved)
+        .output()
+        .expect("validate");
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    let stricter = Command::new(BIN)
+        .arg("validate")
+        .arg(&saved)
+        .args(["--p95-ms", "0.001"])
+        .output()
+        .expect("validate");
+    assert_eq!(stricter.status.code(), Some(1));
+    let missing = Command::new(BIN)
+        .args(["validate", "/nonexistent/metrics.json"])
+        .output()
+        .expect("validate");
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn websocket_sessions_work_with_the_token_in_a_header() {
+    let r = run(&[
+        "--scenario",
+        "custom",
+        "--users",
+        "2",
+        "--spawn-rate",
+        "2",
+        "--duration",
+        "6s",
+        "--tags",
+        "upgrade",
+        "--ws-token-in-header",
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let connect = r.request("WS connect /ws/{session_id}");
+    assert!(
+        count(&connect, "successes") > 0,
+        "{connect:?}\n{}",
+        r.stdout
+    );
+    let summary = r.request("WS end→summary");
+    assert_eq!(
+        count(&summary, "successes"),
+        count(&connect, "successes"),
+        "{summary:?}"
+    );
+    let closes = &r.metrics()["measured"]["websocket"]["closes_by_code"];
+    assert!(closes["1000"].as_u64().unwrap_or(0) > 0, "{closes}");
+}
