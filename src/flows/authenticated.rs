@@ -1,7 +1,7 @@
 //! AuthenticatedUser: the everyday user of the API (weight 10, waits of 1 to 3 s).
 
 use super::session::{self, access_token, is_stopped, renew};
-use super::{Hook, Task, TaskFuture, UserClass};
+use super::{Task, TaskFuture, UserClass};
 use crate::api::{Exchange, Reply};
 use crate::flows::context::RunContext;
 use goose::goose::{GooseUser, TransactionError};
@@ -34,20 +34,13 @@ const QUERIES: &[&str] = &[
 ];
 
 pub fn class() -> UserClass {
+    let (on_start, on_stop) = session::account_hooks(on_start);
     UserClass {
         name: NAME,
         weight: 10,
         wait: (Duration::from_secs(1), Duration::from_secs(3)),
-        on_start: Some(Hook {
-            name: "on_start register and login",
-            requests: &["POST /api/auth/register", "POST /api/auth/login/json"],
-            run: on_start,
-        }),
-        on_stop: Some(Hook {
-            name: "on_stop logout and clean up",
-            requests: &["POST /api/auth/logout", "POST /api/gdpr/delete"],
-            run: on_stop,
-        }),
+        on_start,
+        on_stop,
         tasks: vec![
             Task {
                 name: "health_check",
@@ -110,14 +103,7 @@ pub fn class() -> UserClass {
 }
 
 fn on_start(user: &mut GooseUser, ctx: Arc<RunContext>) -> TaskFuture<'_> {
-    Box::pin(async move {
-        session::start_user(user, &ctx, NAME)?;
-        session::register_and_login(user, &ctx).await
-    })
-}
-
-fn on_stop(user: &mut GooseUser, ctx: Arc<RunContext>) -> TaskFuture<'_> {
-    Box::pin(async move { session::clean_up(user, &ctx).await })
+    Box::pin(session::start_with_account(user, ctx, NAME))
 }
 
 fn health_check(user: &mut GooseUser, ctx: Arc<RunContext>) -> TaskFuture<'_> {

@@ -2,7 +2,7 @@
 //! deletes its account and starts over (weight 1, waits of 5 to 15 s).
 
 use super::session::{self, access_token, is_stopped};
-use super::{Hook, Task, TaskFuture, UserClass};
+use super::{Task, TaskFuture, UserClass};
 use crate::api::Exchange;
 use crate::flows::context::RunContext;
 use goose::goose::GooseUser;
@@ -14,20 +14,13 @@ use std::time::Duration;
 pub const NAME: &str = "GDPRTestUser";
 
 pub fn class() -> UserClass {
+    let (on_start, on_stop) = session::account_hooks(on_start);
     UserClass {
         name: NAME,
         weight: 1,
         wait: (Duration::from_secs(5), Duration::from_secs(15)),
-        on_start: Some(Hook {
-            name: "on_start register and login",
-            requests: &["POST /api/auth/register", "POST /api/auth/login/json"],
-            run: on_start,
-        }),
-        on_stop: Some(Hook {
-            name: "on_stop logout and clean up",
-            requests: &["POST /api/auth/logout", "POST /api/gdpr/delete"],
-            run: on_stop,
-        }),
+        on_start,
+        on_stop,
         tasks: vec![
             Task {
                 name: "request_data_export",
@@ -62,14 +55,7 @@ pub fn class() -> UserClass {
 }
 
 fn on_start(user: &mut GooseUser, ctx: Arc<RunContext>) -> TaskFuture<'_> {
-    Box::pin(async move {
-        session::start_user(user, &ctx, NAME)?;
-        session::register_and_login(user, &ctx).await
-    })
-}
-
-fn on_stop(user: &mut GooseUser, ctx: Arc<RunContext>) -> TaskFuture<'_> {
-    Box::pin(async move { session::clean_up(user, &ctx).await })
+    Box::pin(session::start_with_account(user, ctx, NAME))
 }
 
 fn request_data_export(user: &mut GooseUser, ctx: Arc<RunContext>) -> TaskFuture<'_> {

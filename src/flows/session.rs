@@ -3,9 +3,11 @@
 
 use crate::api::Exchange;
 use crate::flows::context::RunContext;
-use goose::goose::{GooseUser, TransactionError};
+use crate::flows::{Hook, TaskFn, TaskFuture};
+use goose::goose::{GooseUser, TransactionError, TransactionResult};
 use rand::Rng;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Refresh the access token when it has less than this left.
@@ -349,6 +351,37 @@ fn has_tokens(body: &Value) -> Result<(), String> {
         Some(t) if !t.is_empty() => Ok(()),
         _ => Err("no refresh_token in the answer".to_string()),
     }
+}
+
+/// The start and stop work of every user class that has an account: `on_start` sets the
+/// user up under its class name (see [`start_with_account`]); at the end, [`clean_up`].
+pub fn account_hooks(on_start: TaskFn) -> (Option<Hook>, Option<Hook>) {
+    (
+        Some(Hook {
+            name: "on_start register and login",
+            requests: &["POST /api/auth/register", "POST /api/auth/login/json"],
+            run: on_start,
+        }),
+        Some(Hook {
+            name: "on_stop logout and clean up",
+            requests: &["POST /api/auth/logout", "POST /api/gdpr/delete"],
+            run: on_stop_clean_up,
+        }),
+    )
+}
+
+/// Sets the user up as one of `class`, then registers and logs in.
+pub async fn start_with_account(
+    user: &mut GooseUser,
+    ctx: Arc<RunContext>,
+    class: &'static str,
+) -> TransactionResult {
+    start_user(user, &ctx, class)?;
+    register_and_login(user, &ctx).await
+}
+
+fn on_stop_clean_up(user: &mut GooseUser, ctx: Arc<RunContext>) -> TaskFuture<'_> {
+    Box::pin(async move { clean_up(user, &ctx).await })
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! (`WS close`). Failures say which step failed and how.
 
 use super::session::{self, access_token, is_stopped};
-use super::{Hook, Task, TaskFuture, UserClass};
+use super::{Task, TaskFuture, UserClass};
 use crate::api::{self, Exchange};
 use crate::flows::authenticated::has_agent_text;
 use crate::flows::context::RunContext;
@@ -33,20 +33,13 @@ pub const CLOSE: &str = "close";
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 pub fn class() -> UserClass {
+    let (on_start, on_stop) = session::account_hooks(on_start);
     UserClass {
         name: NAME,
         weight: 2,
         wait: (Duration::from_secs(2), Duration::from_secs(5)),
-        on_start: Some(Hook {
-            name: "on_start register and login",
-            requests: &["POST /api/auth/register", "POST /api/auth/login/json"],
-            run: on_start,
-        }),
-        on_stop: Some(Hook {
-            name: "on_stop logout and clean up",
-            requests: &["POST /api/auth/logout", "POST /api/gdpr/delete"],
-            run: on_stop,
-        }),
+        on_start,
+        on_stop,
         tasks: vec![
             Task {
                 name: "websocket_session",
@@ -79,14 +72,7 @@ pub fn class() -> UserClass {
 }
 
 fn on_start(user: &mut GooseUser, ctx: Arc<RunContext>) -> TaskFuture<'_> {
-    Box::pin(async move {
-        session::start_user(user, &ctx, NAME)?;
-        session::register_and_login(user, &ctx).await
-    })
-}
-
-fn on_stop(user: &mut GooseUser, ctx: Arc<RunContext>) -> TaskFuture<'_> {
-    Box::pin(async move { session::clean_up(user, &ctx).await })
+    Box::pin(session::start_with_account(user, ctx, NAME))
 }
 
 /// Open, `end` → `summary`, and the server's normal close.
