@@ -109,6 +109,9 @@ pub struct RunArgs {
     /// Send the WebSocket access token in an Authorization header instead of ?token=.
     #[arg(long)]
     pub ws_token_in_header: bool,
+    /// Send this Origin header on the WebSocket handshake, as a browser page would.
+    #[arg(long, value_name = "ORIGIN")]
+    pub ws_origin: Option<String>,
     /// How long the long-lived WebSocket session stays open.
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub ws_hold: String,

@@ -156,6 +156,7 @@ impl Plan {
             payload_bytes: args.ws_payload_bytes,
             reply_timeout: parse_duration(&args.ws_timeout)
                 .map_err(|e| ConfigError(format!("--ws-timeout: {e}")))?,
+            origin: args.ws_origin.clone(),
         };
         let timeout = parse_duration(&args.request_timeout)
             .map_err(|e| ConfigError(format!("--request-timeout: {e}")))?;

@@ -277,10 +277,10 @@ pub async fn attack(
         Ok(metrics) => (Some(metrics), None),
         Err(e) => (None, Some(format!("{e:?}"))),
     };
-    // Ended more than a second before its planned end, and not by --abort-on-fail: the run
-    // was stopped by Ctrl-C (or from the dashboard).
+    // Stopped by Ctrl-C (Goose's kill switch) or ended early, and not by --abort-on-fail.
     let aborted = ctx.ledger.snapshot(&plan.scenario, false).aborted.is_some();
-    let interrupted = !plan.web && !aborted && elapsed + Duration::from_secs(1) < plan.duration;
+    let ended_early = !plan.web && elapsed + Duration::from_secs(1) < plan.duration;
+    let interrupted = !aborted && (goose::is_killswitch_triggered() || ended_early);
     let measured = ctx.ledger.snapshot(&plan.scenario, interrupted);
     Ok(AttackResult {
         measured,
@@ -357,16 +357,11 @@ async fn monitor(
         if let Some(targets) = &abort_targets
             && let Some(reason) = clearly_missed(&ledger, targets)
         {
-            {
-                ledger.set_aborted(reason.clone());
-                eprintln!("\n--abort-on-fail: {reason}; stopping the run");
-                // Goose stops gracefully on SIGINT, keeping everything measured so far.
-                // SAFETY: signalling our own process.
-                unsafe {
-                    libc::raise(libc::SIGINT);
-                }
-                return;
-            }
+            ledger.set_aborted(reason.clone());
+            eprintln!("\n--abort-on-fail: {reason}; stopping the run");
+            // Goose stops gracefully, keeping everything measured so far.
+            goose::trigger_killswitch(&reason);
+            return;
         }
     }
 }

@@ -23,6 +23,8 @@ pub struct WsOptions {
     pub payload_bytes: usize,
     /// How long to wait for a reply before calling it a failure.
     pub reply_timeout: Duration,
+    /// `Origin` header of the handshake, if any.
+    pub origin: Option<String>,
 }
 
 impl Default for WsOptions {
@@ -33,6 +35,7 @@ impl Default for WsOptions {
             pace: Duration::from_secs(1),
             payload_bytes: 256,
             reply_timeout: Duration::from_secs(10),
+            origin: None,
         }
     }
 }
@@ -115,8 +118,10 @@ impl RunContext {
         self.stopping.store(true, Ordering::Relaxed);
     }
 
+    /// True once the run is ending: its time is up, or it was stopped (Ctrl-C, the
+    /// dashboard, `--abort-on-fail`), which Goose signals through its kill switch.
     pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Relaxed)
+        self.stopping.load(Ordering::Relaxed) || goose::is_killswitch_triggered()
     }
 
     /// The `X-Forwarded-For` address of user `index`, when the pool is on: addresses from

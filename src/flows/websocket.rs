@@ -221,6 +221,9 @@ async fn open(
         if let (false, Ok(value)) = (ctx.options.ws.token_in_query, header) {
             request.headers_mut().insert("authorization", value);
         }
+        if let Some(Ok(origin)) = ctx.options.ws.origin.as_deref().map(HeaderValue::from_str) {
+            request.headers_mut().insert("origin", origin);
+        }
         request
     });
     let result = match request {
@@ -272,7 +275,7 @@ fn handshake_error(e: &WsError) -> (Option<u16>, String) {
         WsError::Http(response) => {
             let code = response.status().as_u16();
             let reason = if matches!(code, 401 | 403) {
-                format!("auth refused at handshake ({code})")
+                format!("handshake refused ({code}): token or Origin not accepted")
             } else {
                 format!("handshake refused ({code})")
             };
