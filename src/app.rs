@@ -144,7 +144,8 @@ async fn test_host(
     let html = outputs.html_path();
     let goose_json = outputs.goose_json_path();
     let partial = [partial(&html), partial(&goose_json)];
-    let result = match run::attack(plan, host, memory, &partial).await {
+    let goose_reports: &[std::path::PathBuf] = if plan.no_reports { &[] } else { &partial };
+    let result = match run::attack(plan, host, memory, goose_reports).await {
         Ok(result) => result,
         Err(RunError::Config(e)) => return config_error(e),
         Err(e) => {
@@ -183,6 +184,9 @@ async fn test_host(
         "skipped_user_classes": plan.selection.skipped,
         "goose_error": result.goose_error,
     });
+    if plan.no_reports {
+        return verdict.exit_code();
+    }
     match outputs.write_all(&result.measured, &verdict, &plan.targets, &facts, &extra) {
         Ok(files) => {
             println!("\nReports:");

@@ -73,6 +73,12 @@ pub struct RunArgs {
     /// Directory for the reports.
     #[arg(short = 'o', long, default_value = "reports/load_tests")]
     pub output: PathBuf,
+    /// Remove every wait between tasks (for benchmarking the generator itself).
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Judge the run and print the summary, but write no report files.
+    #[arg(long)]
+    pub no_reports: bool,
     /// Print the scenario presets and exit.
     #[arg(long)]
     pub list_scenarios: bool,

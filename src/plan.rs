@@ -53,6 +53,8 @@ pub struct Plan {
     pub web: bool,
     pub web_port: u16,
     pub output: PathBuf,
+    /// Write no report files (the verdict and summary still come).
+    pub no_reports: bool,
     pub skip_preflight: bool,
     pub abort_on_fail: bool,
     pub target_pid: Option<u32>,
@@ -118,6 +120,12 @@ impl Plan {
             exclude: split_list(args.exclude_tags.as_deref()),
         };
         filter.check_known(&classes).map_err(ConfigError)?;
+        let mut classes = classes;
+        if args.no_wait {
+            for class in &mut classes {
+                class.wait = (Duration::ZERO, Duration::ZERO);
+            }
+        }
         let selection = Selection::new(classes, &filter);
         if selection.classes.is_empty() {
             return Err(ConfigError::new(
@@ -200,6 +208,7 @@ impl Plan {
             web: args.web,
             web_port: args.web_port,
             output: args.output.clone(),
+            no_reports: args.no_reports,
             skip_preflight: args.skip_preflight,
             abort_on_fail: args.abort_on_fail,
             target_pid: args.target_pid,
