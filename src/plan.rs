@@ -185,8 +185,12 @@ impl Plan {
                 )));
             }
         }
-        goose::config::GooseConfiguration::parse_args_default(&args.goose_args)
-            .map_err(|e| ConfigError(format!("invalid Goose option after --: {e}")))?;
+        goose::config::GooseConfiguration::parse_args_default(&args.goose_args).map_err(|e| {
+            ConfigError(format!(
+                "invalid Goose option after --: {}",
+                goose_error_detail(&e)
+            ))
+        })?;
 
         let targets = args
             .targets
@@ -225,10 +229,11 @@ impl Plan {
     }
 
     /// Goose's test plan: ramp at the spawn rate, hold until the duration, stop. Goose
-    /// takes whole seconds, so the ramp is rounded up.
+    /// takes whole seconds and holds a zero-length step forever, so the ramp is rounded up
+    /// and leaves at least one second of hold.
     pub fn test_plan(&self) -> String {
         let total = self.duration.as_secs().max(1);
-        let ramp = (self.ramp().as_secs_f64().ceil() as u64).min(total);
+        let ramp = (self.ramp().as_secs_f64().ceil() as u64).min(total - 1);
         format!(
             "{users},{ramp}s;{users},{hold}s;0,0s",
             users = self.users,
@@ -256,6 +261,20 @@ impl Plan {
                 .map(|n| n.to_string())
                 .collect(),
         }
+    }
+}
+
+/// Goose's errors say "invalid option" at the top and what was wrong inside.
+pub fn goose_error_detail(e: &goose::GooseError) -> String {
+    match e {
+        goose::GooseError::InvalidOption {
+            option,
+            value,
+            detail,
+        } => {
+            format!("{option} = '{value}': {detail}")
+        }
+        other => other.to_string(),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::flows::context::RunContext;
 use crate::measure::{Ledger, MeasuredRun, RequestKind};
-use crate::plan::{ConfigError, Plan};
+use crate::plan::{ConfigError, Plan, goose_error_detail};
 use crate::presets::HumanDuration;
 use goose::GooseAttack;
 use goose::client::GooseClientBuilder;
@@ -225,8 +225,12 @@ pub async fn attack(
         .scenarios(&ctx)
         .map_err(|e| RunError::Goose(e.to_string()))?;
 
-    let mut config = GooseConfiguration::parse_args_default(&plan.goose_args)
-        .map_err(|e| ConfigError(format!("invalid Goose option after --: {e}")))?;
+    let mut config = GooseConfiguration::parse_args_default(&plan.goose_args).map_err(|e| {
+        ConfigError(format!(
+            "invalid Goose option after --: {}",
+            goose_error_detail(&e)
+        ))
+    })?;
     config.host = Some(host.as_str().trim_end_matches('/').to_string());
     config.no_telnet = true;
     config.no_print_metrics = true;
@@ -289,6 +293,9 @@ pub async fn attack(
     })
 }
 
+/// How long past its duration a run may go on (on-stop work) before it is stopped.
+const OVERRUN_LIMIT: Duration = Duration::from_secs(60);
+
 /// Live progress, user and memory samples, and `--abort-on-fail`, once a second.
 async fn monitor(
     ctx: Arc<RunContext>,
@@ -319,6 +326,13 @@ async fn monitor(
         }
         if !web && ledger.elapsed() >= duration {
             ctx.begin_stopping();
+        }
+        // A run always stops by itself: past its end by more than a minute (stuck on-stop
+        // work, a server that never answers), Goose is told to stop.
+        if !web && ledger.elapsed() >= duration + OVERRUN_LIMIT && !goose::is_killswitch_triggered()
+        {
+            eprintln!("\nthe run is {OVERRUN_LIMIT:?} past its duration: stopping it");
+            goose::trigger_killswitch("run exceeded its duration");
         }
         let requests = ledger.live.requests.load(Ordering::Relaxed);
         let rps = (requests - last_requests) as f64 / last_at.elapsed().as_secs_f64().max(0.001);

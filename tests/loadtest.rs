@@ -74,9 +74,9 @@ impl Run {
 fn run(args: &[&str]) -> Run {
     let dir = tempfile::tempdir().expect("temp dir");
     let output: Output = Command::new(BIN)
-        .args(args)
         .arg("--output")
         .arg(dir.path())
+        .args(args)
         .output()
         .expect("run lva-loadtest");
     Run {
@@ -239,10 +239,6 @@ fn tags_narrow_the_run_and_classes_without_tasks_are_not_spawned() {
         "{keys:?}"
     );
     assert!(keys.contains(&"GET /health".to_string()));
-    // The task weights: health 10 to stats 3.
-    let health = count(&r.request("GET /health"), "successes");
-    let stats = count(&r.request("GET /api/stats"), "successes");
-    assert!(health > stats, "health {health}, stats {stats}");
 
     let r = run(&[
         "--scenario",
@@ -560,4 +556,96 @@ fn websocket_sessions_work_with_the_token_in_a_header() {
     );
     let closes = &r.metrics()["measured"]["websocket"]["closes_by_code"];
     assert!(closes["1000"].as_u64().unwrap_or(0) > 0, "{closes}");
+}
+
+#[test]
+fn the_request_mix_follows_the_task_weights() {
+    // Without waits each user runs its weighted task list over and over: health 10, stats 3.
+    let r = run(&[
+        "--scenario",
+        "custom",
+        "--users",
+        "2",
+        "--spawn-rate",
+        "2",
+        "--duration",
+        "3s",
+        "--tags",
+        "health,stats",
+        "--no-wait",
+    ]);
+    let total = |key: &str| {
+        let row = r.request(key);
+        ["successes", "failures", "rate_limited", "expected_errors"]
+            .iter()
+            .map(|f| count(&row, f))
+            .sum::<u64>()
+    };
+    let (health, stats) = (total("GET /health"), total("GET /api/stats"));
+    assert!(
+        stats > 30,
+        "too few requests to compare: {stats}\n{}",
+        r.stderr
+    );
+    let ratio = health as f64 / stats as f64;
+    assert!(
+        (ratio - 10.0 / 3.0).abs() < 0.35,
+        "health {health} / stats {stats} = {ratio:.2}, want 3.33"
+    );
+}
+
+#[test]
+fn every_preset_applies_its_settings() {
+    for (name, users, rate, tags) in [
+        ("smoke", 10, "2", "all"),
+        ("load", 100, "10", "all"),
+        ("stress", 1000, "50", "all"),
+        ("spike", 500, "500", "all"),
+        ("endurance", 200, "10", "all"),
+        ("auth-only", 50, "10", "authenticated"),
+        ("gdpr-only", 20, "5", "gdpr"),
+        ("rate-limit", 100, "100", "rate-limit"),
+    ] {
+        let r = run(&["--scenario", name, "--duration", "2s", "--no-reports"]);
+        let line = format!("Scenario {name}: {users} users at {rate}/s for 2s");
+        assert!(
+            r.stdout.contains(&line),
+            "{name}: no '{line}' in\n{}\n{}",
+            r.stdout,
+            r.stderr
+        );
+        assert!(
+            r.stdout.contains(&format!("(tags: {tags})")),
+            "{name}: {}",
+            r.stdout
+        );
+        assert_ne!(r.code, 2, "{name}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn goose_options_pass_through_after_the_double_dash() {
+    let dir = tempfile::tempdir().expect("dir");
+    let log = dir.path().join("requests.json");
+    let log_arg = log.to_string_lossy().into_owned();
+    let r = run(&[
+        "--scenario",
+        "custom",
+        "--users",
+        "1",
+        "--spawn-rate",
+        "1",
+        "--duration",
+        "3s",
+        "--tags",
+        "health",
+        "--",
+        "--request-log",
+        &log_arg,
+        "--request-format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let text = std::fs::read_to_string(&log).expect("Goose wrote the request log");
+    assert!(text.contains("/health"), "{text}");
 }

@@ -274,19 +274,23 @@ pub async fn clean_up(user: &mut GooseUser, ctx: &RunContext) -> StepResult {
     let Some(s) = session(user) else {
         return Ok(());
     };
-    let has_live_account = s.account.as_ref().is_some_and(|a| !a.deleted);
-    let Some(tokens) = s.tokens.clone() else {
-        if has_live_account {
-            ctx.ledger.cleanup(|c| c.failed += 1);
-        }
-        return Ok(());
-    };
-    if !has_live_account {
+    if s.account.as_ref().is_none_or(|a| a.deleted) {
         return Ok(());
     }
+    // The access token may have expired since the user's last task: renew it first.
+    let access = if s.tokens.is_some() {
+        access_token(user, ctx).await?
+    } else {
+        None
+    };
+    let refresh = session(user).and_then(|s| s.tokens.as_ref().map(|t| t.refresh.clone()));
+    let (Some(access), Some(refresh)) = (access, refresh) else {
+        ctx.ledger.cleanup(|c| c.failed += 1);
+        return Ok(());
+    };
     if !ctx.options.keep_accounts {
         let reply = Exchange::post("/api/gdpr/delete", "/api/gdpr/delete")
-            .bearer(Some(&tokens.access))
+            .bearer(Some(&access))
             .json(json!({"confirm": true, "reason": "load test cleanup"}))
             .send(user, ctx)
             .await?;
@@ -300,8 +304,8 @@ pub async fn clean_up(user: &mut GooseUser, ctx: &RunContext) -> StepResult {
         ctx.ledger.cleanup(|c| c.failed += 1);
     }
     let reply = Exchange::post("/api/auth/logout", "/api/auth/logout")
-        .bearer(Some(&tokens.access))
-        .json(json!({"refresh_token": tokens.refresh}))
+        .bearer(Some(&access))
+        .json(json!({"refresh_token": refresh}))
         .ok(&[200, 204])
         .send(user, ctx)
         .await?;
