@@ -35,6 +35,8 @@ pub struct BuiltinServer {
     child: Child,
     pub url: Url,
     pub pid: u32,
+    /// The server's database file, removed when it stops.
+    db: PathBuf,
 }
 
 impl BuiltinServer {
@@ -43,9 +45,17 @@ impl BuiltinServer {
     pub async fn start(extra_args: &[String]) -> Result<BuiltinServer, RunError> {
         let exe = std::env::current_exe()
             .map_err(|e| RunError::Builtin(format!("cannot find this program's path: {e}")))?;
-        let mut child = Command::new(exe)
+        // A database file rather than memory: data the run stores then lives on disk, so
+        // the server's memory trend shows leaks, not the test's own data piling up.
+        let db = std::env::temp_dir().join(format!("lva-target-{}.sqlite", std::process::id()));
+        let mut command = Command::new(exe);
+        command
             .arg("serve-target")
-            .args(["--bind", "127.0.0.1:0", "--bcrypt-cost", "4"])
+            .args(["--bind", "127.0.0.1:0", "--bcrypt-cost", "4"]);
+        if !extra_args.iter().any(|a| a == "--db") {
+            command.arg("--db").arg(&db);
+        }
+        let mut child = command
             .args(extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -83,7 +93,12 @@ impl BuiltinServer {
             .ok_or_else(|| RunError::Builtin(format!("unexpected first line '{line}'")))?;
         // Keep draining its stdout so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(BuiltinServer { child, url, pid })
+        Ok(BuiltinServer {
+            child,
+            url,
+            pid,
+            db,
+        })
     }
 
     /// Asks it to stop (SIGTERM), and kills it if it has not within a few seconds.
@@ -99,6 +114,11 @@ impl BuiltinServer {
             .is_err()
         {
             let _ = self.child.kill().await;
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.db.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
         }
     }
 }

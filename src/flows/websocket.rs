@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
@@ -229,8 +230,17 @@ async fn open(
     let result = match request {
         Ok(request) => {
             let connector = Some(Connector::Rustls(ctx.tls()));
-            let connecting =
-                tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector);
+            // Small buffers: a run holds many sockets that each carry little (the 128 KiB
+            // defaults cost about 200 KiB per socket).
+            let config = WebSocketConfig::default()
+                .read_buffer_size(4 * 1024)
+                .write_buffer_size(0);
+            let connecting = tokio_tungstenite::connect_async_tls_with_config(
+                request,
+                Some(config),
+                false,
+                connector,
+            );
             match tokio::time::timeout(ctx.options.ws.reply_timeout, connecting).await {
                 Ok(result) => result
                     .map(|(socket, _)| socket)
