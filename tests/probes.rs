@@ -1,16 +1,13 @@
 //! The security probes against in-process reference servers with each deliberate flaw on in
-//! turn (and against a server that accepts everything), then the real binary end to end.
+//! turn, and against a server that accepts everything. The real binary's runs with probes are
+//! in `tests/loadtest.rs`.
 
 use lva_loadtest::probes::{self, ProbeReport, ProbeSettings, ProbeStatus, Severity};
 use lva_loadtest::target::{self, TargetConfig};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 use url::Url;
-
-const BIN: &str = env!("CARGO_BIN_EXE_lva-loadtest");
 
 /// The reference server as the built-in one runs, but fast: bcrypt cost 4, short exports,
 /// the contract's rate limits on.
@@ -25,6 +22,13 @@ fn config() -> TargetConfig {
 async fn probe_url(url: &str) -> ProbeReport {
     let url = Url::parse(url).expect("url");
     probes::run(ProbeSettings::new(url)).await
+}
+
+/// [`config`] changed by `change` (a flaw switched on, say).
+fn with(change: impl FnOnce(&mut TargetConfig)) -> TargetConfig {
+    let mut c = config();
+    change(&mut c);
+    c
 }
 
 async fn probe(config: TargetConfig) -> ProbeReport {
@@ -94,9 +98,7 @@ async fn a_sound_server_gets_no_finding_and_every_probe_passes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readable_exports_are_reported_by_the_ownership_probe_alone() {
-    let mut c = config();
-    c.flaws.exports_readable = true;
-    let report = probe(c).await;
+    let report = probe(with(|c| c.flaws.exports_readable = true)).await;
     assert_only(&report, "ownership", Severity::High);
     let paths: Vec<_> = report.findings().map(|f| f.request.path.clone()).collect();
     assert!(
@@ -108,9 +110,7 @@ async fn readable_exports_are_reported_by_the_ownership_probe_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_tokens_as_access_tokens_are_reported_by_the_token_types_probe_alone() {
-    let mut c = config();
-    c.flaws.refresh_as_access = true;
-    let report = probe(c).await;
+    let report = probe(with(|c| c.flaws.refresh_as_access = true)).await;
     assert_only(&report, "token-types", Severity::High);
     // HTTP and both WebSocket handshakes.
     assert_eq!(report.findings().count(), 3, "{}", shown(&report));
@@ -118,9 +118,7 @@ async fn refresh_tokens_as_access_tokens_are_reported_by_the_token_types_probe_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trusted_forwarded_for_is_reported_by_the_rate_limit_probe_alone() {
-    let mut c = config();
-    c.flaws.trust_forwarded_for = true;
-    let report = probe(c).await;
+    let report = probe(with(|c| c.flaws.trust_forwarded_for = true)).await;
     assert_only(&report, "rate-limit-bypass", Severity::High);
     let f = report.findings().next().expect("finding");
     assert!(
@@ -131,18 +129,14 @@ async fn a_trusted_forwarded_for_is_reported_by_the_rate_limit_probe_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_rate_limit_is_reported_as_medium_by_the_rate_limit_probe_alone() {
-    let mut c = config();
-    c.flaws.no_rate_limit = true;
-    let report = probe(c).await;
+    let report = probe(with(|c| c.flaws.no_rate_limit = true)).await;
     assert_only(&report, "rate-limit-bypass", Severity::Medium);
     assert!(!report.has_high(), "{}", shown(&report));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_lockout_is_reported_by_the_lockout_probe_alone() {
-    let mut c = config();
-    c.lockout = Duration::ZERO;
-    let report = probe(c).await;
+    let report = probe(with(|c| c.lockout = Duration::ZERO)).await;
     assert_only(&report, "lockout", Severity::Medium);
 }
 
@@ -255,161 +249,4 @@ async fn a_server_that_accepts_everything_gets_a_finding_from_every_probe() {
     let text = shown(&report);
     assert!(!text.contains("permissive-access-token"), "{text}");
     assert!(!text.contains("permissive-refresh-token"), "{text}");
-}
-
-// ------------------------------------------------------------------ the real binary
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    dir: tempfile::TempDir,
-}
-
-impl Run {
-    fn file_ending(&self, suffix: &str) -> Option<std::path::PathBuf> {
-        std::fs::read_dir(self.dir.path())
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.to_string_lossy().ends_with(suffix))
-    }
-
-    fn metrics(&self) -> Value {
-        let path = self
-            .file_ending("_metrics.json")
-            .unwrap_or_else(|| panic!("no metrics JSON\n{}\n{}", self.stdout, self.stderr));
-        serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("JSON")
-    }
-
-    fn findings_md(&self) -> String {
-        let path = self
-            .file_ending("_findings.md")
-            .unwrap_or_else(|| panic!("no findings file\n{}\n{}", self.stdout, self.stderr));
-        std::fs::read_to_string(path).expect("read")
-    }
-
-    fn context(&self) -> String {
-        format!("stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr)
-    }
-}
-
-fn run(args: &[&str]) -> Run {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let output = Command::new(BIN)
-        .args(args)
-        .arg("--output")
-        .arg(dir.path())
-        .output()
-        .expect("the binary runs");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        dir,
-    }
-}
-
-/// Passwords and tokens of the probes (and of the users) never reach a file.
-fn assert_no_secret_in(dir: &Path) {
-    for entry in std::fs::read_dir(dir).expect("dir") {
-        let path = entry.expect("entry").path();
-        let text = String::from_utf8_lossy(&std::fs::read(&path).expect("read")).into_owned();
-        for needle in ["eyJ", "Pr0be-", "Wr0ng-"] {
-            assert!(
-                !text.contains(needle),
-                "{needle} found in {}",
-                path.display()
-            );
-        }
-    }
-}
-
-// The smoke runs last 6 s: its ramp (10 users at 2 a second) takes 5 s, and a run no longer
-// than its ramp leaves Goose a zero-second hold step, on which it does not stop.
-
-/// Every flaw of the built-in server is reported, and high findings fail the run; the
-/// same run with `--probes-report-only` keeps the verdict's exit code.
-#[test]
-fn a_smoke_run_with_every_flaw_reports_each_and_exits_1() {
-    let args = [
-        "--scenario",
-        "smoke",
-        "--duration",
-        "6s",
-        "--exclude-tags",
-        "rate-limit",
-        "--builtin-args",
-        "--flaws-all",
-    ];
-    let r = run(&args);
-    assert_eq!(r.code, 1, "{}", r.context());
-    assert!(r.stdout.contains("ALL TARGETS MET"), "{}", r.context());
-    assert!(r.stdout.contains("SECURITY PROBES"), "{}", r.context());
-    assert!(
-        r.stdout.contains("a high-severity finding fails the run"),
-        "{}",
-        r.context()
-    );
-    let findings = r.metrics()["extra"]["findings"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let probes: BTreeSet<&str> = findings
-        .iter()
-        .filter_map(|f| f["probe"].as_str())
-        .collect();
-    // Readable exports, refresh as access, and no rate limit (which hides the trusted
-    // X-Forwarded-For: with no limit there is nothing to walk around).
-    for probe in ["ownership", "token-types", "rate-limit-bypass"] {
-        assert!(probes.contains(probe), "{probe} missing: {}", r.context());
-    }
-    let md = r.findings_md();
-    for needle in [
-        "[HIGH] ownership",
-        "[HIGH] token-types",
-        "[MEDIUM] rate-limit-bypass",
-    ] {
-        assert!(md.contains(needle), "{needle} missing from\n{md}");
-    }
-    assert_no_secret_in(r.dir.path());
-
-    let mut report_only = args.to_vec();
-    report_only.push("--probes-report-only");
-    let r = run(&report_only);
-    assert_eq!(r.code, 0, "{}", r.context());
-    assert!(r.stdout.contains("reported only"), "{}", r.context());
-}
-
-#[test]
-fn a_clean_smoke_run_reports_no_findings() {
-    // Without the rate-limit user, which needs longer than 6 s to see its 429s.
-    let r = run(&[
-        "--scenario",
-        "smoke",
-        "--duration",
-        "6s",
-        "--exclude-tags",
-        "rate-limit",
-    ]);
-    assert_eq!(r.code, 0, "{}", r.context());
-    assert!(r.stdout.contains("Probes: 0 findings"), "{}", r.context());
-    assert!(!r.stdout.contains("NOT TESTED"), "{}", r.context());
-    let extra = &r.metrics()["extra"];
-    assert_eq!(extra["findings"], json!([]), "{}", r.context());
-    assert_eq!(extra["probes"].as_array().map(Vec::len), Some(7));
-    assert!(r.findings_md().contains("No findings."));
-    assert_no_secret_in(r.dir.path());
-
-    let r = run(&[
-        "--scenario",
-        "smoke",
-        "--duration",
-        "6s",
-        "--exclude-tags",
-        "rate-limit",
-        "--no-probes",
-    ]);
-    assert_eq!(r.code, 0, "{}", r.context());
-    assert!(!r.stdout.contains("SECURITY PROBES"), "{}", r.context());
-    assert!(r.file_ending("_findings.md").is_none());
 }

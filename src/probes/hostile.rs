@@ -412,12 +412,9 @@ fn judge(p: &mut Probe<'_>, case: &Case, answer: &Answer, tally: &mut Tally) {
 }
 
 pub async fn run(kit: &Kit) -> ProbeOutcome {
-    let mut p = Probe::new(kit, NAME);
-    let Some(client) = p.client() else {
-        return p.finish();
-    };
-    let Some(mut account) = p.account_or_untested(&client).await else {
-        return p.finish();
+    let (mut p, client, mut account) = match Probe::with_account(kit, NAME).await {
+        Ok(started) => started,
+        Err(outcome) => return outcome,
     };
     let mut tally = Tally::default();
     let mut groups = auth_groups(kit);

@@ -347,6 +347,22 @@ impl<'k> Probe<'k> {
         }
     }
 
+    /// The usual start of a probe: a client and a fresh probe account. `Err` is the
+    /// outcome to return at once (not tested) when either cannot be had.
+    pub async fn with_account(
+        kit: &'k Kit,
+        name: &'static str,
+    ) -> Result<(Probe<'k>, Client, ProbeAccount), ProbeOutcome> {
+        let mut p = Probe::new(kit, name);
+        let Some(client) = p.client() else {
+            return Err(p.finish());
+        };
+        match p.account_or_untested(&client).await {
+            Some(account) => Ok((p, client, account)),
+            None => Err(p.finish()),
+        }
+    }
+
     /// A new client, or `None` (and the probe is not tested) when none can be built.
     pub fn client(&mut self) -> Option<Client> {
         match self.kit.client() {

@@ -11,11 +11,12 @@ pub const NAME: &str = "lockout";
 pub const WRONG_ATTEMPTS: usize = 6;
 
 pub async fn run(kit: &Kit) -> ProbeOutcome {
-    let mut p = Probe::new(kit, NAME);
-    let (Some(client), Some(second)) = (p.client(), p.client()) else {
-        return p.finish();
+    let (mut p, client, account) = match Probe::with_account(kit, NAME).await {
+        Ok(started) => started,
+        Err(outcome) => return outcome,
     };
-    let Some(account) = p.account_or_untested(&client).await else {
+    let Some(second) = p.client() else {
+        p.remove(&client, &account).await;
         return p.finish();
     };
     let wrong = kit.password("Wr0ng-");

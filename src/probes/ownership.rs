@@ -14,12 +14,9 @@ pub const NAME: &str = "ownership";
 const EXPORT_WAIT: Duration = Duration::from_secs(8);
 
 pub async fn run(kit: &Kit) -> ProbeOutcome {
-    let mut p = Probe::new(kit, NAME);
-    let Some(client) = p.client() else {
-        return p.finish();
-    };
-    let Some(owner) = p.account_or_untested(&client).await else {
-        return p.finish();
+    let (mut p, client, owner) = match Probe::with_account(kit, NAME).await {
+        Ok(started) => started,
+        Err(outcome) => return outcome,
     };
     let other = p.account_or_untested(&client).await;
     if let Some(other) = &other {

@@ -9,12 +9,9 @@ use serde_json::json;
 pub const NAME: &str = "revocation";
 
 pub async fn run(kit: &Kit) -> ProbeOutcome {
-    let mut p = Probe::new(kit, NAME);
-    let Some(client) = p.client() else {
-        return p.finish();
-    };
-    let Some(mut account) = p.account_or_untested(&client).await else {
-        return p.finish();
+    let (mut p, client, mut account) = match Probe::with_account(kit, NAME).await {
+        Ok(started) => started,
+        Err(outcome) => return outcome,
     };
 
     let call = Call::post("/api/auth/logout")

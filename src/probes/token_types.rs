@@ -11,12 +11,9 @@ pub const NAME: &str = "token-types";
 const REFRESH_AS_ACCESS: &str = "A refresh token, which lives for days and is not meant to leave the client's token store, is accepted as an access token.";
 
 pub async fn run(kit: &Kit) -> ProbeOutcome {
-    let mut p = Probe::new(kit, NAME);
-    let Some(client) = p.client() else {
-        return p.finish();
-    };
-    let Some(account) = p.account_or_untested(&client).await else {
-        return p.finish();
+    let (mut p, client, account) = match Probe::with_account(kit, NAME).await {
+        Ok(started) => started,
+        Err(outcome) => return outcome,
     };
 
     // The access token works: otherwise a refusal below would prove nothing.
