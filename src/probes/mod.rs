@@ -155,6 +155,8 @@ impl fmt::Debug for Secrets {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ProbeReport {
     pub probes: Vec<ProbeOutcome>,
+    /// From the first probe request to the last answer.
+    pub elapsed_secs: f64,
     #[serde(skip)]
     pub secrets: Secrets,
 }
@@ -294,6 +296,7 @@ pub async fn run(settings: ProbeSettings) -> ProbeReport {
 
 /// [`run`] with a TLS configuration already built (the run's own).
 pub async fn run_with_tls(settings: ProbeSettings, tls: Arc<ClientConfig>) -> ProbeReport {
+    let started = std::time::Instant::now();
     let kit = Kit::new(settings, tls);
     let kit = &kit;
     let (own, tok, rev, del, rate, hostile, lock) = tokio::join!(
@@ -307,6 +310,7 @@ pub async fn run_with_tls(settings: ProbeSettings, tls: Arc<ClientConfig>) -> Pr
     );
     let mut report = ProbeReport {
         probes: vec![own, tok, rev, del, rate, hostile, lock],
+        elapsed_secs: started.elapsed().as_secs_f64(),
         secrets: kit.secrets(),
     };
     report.scrub();
@@ -354,6 +358,7 @@ fn unavailable(why: &str) -> ProbeReport {
                 findings: Vec::new(),
             })
             .collect(),
+        elapsed_secs: 0.0,
         secrets: Secrets::default(),
     }
 }
@@ -415,6 +420,7 @@ mod tests {
                 notes: Vec::new(),
                 findings: vec![finding],
             }],
+            elapsed_secs: 1.0,
             secrets: Secrets::default(),
         }
     }

@@ -13,6 +13,10 @@ fn status_label(p: &ProbeOutcome) -> String {
     }
 }
 
+fn findings_count(n: usize) -> String {
+    format!("{n} finding{}", if n == 1 { "" } else { "s" })
+}
+
 fn counts(report: &ProbeReport) -> String {
     format!(
         "{} high, {} medium, {} low",
@@ -51,8 +55,9 @@ pub fn print_report(
 ) -> io::Result<()> {
     writeln!(
         out,
-        "\nSECURITY PROBES ({} requests, not counted in the figures above)",
-        report.requests()
+        "\nSECURITY PROBES ({} requests in {:.1} s, not counted in the figures above)",
+        report.requests(),
+        report.elapsed_secs
     )?;
     for p in &report.probes {
         let first = match p.status {
@@ -93,8 +98,8 @@ pub fn print_report(
     }
     writeln!(
         out,
-        "\nProbes: {} findings ({}); {}",
-        findings.len(),
+        "\nProbes: {} ({}); {}",
+        findings_count(findings.len()),
         counts(report),
         consequence(report, report_only)
     )
@@ -114,10 +119,11 @@ pub fn findings_markdown(report: &ProbeReport, heading: &str, report_only: bool)
     let _ = writeln!(md, "# Security probe findings\n\n{heading}\n");
     let _ = writeln!(
         md,
-        "{} probes, {} requests (not counted in the performance figures). {} findings ({}); {}.\n",
+        "{} probes, {} requests in {:.1} s (not counted in the performance figures). {} ({}); {}.\n",
         report.probes.len(),
         report.requests(),
-        findings.len(),
+        report.elapsed_secs,
+        findings_count(findings.len()),
         counts(report),
         consequence(report, report_only)
     );
