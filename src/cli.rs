@@ -88,6 +88,16 @@ pub struct RunArgs {
     /// Leave the accounts the run created in place (default: delete them at the end).
     #[arg(long)]
     pub keep_accounts: bool,
+    /// Run the security probes beside the load (on by default in the smoke and auth-only
+    /// scenarios; see docs/PROBES.md).
+    #[arg(long, conflicts_with = "no_probes")]
+    pub probes: bool,
+    /// Do not run the security probes.
+    #[arg(long)]
+    pub no_probes: bool,
+    /// Run the security probes, but let no finding change the exit code.
+    #[arg(long, conflicts_with = "no_probes")]
+    pub probes_report_only: bool,
     /// Each user sends its own X-Forwarded-For from a pool of N documentation addresses
     /// (for staging servers behind a proxy that trusts the header).
     #[arg(long, value_name = "N")]

@@ -60,6 +60,10 @@ pub struct Plan {
     pub target_pid: Option<u32>,
     pub memory_url: Option<Url>,
     pub flow_options: FlowOptions,
+    /// Run the security probes beside the attack.
+    pub probes: bool,
+    /// High-severity findings do not change the exit code.
+    pub probes_report_only: bool,
     pub targets: Targets,
     pub goose_args: Vec<String>,
 }
@@ -218,6 +222,9 @@ impl Plan {
             target_pid: args.target_pid,
             memory_url,
             flow_options,
+            probes: !args.no_probes
+                && (args.probes || args.probes_report_only || preset.is_some_and(|p| p.probes)),
+            probes_report_only: args.probes_report_only,
             targets,
             goose_args: args.goose_args.clone(),
         })

@@ -140,6 +140,11 @@ impl RunOutputs {
         self.path("_metrics.json")
     }
 
+    /// The security probes' findings (when the probes ran).
+    pub fn findings_md_path(&self) -> PathBuf {
+        self.path("_findings.md")
+    }
+
     /// Writes the stats CSV, the failures CSV and the metrics JSON; returns their paths.
     pub fn write_all(
         &self,
