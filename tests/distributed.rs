@@ -259,6 +259,31 @@ fn request_log_times(path: &Path) -> BTreeMap<String, Vec<u64>> {
     times
 }
 
+/// Fails with `proc`'s output unless `text` (one of its outputs) holds `needle`.
+fn assert_has(text: &str, needle: &str, proc: &Proc) {
+    assert!(
+        text.contains(needle),
+        "'{needle}' missing\n{}",
+        proc.output()
+    );
+}
+
+/// A custom run of `users` users doing health checks only, all started in the first second.
+fn health_only(users: &'static str, duration: &'static str) -> Vec<&'static str> {
+    vec![
+        "--scenario",
+        "custom",
+        "--users",
+        users,
+        "--spawn-rate",
+        users,
+        "--duration",
+        duration,
+        "--tags",
+        "health",
+    ]
+}
+
 const QUICK: &[&str] = &[
     "--scenario",
     "custom",
@@ -380,18 +405,7 @@ fn three_workers_split_the_users_and_merge_exactly() {
 /// Runs 6 users on three workers for 12 s, does `to_w2` to worker w2 once the run is
 /// going, and returns the run, its exit code and the other two workers.
 fn run_losing_w2(extra: &[&str], to_w2: i32) -> (Run, i32, Vec<Proc>) {
-    let mut args = vec![
-        "--scenario",
-        "custom",
-        "--users",
-        "6",
-        "--spawn-rate",
-        "6",
-        "--duration",
-        "12s",
-        "--tags",
-        "health",
-    ];
+    let mut args = health_only("6", "12s");
     args.extend_from_slice(extra);
     let mut run = Run::manager(3, &args);
     let mut w1 = run.worker("w1", &[]);
@@ -441,15 +455,11 @@ fn a_worker_killed_mid_run_is_reported_and_the_run_completes_degraded() {
     let _one = serial();
     let (run, code, survivors) = run_losing_w2(&[], libc::SIGKILL);
     assert_eq!(code, 1, "{}", run.manager.output());
-    assert!(
-        run.manager.stderr().contains("lost worker w2"),
-        "{}",
-        run.manager.output()
-    );
-    assert!(
-        run.manager.stdout().contains("[FAIL] Workers Reporting"),
-        "{}",
-        run.manager.output()
+    assert_has(&run.manager.stderr(), "lost worker w2", &run.manager);
+    assert_has(
+        &run.manager.stdout(),
+        "[FAIL] Workers Reporting",
+        &run.manager,
     );
     assert_degraded(&run, &survivors, false);
 }
@@ -460,11 +470,7 @@ fn a_silent_worker_is_noticed_and_accept_degraded_passes_the_run() {
     // SIGSTOP: the connection stays open but the worker says nothing any more.
     let (run, code, survivors) = run_losing_w2(&["--accept-degraded"], libc::SIGSTOP);
     assert_eq!(code, 0, "{}", run.manager.output());
-    assert!(
-        run.manager.stderr().contains("no message for 5 s"),
-        "{}",
-        run.manager.output()
-    );
+    assert_has(&run.manager.stderr(), "no message for 5 s", &run.manager);
     assert_degraded(&run, &survivors, true);
 }
 
@@ -479,20 +485,14 @@ fn a_fingerprint_mismatch_is_refused_before_any_traffic() {
     assert_eq!(run.manager.wait(Duration::from_secs(60)), 2);
     assert_eq!(other.wait(Duration::from_secs(30)), 2);
     assert_eq!(w1.wait(Duration::from_secs(30)), 2);
-    for text in [run.manager.stderr(), other.stderr()] {
-        assert!(
-            text.contains("tool version: manager 0.1.0, worker 0.1.0+other"),
-            "{}\n{}",
-            run.manager.output(),
-            other.output()
-        );
-    }
-    assert!(run.manager.stderr().contains("worker w2"));
-    assert!(
-        w1.stderr().contains("called the run off"),
-        "{}",
-        w1.output()
+    let differs = format!(
+        "tool version: manager {v}, worker {v}+other",
+        v = env!("CARGO_PKG_VERSION")
     );
+    assert_has(&run.manager.stderr(), &differs, &run.manager);
+    assert_has(&run.manager.stderr(), "worker w2", &run.manager);
+    assert_has(&other.stderr(), &differs, &other);
+    assert_has(&w1.stderr(), "called the run off", &w1);
     assert!(run.metrics_path().is_none(), "no run, no reports");
     assert!(
         !run.request_log("w1").exists() || request_log_times(&run.request_log("w1")).is_empty()
@@ -507,12 +507,10 @@ fn a_missing_worker_is_a_configuration_error() {
     let mut run = Run::manager(2, &args);
     let mut w1 = run.worker("w1", &[]);
     assert_eq!(run.manager.wait(Duration::from_secs(60)), 2);
-    assert!(
-        run.manager
-            .stderr()
-            .contains("only 1 of 2 workers joined within 3s"),
-        "{}",
-        run.manager.output()
+    assert_has(
+        &run.manager.stderr(),
+        "only 1 of 2 workers joined within 3s",
+        &run.manager,
     );
     assert_eq!(w1.wait(Duration::from_secs(30)), 2, "{}", w1.output());
     assert!(run.metrics_path().is_none());
@@ -521,21 +519,7 @@ fn a_missing_worker_is_a_configuration_error() {
 #[test]
 fn ctrl_c_on_the_manager_stops_every_worker_and_late_workers_are_refused() {
     let _one = serial();
-    let mut run = Run::manager(
-        3,
-        &[
-            "--scenario",
-            "custom",
-            "--users",
-            "6",
-            "--spawn-rate",
-            "6",
-            "--duration",
-            "2m",
-            "--tags",
-            "health",
-        ],
-    );
+    let mut run = Run::manager(3, &health_only("6", "2m"));
     let mut workers: Vec<Proc> = ["w1", "w2", "w3"]
         .iter()
         .map(|name| run.worker(name, &[]))
@@ -544,21 +528,13 @@ fn ctrl_c_on_the_manager_stops_every_worker_and_late_workers_are_refused() {
         .wait_for_line("Started 3 workers", Duration::from_secs(60));
     let mut late = run.worker("late", &[]);
     assert_eq!(late.wait(Duration::from_secs(30)), 2, "{}", late.output());
-    assert!(
-        late.stderr().contains("already started"),
-        "{}",
-        late.output()
-    );
+    assert_has(&late.stderr(), "already started", &late);
 
     std::thread::sleep(Duration::from_secs(3));
     run.manager.signal(libc::SIGINT);
     for w in &mut workers {
         assert_eq!(w.wait(Duration::from_secs(60)), 0, "{}", w.output());
-        assert!(
-            w.stdout().contains("Stopped early by the manager"),
-            "{}",
-            w.output()
-        );
+        assert_has(&w.stdout(), "Stopped early by the manager", w);
     }
     let code = run.manager.wait(Duration::from_secs(60));
     let metrics = run.metrics();
@@ -591,23 +567,9 @@ fn workers_that_lose_their_manager_stop_their_users_and_exit_non_zero() {
     );
     let line = server.wait_for_line("listening on", Duration::from_secs(30));
     let host = line.rsplit(' ').next().expect("server URL").to_string();
-    let run = Run::manager(
-        2,
-        &[
-            "--host",
-            &host,
-            "--scenario",
-            "custom",
-            "--users",
-            "4",
-            "--spawn-rate",
-            "4",
-            "--duration",
-            "2m",
-            "--tags",
-            "health",
-        ],
-    );
+    let mut args = vec!["--host", &host];
+    args.extend(health_only("4", "2m"));
+    let run = Run::manager(2, &args);
     let mut workers: Vec<Proc> = ["w1", "w2"]
         .iter()
         .map(|name| run.worker(name, &[]))
@@ -619,8 +581,8 @@ fn workers_that_lose_their_manager_stop_their_users_and_exit_non_zero() {
     run.manager.signal(libc::SIGSTOP);
     for w in &mut workers {
         assert_eq!(w.wait(Duration::from_secs(60)), 1, "{}", w.output());
-        assert!(w.stderr().contains("lost the manager"), "{}", w.output());
-        assert!(w.stderr().contains("stopping the users"), "{}", w.output());
+        assert_has(&w.stderr(), "lost the manager", w);
+        assert_has(&w.stderr(), "stopping the users", w);
     }
     drop(run);
     drop(server);

@@ -88,24 +88,17 @@ pub struct Share {
 
 /// Splits users and spawn rate between `workers`: the users differ by at most one between
 /// workers and add up to `users`; each worker's rate is proportional to its users, so every
-/// worker ramps up in the same time, and the rates add up to `spawn_rate` (the last worker
-/// takes what rounding left).
+/// worker ramps up in the same time as the whole run would, and the rates add up to
+/// `spawn_rate` (to floating-point rounding).
 pub fn split(users: usize, spawn_rate: f64, workers: usize) -> Vec<Share> {
     let workers = workers.max(1);
     let mut shares = Vec::with_capacity(workers);
     let mut first = 0u64;
-    let mut rate_given = 0.0;
     for i in 0..workers {
         let n = users / workers + usize::from(i < users % workers);
-        let rate = if i + 1 == workers {
-            spawn_rate - rate_given
-        } else {
-            spawn_rate * n as f64 / users.max(1) as f64
-        };
-        rate_given += rate;
         shares.push(Share {
             users: n,
-            spawn_rate: rate,
+            spawn_rate: spawn_rate * n as f64 / users.max(1) as f64,
             first_user_index: first,
         });
         first += n as u64;
