@@ -46,10 +46,7 @@ pub struct DistributedArgs {
     pub manager_bind: SocketAddr,
     /// Run as a worker: connect to the manager and run the share of users it gives.
     /// The run's options come from the manager.
-    #[arg(long, conflicts_with_all = [
-        "scenario", "host", "users", "spawn_rate", "duration", "tags", "exclude_tags", "web",
-        "builtin_args", "target_pid", "memory_url", "abort_on_fail", "keep_accounts",
-    ])]
+    #[arg(long, conflicts_with_all = WORKER_REFUSES)]
     pub worker: bool,
     /// The manager's host name or address, for a worker.
     #[arg(
@@ -76,6 +73,33 @@ pub struct DistributedArgs {
     #[arg(long, value_name = "NAME", requires = "worker")]
     pub worker_name: Option<String>,
 }
+
+/// The run's options, which a worker takes from the manager and refuses on its own command
+/// line (the targets and `--output` are the manager's business and ignored by a worker).
+const WORKER_REFUSES: [&str; 22] = [
+    "scenario",
+    "host",
+    "users",
+    "spawn_rate",
+    "duration",
+    "tags",
+    "exclude_tags",
+    "web",
+    "builtin_args",
+    "target_pid",
+    "memory_url",
+    "abort_on_fail",
+    "keep_accounts",
+    "skip_preflight",
+    "forwarded_for_pool",
+    "no_loopback_sources",
+    "request_timeout",
+    "ws_token_in_header",
+    "ws_hold",
+    "ws_pace_ms",
+    "ws_payload_bytes",
+    "ws_timeout",
+];
 
 /// One worker's part of the run.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -108,6 +132,8 @@ pub fn split(users: usize, spawn_rate: f64, workers: usize) -> Vec<Share> {
 
 /// What a distributed run cannot do, refused before anything starts.
 pub fn check_plan(plan: &Plan, options: &DistributedArgs) -> Result<(), ConfigError> {
+    crate::presets::parse_duration(&options.worker_timeout)
+        .map_err(|e| ConfigError(format!("--worker-timeout: {e}")))?;
     let workers = options.expect_workers as usize;
     if plan.users < workers {
         return Err(ConfigError(format!(
@@ -147,6 +173,7 @@ mod tests {
     use super::*;
     use crate::cli::Cli;
     use clap::Parser;
+    use clap::error::ErrorKind;
 
     #[test]
     fn users_and_rates_add_up_exactly() {
@@ -234,5 +261,16 @@ mod tests {
             .is_ok()
         );
         assert!(parse(&["--manager", "--users", "9", "--accept-degraded"]).is_ok());
+        // Each refused name is a real option: clap ignores unknown names in release builds.
+        for id in WORKER_REFUSES {
+            let flag = format!("--{}", id.replace('_', "-"));
+            let conflict = |words: &[&str]| {
+                parse(words).err().map(|e| e.kind()) == Some(ErrorKind::ArgumentConflict)
+            };
+            assert!(
+                conflict(&["--worker", &flag, "1"]) || conflict(&["--worker", &flag]),
+                "{flag} is not refused with --worker"
+            );
+        }
     }
 }
