@@ -2,15 +2,17 @@
 //! the built-in server.
 
 use crate::cli::{Cli, Command, RunArgs, ValidateArgs};
+use crate::distributed::{self, DistributedArgs};
 use crate::flows::builtin_classes;
+use crate::measure::MeasuredRun;
 use crate::plan::Plan;
 use crate::presets::{self, HumanDuration};
 use crate::probes;
 use crate::report::{self, RunOutputs};
 use crate::run::{self, BuiltinServer, MemorySource, RunError};
-use crate::validate;
+use crate::validate::{self, Check};
 use clap::Parser;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Exit code when every target was met.
 pub const EXIT_PASSED: i32 = 0;
@@ -40,7 +42,10 @@ pub async fn main_with_args(args: Vec<String>) -> i32 {
             print!("{}", presets::table());
             EXIT_PASSED
         }
-        None => load_test(&cli.run).await,
+        None if cli.distributed.worker => {
+            distributed::worker::run(&cli.run, &cli.distributed).await
+        }
+        None => load_test(&cli.run, &cli.distributed).await,
     }
 }
 
@@ -76,17 +81,23 @@ fn validate_saved(args: &ValidateArgs) -> i32 {
     }
 }
 
-fn config_error(e: impl std::fmt::Display) -> i32 {
+pub(crate) fn config_error(e: impl std::fmt::Display) -> i32 {
     eprintln!("error: {e}");
     EXIT_CONFIG
 }
 
-/// A load test: plan, built-in server or pre-flight, attack, verdict, outputs.
-async fn load_test(args: &RunArgs) -> i32 {
+/// A load test: plan, built-in server or pre-flight, attack (here, or by the workers of a
+/// distributed run), verdict, outputs.
+async fn load_test(args: &RunArgs, distributed: &DistributedArgs) -> i32 {
     let plan = match Plan::resolve(args, builtin_classes()) {
         Ok(plan) => plan,
         Err(e) => return config_error(e),
     };
+    if distributed.manager
+        && let Err(e) = distributed::check_plan(&plan, distributed)
+    {
+        return config_error(e);
+    }
     let outputs = match RunOutputs::prepare(&plan.output, &plan.scenario, chrono::Local::now()) {
         Ok(outputs) => outputs,
         Err(e) => return config_error(format!("{e} (choose another --output)")),
@@ -110,30 +121,55 @@ async fn load_test(args: &RunArgs) -> i32 {
         (None, Some(server)) => server.url.clone(),
         (None, None) => return config_error("no host to test"),
     };
-    let code = test_host(&plan, &host, builtin.as_ref().map(|b| b.pid), &outputs).await;
+    let builtin_pid = builtin.as_ref().map(|b| b.pid);
+    let code = match prepare_host(&plan, &host, builtin_pid).await {
+        Err(code) => code,
+        Ok(memory) if distributed.manager => {
+            let setup = distributed::manager::Setup {
+                plan: &plan,
+                args,
+                host: &host,
+                builtin_pid,
+                memory,
+                outputs: &outputs,
+                options: distributed,
+            };
+            distributed::manager::run(setup).await
+        }
+        Ok(memory) => test_host(&plan, &host, builtin_pid, memory, &outputs).await,
+    };
     if let Some(server) = builtin {
         server.stop().await;
     }
     code
 }
 
-async fn test_host(
+/// The pre-flight check, and where the server's memory is read; `Err` is the exit code.
+async fn prepare_host(
     plan: &Plan,
     host: &url::Url,
     builtin_pid: Option<u32>,
-    outputs: &RunOutputs,
-) -> i32 {
+) -> Result<Option<MemorySource>, i32> {
     if !plan.skip_preflight
         && let Err(e) = run::preflight(host).await
     {
-        return config_error(e);
+        return Err(config_error(e));
     }
-    let memory = match (plan.target_pid, &plan.memory_url, builtin_pid) {
+    Ok(match (plan.target_pid, &plan.memory_url, builtin_pid) {
         (Some(pid), _, _) => Some(MemorySource::Pid(pid)),
         (None, Some(url), _) => Some(MemorySource::Metrics(url.clone())),
         (None, None, Some(pid)) => Some(MemorySource::Pid(pid)),
         (None, None, None) => None,
-    };
+    })
+}
+
+async fn test_host(
+    plan: &Plan,
+    host: &url::Url,
+    builtin_pid: Option<u32>,
+    memory: Option<MemorySource>,
+    outputs: &RunOutputs,
+) -> i32 {
     print_plan(plan, host);
     if plan.web {
         println!(
@@ -159,9 +195,6 @@ async fn test_host(
             return EXIT_FAILED;
         }
     };
-    if let Some(e) = &result.goose_error {
-        eprintln!("warning: Goose reported: {e}");
-    }
     for (from, to) in partial.iter().zip([&html, &goose_json]) {
         if from.exists()
             && let Err(e) = std::fs::rename(from, to)
@@ -174,24 +207,61 @@ async fn test_host(
         }
     }
 
-    let probe_report = match probe_task {
+    let probes = match probe_task {
         Some(task) => task
             .await
             .inspect_err(|e| eprintln!("warning: the security probes failed: {e}"))
             .ok(),
         None => None,
     };
+    let end = RunEnd {
+        measured: result.measured,
+        goose_error: result.goose_error,
+        goose_reports: vec![html, goose_json],
+        extra_checks: Vec::new(),
+        extra: serde_json::Map::new(),
+        probes,
+    };
+    conclude(plan, host, builtin_pid.is_some(), outputs, end)
+}
 
+/// What a run measured, and what its kind of run adds to the verdict and the reports.
+pub(crate) struct RunEnd {
+    pub measured: MeasuredRun,
+    pub goose_error: Option<String>,
+    /// Goose's own reports, listed with the others when they were written.
+    pub goose_reports: Vec<PathBuf>,
+    /// Checks added to the verdict (a distributed run's workers).
+    pub extra_checks: Vec<Check>,
+    /// Keys added to the metrics JSON's `extra`.
+    pub extra: serde_json::Map<String, serde_json::Value>,
+    /// The security probes' report, when they ran.
+    pub probes: Option<probes::ProbeReport>,
+}
+
+/// The end of every run, here or distributed: verdict, summary, reports, exit code.
+pub(crate) fn conclude(
+    plan: &Plan,
+    host: &url::Url,
+    builtin_server: bool,
+    outputs: &RunOutputs,
+    end: RunEnd,
+) -> i32 {
+    if let Some(e) = &end.goose_error {
+        eprintln!("warning: Goose reported: {e}");
+    }
     let facts = plan.facts();
-    let verdict = validate::judge(&result.measured, &plan.targets, &facts);
+    let mut verdict = validate::judge(&end.measured, &plan.targets, &facts);
+    verdict.checks.extend(end.extra_checks);
+    verdict.passed = verdict.checks.iter().all(|c| !c.failed());
     let mut out = std::io::stdout();
-    let _ = report::print_summary(&mut out, &result.measured, &verdict);
-    if let Some(r) = &probe_report {
+    let _ = report::print_summary(&mut out, &end.measured, &verdict);
+    if let Some(r) = &end.probes {
         let _ = probes::print_report(&mut out, r, plan.probes_report_only);
     }
     let mut extra = serde_json::json!({
         "host": host.as_str(),
-        "builtin_server": builtin_pid.is_some(),
+        "builtin_server": builtin_server,
         "users": plan.users,
         "spawn_rate": plan.spawn_rate,
         "duration_seconds": plan.duration.as_secs_f64(),
@@ -199,22 +269,25 @@ async fn test_host(
         "exclude_tags": plan.filter.exclude,
         "user_classes": plan.selection.class_names(),
         "skipped_user_classes": plan.selection.skipped,
-        "goose_error": result.goose_error,
+        "goose_error": end.goose_error,
     });
     let exit_code = probes::exit_code(
         verdict.exit_code(),
-        probe_report.as_ref(),
+        end.probes.as_ref(),
         plan.probes_report_only,
     );
     if plan.no_reports {
         return exit_code;
     }
-    if let Some(r) = &probe_report {
+    if let Some(map) = extra.as_object_mut() {
+        map.extend(end.extra);
+    }
+    if let Some(r) = &end.probes {
         (extra["probes"], extra["findings"]) = r.json_parts();
     }
-    match outputs.write_all(&result.measured, &verdict, &plan.targets, &facts, &extra) {
+    match outputs.write_all(&end.measured, &verdict, &plan.targets, &facts, &extra) {
         Ok(mut files) => {
-            if let Some(r) = &probe_report {
+            if let Some(r) = &end.probes {
                 let path = outputs.findings_md_path();
                 let heading = format!(
                     "Scenario {} against {host} ({})",
@@ -230,7 +303,7 @@ async fn test_host(
             println!("\nReports:");
             for file in files
                 .iter()
-                .chain([&html, &goose_json].into_iter().filter(|p| p.exists()))
+                .chain(end.goose_reports.iter().filter(|p| p.exists()))
             {
                 println!("  {}", file.display());
             }
@@ -243,7 +316,7 @@ async fn test_host(
     exit_code
 }
 
-fn print_plan(plan: &Plan, host: &url::Url) {
+pub(crate) fn print_plan(plan: &Plan, host: &url::Url) {
     let tags = if plan.filter.include.is_empty() {
         "all".to_string()
     } else {

@@ -21,6 +21,8 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub distributed: crate::distributed::DistributedArgs,
 }
 
 #[derive(Subcommand, Debug)]

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod distributed;
 pub mod flows;
 pub mod measure;
 pub mod plan;

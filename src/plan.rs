@@ -179,6 +179,7 @@ impl Plan {
             loopback_sources: loopback_target && !args.no_loopback_sources,
             ws,
             timeout: Some(timeout),
+            first_user_index: 0,
         };
 
         for word in &args.goose_args {

@@ -178,7 +178,7 @@ impl MemorySource {
         }
     }
 
-    async fn read(&self, client: &reqwest::Client) -> Option<u64> {
+    pub async fn read(&self, client: &reqwest::Client) -> Option<u64> {
         match self {
             MemorySource::Pid(pid) => {
                 let status = tokio::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -236,6 +236,18 @@ pub async fn attack(
     report_files: &[PathBuf],
 ) -> Result<AttackResult, RunError> {
     let ledger = Arc::new(Ledger::new(plan.targets.spike_window()));
+    attack_with_ledger(plan, host, memory, report_files, ledger).await
+}
+
+/// [`attack`] recording into a ledger the caller holds too (a distributed worker reads its
+/// live counters while the attack runs).
+pub async fn attack_with_ledger(
+    plan: &Plan,
+    host: &Url,
+    memory: Option<MemorySource>,
+    report_files: &[PathBuf],
+    ledger: Arc<Ledger>,
+) -> Result<AttackResult, RunError> {
     let ctx = Arc::new(
         RunContext::new(host.clone(), plan.flow_options.clone(), ledger.clone())
             .map_err(|e| RunError::Goose(e.to_string()))?,

@@ -53,6 +53,9 @@ pub struct FlowOptions {
     pub ws: WsOptions,
     /// Request timeout of every user's client.
     pub timeout: Option<Duration>,
+    /// Users are numbered from this + 1: the workers of a distributed run number theirs
+    /// apart, so loopback sources and forwarded-for addresses stay one per user.
+    pub first_user_index: u64,
 }
 
 /// Shared by every simulated user of one run.
@@ -100,7 +103,7 @@ impl RunContext {
 
     /// A number for each simulated user of the run, from 1.
     pub fn next_user_index(&self) -> u64 {
-        self.next_user.fetch_add(1, Ordering::Relaxed) + 1
+        self.options.first_user_index + self.next_user.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Set when the run is ending: on_stop work keeps to a short budget.

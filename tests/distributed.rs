@@ -1,0 +1,589 @@
+//! Distributed runs end to end: a manager and worker processes of the real binary on
+//! 127.0.0.1, the manager starting its built-in reference server, with short runs.
+
+use lva_loadtest::measure::{Histogram, MeasuredRun};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lva-loadtest");
+
+/// One distributed run at a time: each is five processes on a shared machine.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A process of the binary, its output collected as it comes; killed if the test ends
+/// before it does.
+struct Proc {
+    name: String,
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+    code: Option<i32>,
+}
+
+fn collect(pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let mut text = into.lock().unwrap_or_else(|p| p.into_inner());
+            text.push_str(&line);
+            text.push('\n');
+        }
+    })
+}
+
+impl Proc {
+    fn spawn(name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start lva-loadtest");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let readers = vec![
+            collect(child.stdout.take().expect("stdout"), stdout.clone()),
+            collect(child.stderr.take().expect("stderr"), stderr.clone()),
+        ];
+        Proc {
+            name: name.to_string(),
+            child,
+            stdout,
+            stderr,
+            readers,
+            code: None,
+        }
+    }
+
+    fn stdout(&self) -> String {
+        self.stdout.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn output(&self) -> String {
+        format!(
+            "--- {} stdout:\n{}\n--- {} stderr:\n{}",
+            self.name,
+            self.stdout(),
+            self.name,
+            self.stderr()
+        )
+    }
+
+    /// Waits until stdout has a line containing `needle`; returns that line.
+    fn wait_for_line(&self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self.stdout().lines().find(|l| l.contains(needle)) {
+                return line.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line with '{needle}' within {limit:?}\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the process to exit (at most `limit`); returns its exit code.
+    fn wait(&mut self, limit: Duration) -> i32 {
+        if let Some(code) = self.code {
+            return code;
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
+                let code = status.code().unwrap_or(-1);
+                self.code = Some(code);
+                return code;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} still running after {limit:?}\n{}",
+                self.name,
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // SAFETY: signalling a child process this test started.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.code.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A manager on a free loopback port, and the directory its reports go to.
+struct Run {
+    dir: tempfile::TempDir,
+    manager: Proc,
+    port: String,
+}
+
+impl Run {
+    fn manager(workers: u32, args: &[&str]) -> Run {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let output = dir.path().join("reports");
+        let expect = workers.to_string();
+        let mut all = vec![
+            "--manager",
+            "--expect-workers",
+            &expect,
+            "--manager-bind",
+            "127.0.0.1:0",
+            "--output",
+            output.to_str().expect("utf-8 path"),
+        ];
+        all.extend_from_slice(args);
+        let manager = Proc::spawn("manager", &all, &[]);
+        let line = manager.wait_for_line("Manager listening on ws://", Duration::from_secs(30));
+        let port = line
+            .split("ws://127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .expect("port in the listening line")
+            .to_string();
+        Run { dir, manager, port }
+    }
+
+    /// A worker named `name`, writing Goose's request log next to the reports.
+    fn worker(&self, name: &str, env: &[(&str, &str)]) -> Proc {
+        let log = self.request_log(name);
+        Proc::spawn(
+            name,
+            &[
+                "--worker",
+                "--manager-port",
+                &self.port,
+                "--worker-name",
+                name,
+                "--worker-timeout",
+                "20s",
+                "--",
+                "--request-log",
+                log.to_str().expect("utf-8 path"),
+                "--request-format",
+                "json",
+            ],
+            env,
+        )
+    }
+
+    fn request_log(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.requests.json"))
+    }
+
+    fn metrics_path(&self) -> Option<PathBuf> {
+        std::fs::read_dir(self.dir.path().join("reports"))
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.to_string_lossy().ends_with("_metrics.json"))
+    }
+
+    fn metrics(&self) -> Value {
+        let path = self
+            .metrics_path()
+            .unwrap_or_else(|| panic!("no metrics JSON\n{}", self.manager.output()));
+        serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("JSON")
+    }
+}
+
+fn measured(metrics: &Value) -> MeasuredRun {
+    serde_json::from_value(metrics["measured"].clone()).expect("measured run")
+}
+
+fn all_requests(run: &MeasuredRun) -> u64 {
+    run.requests.iter().map(|r| r.total()).sum()
+}
+
+/// The number after `word` in the line holding it: `measured 52 requests` → 52.
+fn number_after(line: &str, word: &str) -> f64 {
+    line.split(word)
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(|n| n.trim_end_matches("/s"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after '{word}' in '{line}'"))
+}
+
+/// Every request in a worker's Goose request log: key → its times, in microseconds.
+fn request_log_times(path: &Path) -> BTreeMap<String, Vec<u64>> {
+    let text = std::fs::read_to_string(path).expect("request log");
+    let mut times: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let entry: Value = serde_json::from_str(line).expect("request log line");
+        let key = format!(
+            "{} {}",
+            entry["raw"]["custom_method"].as_str().unwrap_or(""),
+            entry["name"].as_str().unwrap_or("")
+        );
+        let us = entry["response_time"].as_u64().unwrap_or(0) * 1000
+            + entry["response_time_fraction_us"].as_u64().unwrap_or(0);
+        times.entry(key).or_default().push(us);
+    }
+    times
+}
+
+/// Fails with `proc`'s output unless `text` (one of its outputs) holds `needle`.
+fn assert_has(text: &str, needle: &str, proc: &Proc) {
+    assert!(
+        text.contains(needle),
+        "'{needle}' missing\n{}",
+        proc.output()
+    );
+}
+
+/// A custom run of `users` users doing health checks only, all started in the first second.
+fn health_only(users: &'static str, duration: &'static str) -> Vec<&'static str> {
+    vec![
+        "--scenario",
+        "custom",
+        "--users",
+        users,
+        "--spawn-rate",
+        users,
+        "--duration",
+        duration,
+        "--tags",
+        "health",
+    ]
+}
+
+const QUICK: &[&str] = &[
+    "--scenario",
+    "custom",
+    "--users",
+    "10",
+    "--spawn-rate",
+    "5",
+    "--duration",
+    "8s",
+];
+
+#[test]
+fn three_workers_split_the_users_and_merge_exactly() {
+    let _one = serial();
+    let mut run = Run::manager(3, QUICK);
+    let mut workers: Vec<Proc> = ["w1", "w2", "w3"]
+        .iter()
+        .map(|name| run.worker(name, &[]))
+        .collect();
+    let code = run.manager.wait(Duration::from_secs(120));
+    for w in &mut workers {
+        assert_eq!(w.wait(Duration::from_secs(30)), 0, "{}", w.output());
+    }
+    let metrics = run.metrics();
+    assert_eq!(code, 0, "{}", run.manager.output());
+    assert_eq!(metrics["verdict"]["exit_code"], 0);
+
+    // Users and spawn rate: split exactly, as each worker says.
+    let shares: Vec<String> = workers
+        .iter()
+        .map(|w| w.wait_for_line("Share: ", Duration::ZERO))
+        .collect();
+    let users: Vec<f64> = shares.iter().map(|l| number_after(l, "Share:")).collect();
+    let rates: Vec<f64> = shares.iter().map(|l| number_after(l, "users at")).collect();
+    assert_eq!(users.iter().sum::<f64>(), 10.0, "{shares:?}");
+    let (most, least) = (
+        users.iter().copied().fold(0.0, f64::max),
+        users.iter().copied().fold(f64::MAX, f64::min),
+    );
+    assert!(most - least <= 1.0, "{shares:?}");
+    assert!((rates.iter().sum::<f64>() - 5.0).abs() < 1e-9, "{shares:?}");
+
+    // Totals: the merged run counts exactly what the workers counted themselves.
+    let merged = measured(&metrics);
+    let own: f64 = workers
+        .iter()
+        .map(|w| number_after(&w.wait_for_line(" measured ", Duration::ZERO), "measured"))
+        .sum();
+    assert_eq!(
+        all_requests(&merged) as f64,
+        own,
+        "{}",
+        run.manager.output()
+    );
+    let windowed: u64 = merged
+        .windows
+        .iter()
+        .flat_map(|w| w.requests.values())
+        .map(|r| r.total())
+        .sum();
+    assert_eq!(windowed, all_requests(&merged));
+    assert_eq!(merged.max_users, 10);
+
+    // Percentiles: the merged histograms equal histograms of every request in the
+    // workers' own request logs, so every percentile equals the one computed over all.
+    let mut from_logs: BTreeMap<String, Histogram> = BTreeMap::new();
+    for name in ["w1", "w2", "w3"] {
+        for (key, times) in request_log_times(&run.request_log(name)) {
+            let histogram = from_logs.entry(key).or_default();
+            for us in times {
+                histogram.record(us);
+            }
+        }
+    }
+    let merged_rows: BTreeMap<String, Histogram> = merged
+        .requests
+        .iter()
+        .map(|r| (r.key(), r.times.clone()))
+        .collect();
+    assert_eq!(
+        merged_rows.keys().collect::<Vec<_>>(),
+        from_logs.keys().collect::<Vec<_>>()
+    );
+    let mut everything = Histogram::default();
+    for (key, logged) in &from_logs {
+        assert_eq!(&merged_rows[key], logged, "{key}");
+        everything.merge(logged);
+    }
+    let http = merged.combined(lva_loadtest::measure::RequestKind::Http);
+    let mut all_merged = http.times.clone();
+    all_merged.merge(
+        &merged
+            .combined(lva_loadtest::measure::RequestKind::WebSocket)
+            .times,
+    );
+    for p in [50.0, 90.0, 95.0, 99.0] {
+        assert_eq!(
+            all_merged.percentile_us(p),
+            everything.percentile_us(p),
+            "p{p}"
+        );
+    }
+    let p95 = metrics["response_times"]["p95"].as_f64().unwrap_or(-1.0);
+    assert_eq!(p95, http.times.percentile_ms(95.0));
+
+    let distributed = &metrics["extra"]["distributed"];
+    assert_eq!(distributed["degraded"], false);
+    assert_eq!(distributed["expected_workers"], 3);
+    let statuses: Vec<&str> = distributed["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .map(|w| w["status"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(statuses, ["delivered"; 3]);
+    assert_eq!(metrics["targets"]["workers"]["passed"], true);
+}
+
+/// Runs 6 users on three workers for 12 s, does `to_w2` to worker w2 once the run is
+/// going, and returns the run, its exit code and the other two workers.
+fn run_losing_w2(extra: &[&str], to_w2: i32) -> (Run, i32, Vec<Proc>) {
+    let mut args = health_only("6", "12s");
+    args.extend_from_slice(extra);
+    let mut run = Run::manager(3, &args);
+    let mut w1 = run.worker("w1", &[]);
+    let w2 = run.worker("w2", &[]);
+    let mut w3 = run.worker("w3", &[]);
+    run.manager
+        .wait_for_line("Started 3 workers", Duration::from_secs(60));
+    // Some progress reached the manager before the worker goes.
+    std::thread::sleep(Duration::from_secs(3));
+    w2.signal(to_w2);
+    let code = run.manager.wait(Duration::from_secs(120));
+    drop(w2);
+    for w in [&mut w1, &mut w3] {
+        assert_eq!(w.wait(Duration::from_secs(30)), 0, "{}", w.output());
+    }
+    (run, code, vec![w1, w3])
+}
+
+fn assert_degraded(run: &Run, survivors: &[Proc], accepted: bool) {
+    let metrics = run.metrics();
+    let distributed = &metrics["extra"]["distributed"];
+    assert_eq!(distributed["degraded"], true, "{distributed}");
+    assert_eq!(distributed["accept_degraded"], accepted);
+    assert_eq!(distributed["lost_workers"], serde_json::json!(["w2"]));
+    let w2 = distributed["workers"]
+        .as_array()
+        .and_then(|all| all.iter().find(|w| w["name"] == "w2"))
+        .expect("w2 listed");
+    assert_eq!(w2["status"], "lost");
+    assert!(w2["last_progress"]["requests"].as_u64().is_some(), "{w2}");
+    let check = &metrics["targets"]["workers"];
+    assert_eq!(check["passed"], accepted, "{check}");
+    assert!(
+        check["actual"].as_str().unwrap_or("").contains("lost: w2"),
+        "{check}"
+    );
+    // The figures are the survivors', exactly.
+    let own: f64 = survivors
+        .iter()
+        .map(|w| number_after(&w.wait_for_line(" measured ", Duration::ZERO), "measured"))
+        .sum();
+    assert_eq!(all_requests(&measured(&metrics)) as f64, own);
+}
+
+#[test]
+fn a_worker_killed_mid_run_is_reported_and_the_run_completes_degraded() {
+    let _one = serial();
+    let (run, code, survivors) = run_losing_w2(&[], libc::SIGKILL);
+    assert_eq!(code, 1, "{}", run.manager.output());
+    assert_has(&run.manager.stderr(), "lost worker w2", &run.manager);
+    assert_has(
+        &run.manager.stdout(),
+        "[FAIL] Workers Reporting",
+        &run.manager,
+    );
+    assert_degraded(&run, &survivors, false);
+}
+
+#[test]
+fn a_silent_worker_is_noticed_and_accept_degraded_passes_the_run() {
+    let _one = serial();
+    // SIGSTOP: the connection stays open but the worker says nothing any more.
+    let (run, code, survivors) = run_losing_w2(&["--accept-degraded"], libc::SIGSTOP);
+    assert_eq!(code, 0, "{}", run.manager.output());
+    assert_has(&run.manager.stderr(), "no message for 5 s", &run.manager);
+    assert_degraded(&run, &survivors, true);
+}
+
+#[test]
+fn a_fingerprint_mismatch_is_refused_before_any_traffic() {
+    let _one = serial();
+    let mut run = Run::manager(2, QUICK);
+    let mut w1 = run.worker("w1", &[]);
+    run.manager
+        .wait_for_line("Worker w1 joined", Duration::from_secs(30));
+    let mut other = run.worker("w2", &[("LVA_LOADTEST_FINGERPRINT_SALT", "other")]);
+    assert_eq!(run.manager.wait(Duration::from_secs(60)), 2);
+    assert_eq!(other.wait(Duration::from_secs(30)), 2);
+    assert_eq!(w1.wait(Duration::from_secs(30)), 2);
+    let differs = format!(
+        "tool version: manager {v}, worker {v}+other",
+        v = env!("CARGO_PKG_VERSION")
+    );
+    assert_has(&run.manager.stderr(), &differs, &run.manager);
+    assert_has(&run.manager.stderr(), "worker w2", &run.manager);
+    assert_has(&other.stderr(), &differs, &other);
+    assert_has(&w1.stderr(), "called the run off", &w1);
+    assert!(run.metrics_path().is_none(), "no run, no reports");
+    assert!(
+        !run.request_log("w1").exists() || request_log_times(&run.request_log("w1")).is_empty()
+    );
+}
+
+#[test]
+fn a_missing_worker_is_a_configuration_error() {
+    let _one = serial();
+    let mut args = QUICK.to_vec();
+    args.extend_from_slice(&["--worker-timeout", "3s"]);
+    let mut run = Run::manager(2, &args);
+    let mut w1 = run.worker("w1", &[]);
+    assert_eq!(run.manager.wait(Duration::from_secs(60)), 2);
+    assert_has(
+        &run.manager.stderr(),
+        "only 1 of 2 workers joined within 3s",
+        &run.manager,
+    );
+    assert_eq!(w1.wait(Duration::from_secs(30)), 2, "{}", w1.output());
+    assert!(run.metrics_path().is_none());
+}
+
+#[test]
+fn ctrl_c_on_the_manager_stops_every_worker_and_late_workers_are_refused() {
+    let _one = serial();
+    let mut run = Run::manager(3, &health_only("6", "2m"));
+    let mut workers: Vec<Proc> = ["w1", "w2", "w3"]
+        .iter()
+        .map(|name| run.worker(name, &[]))
+        .collect();
+    run.manager
+        .wait_for_line("Started 3 workers", Duration::from_secs(60));
+    let mut late = run.worker("late", &[]);
+    assert_eq!(late.wait(Duration::from_secs(30)), 2, "{}", late.output());
+    assert_has(&late.stderr(), "already started", &late);
+
+    std::thread::sleep(Duration::from_secs(3));
+    run.manager.signal(libc::SIGINT);
+    for w in &mut workers {
+        assert_eq!(w.wait(Duration::from_secs(60)), 0, "{}", w.output());
+        assert_has(&w.stdout(), "Stopped early by the manager", w);
+    }
+    let code = run.manager.wait(Duration::from_secs(60));
+    let metrics = run.metrics();
+    assert_eq!(
+        code,
+        metrics["verdict"]["exit_code"].as_i64().unwrap_or(-1) as i32
+    );
+    assert_eq!(metrics["test_summary"]["interrupted"], true);
+    let seconds = metrics["test_summary"]["duration_seconds"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(seconds < 60.0, "ran {seconds} s of 120");
+    assert_eq!(metrics["extra"]["distributed"]["degraded"], false);
+}
+
+#[test]
+fn workers_that_lose_their_manager_stop_their_users_and_exit_non_zero() {
+    let _one = serial();
+    // A server of its own, so that nothing is left behind when the manager is killed.
+    let server = Proc::spawn(
+        "server",
+        &[
+            "serve-target",
+            "--bind",
+            "127.0.0.1:0",
+            "--bcrypt-cost",
+            "4",
+        ],
+        &[],
+    );
+    let line = server.wait_for_line("listening on", Duration::from_secs(30));
+    let host = line.rsplit(' ').next().expect("server URL").to_string();
+    let mut args = vec!["--host", &host];
+    args.extend(health_only("4", "2m"));
+    let run = Run::manager(2, &args);
+    let mut workers: Vec<Proc> = ["w1", "w2"]
+        .iter()
+        .map(|name| run.worker(name, &[]))
+        .collect();
+    run.manager
+        .wait_for_line("Started 2 workers", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(2));
+    // Frozen: its connections stay open, but it says nothing any more.
+    run.manager.signal(libc::SIGSTOP);
+    for w in &mut workers {
+        assert_eq!(w.wait(Duration::from_secs(60)), 1, "{}", w.output());
+        assert_has(&w.stderr(), "lost the manager", w);
+        assert_has(&w.stderr(), "stopping the users", w);
+    }
+    drop(run);
+    drop(server);
+}
