@@ -2,7 +2,7 @@
 //! the built-in server.
 
 use crate::cli::{Cli, Command, RunArgs, ValidateArgs};
-use crate::flows::builtin_classes;
+use crate::flows::{UserClass, builtin_classes};
 use crate::plan::Plan;
 use crate::presets::{self, HumanDuration};
 use crate::report::{self, RunOutputs};
@@ -18,8 +18,20 @@ pub const EXIT_FAILED: i32 = 1;
 /// Exit code for a configuration error (bad options or targets, unreachable host).
 pub const EXIT_CONFIG: i32 = 2;
 
-/// Parses the command line and runs the command; returns the process exit code.
+/// Parses the command line and runs the command with the built-in user classes; returns
+/// the process exit code.
 pub async fn main_with_args(args: Vec<String>) -> i32 {
+    main_with_classes(args, builtin_classes()).await
+}
+
+/// Like [`main_with_args`], with the user classes a program brings (the built-in ones from
+/// [`builtin_classes`], its own, or both): the way to extend the load test without forking
+/// it. The command line, presets, tag filter, targets and reports are the tool's own; see
+/// `examples/custom_user.rs`.
+///
+/// The program must call this with its own command line, since the built-in reference
+/// server is started by running the program itself with `serve-target`.
+pub async fn main_with_classes(args: Vec<String>, classes: Vec<UserClass>) -> i32 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -39,7 +51,7 @@ pub async fn main_with_args(args: Vec<String>) -> i32 {
             print!("{}", presets::table());
             EXIT_PASSED
         }
-        None => load_test(&cli.run).await,
+        None => load_test(&cli.run, classes).await,
     }
 }
 
@@ -81,8 +93,8 @@ fn config_error(e: impl std::fmt::Display) -> i32 {
 }
 
 /// A load test: plan, built-in server or pre-flight, attack, verdict, outputs.
-async fn load_test(args: &RunArgs) -> i32 {
-    let plan = match Plan::resolve(args, builtin_classes()) {
+async fn load_test(args: &RunArgs, classes: Vec<UserClass>) -> i32 {
+    let plan = match Plan::resolve(args, classes) {
         Ok(plan) => plan,
         Err(e) => return config_error(e),
     };
