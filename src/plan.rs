@@ -215,15 +215,16 @@ impl Plan {
     }
 
     /// Goose's test plan: ramp at the spawn rate, hold until the duration, stop. Goose
-    /// takes whole seconds, so the ramp is rounded up.
+    /// takes whole seconds, so the ramp is rounded up. A ramp that fills the whole run has
+    /// no hold step: Goose never ends a hold of 0s.
     pub fn test_plan(&self) -> String {
         let total = self.duration.as_secs().max(1);
         let ramp = (self.ramp().as_secs_f64().ceil() as u64).min(total);
-        format!(
-            "{users},{ramp}s;{users},{hold}s;0,0s",
-            users = self.users,
-            hold = total - ramp
-        )
+        let users = self.users;
+        match total - ramp {
+            0 => format!("{users},{ramp}s;0,0s"),
+            hold => format!("{users},{ramp}s;{users},{hold}s;0,0s"),
+        }
     }
 
     /// What the validator needs to know about the run.
@@ -278,6 +279,25 @@ pub fn is_loopback_host(url: &Url) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::Cli;
+    use clap::Parser;
+
+    fn plan(args: &[&str]) -> Plan {
+        let cli = Cli::try_parse_from(std::iter::once("lva-loadtest").chain(args.iter().copied()))
+            .expect("options parse");
+        Plan::resolve(&cli.run, crate::flows::builtin_classes()).expect("plan")
+    }
+
+    #[test]
+    fn the_test_plan_holds_only_when_time_is_left_after_the_ramp() {
+        // smoke: 10 users at 2/s ramp for 5s.
+        assert_eq!(
+            plan(&["--duration", "20s"]).test_plan(),
+            "10,5s;10,15s;0,0s"
+        );
+        assert_eq!(plan(&["--duration", "5s"]).test_plan(), "10,5s;0,0s");
+        assert_eq!(plan(&["--duration", "3s"]).test_plan(), "10,3s;0,0s");
+    }
 
     #[test]
     fn hosts_are_checked() {
