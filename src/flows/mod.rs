@@ -16,7 +16,10 @@ pub mod websocket;
 
 use context::RunContext;
 use goose::GooseError;
-use goose::goose::{GooseUser, Scenario, Transaction, TransactionFunction, TransactionResult};
+/// The simulated user a task runs as (Goose's), re-exported so that a program adding its
+/// own classes needs no Goose dependency of its own.
+pub use goose::goose::GooseUser;
+use goose::goose::{Scenario, Transaction, TransactionFunction, TransactionResult};
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
