@@ -88,10 +88,12 @@ pub fn start_user(
     Ok(())
 }
 
+/// The user's session, once [`start_user`] has run.
 pub fn session(user: &GooseUser) -> Option<&UserSession> {
     user.get_session_data::<UserSession>()
 }
 
+/// The user's session, to change it.
 pub fn session_mut(user: &mut GooseUser) -> Option<&mut UserSession> {
     user.get_session_data_mut::<UserSession>()
 }
