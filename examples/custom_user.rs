@@ -32,7 +32,8 @@ const TOPICS: &[&str] = &[
     "TCP congestion control",
 ];
 
-fn study_user() -> UserClass {
+/// The class, as the tool takes it: public so that the project's tests can check it.
+pub fn study_user() -> UserClass {
     // Register and log in at the start, delete the account at the end (as the built-in
     // classes do); `on_start` only names the class.
     let (on_start, on_stop) = session::account_hooks(on_start);
