@@ -211,6 +211,26 @@ fn the_example_class_sits_beside_the_builtin_ones_under_the_tag_filter() {
     assert!(Plan::resolve(&cli.run, builtin_classes()).is_err());
 }
 
+/// Runs `command` with a fresh `--output` directory, checks its exit code, and returns the
+/// metrics JSON and the JUnit XML it wrote.
+fn run_expecting(mut command: Command, code: i32) -> (Json, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = command
+        .arg("--output")
+        .arg(dir.path())
+        .current_dir(ROOT)
+        .output()
+        .expect("run it");
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    outputs(dir.path())
+}
+
 /// The run's metrics JSON and the JUnit XML it wrote in `dir`.
 fn outputs(dir: &Path) -> (Json, String) {
     let files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -271,23 +291,11 @@ fn assert_junit_matches_verdict(junit: &str, metrics: &Json) {
 #[test]
 fn the_custom_user_example_runs_as_documented() {
     let bin = commands::example_bin("custom_user").unwrap_or_else(|e| panic!("{e}"));
-    let dir = tempfile::tempdir().expect("temp dir");
     // The command of examples/custom_user.rs's docs, shortened; no --host: the built-in
     // server, which the example starts by running itself with `serve-target`.
-    let output = Command::new(bin)
-        .args(["--tags", "study", "--duration", "4s", "--output"])
-        .arg(dir.path())
-        .current_dir(ROOT)
-        .output()
-        .expect("run the example");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let (metrics, junit) = outputs(dir.path());
+    let mut command = Command::new(bin);
+    command.args(["--tags", "study", "--duration", "4s"]);
+    let (metrics, junit) = run_expecting(command, 0);
     assert_eq!(
         metrics["extra"]["user_classes"],
         serde_json::json!(["StudyUser"])
@@ -315,33 +323,22 @@ fn str_json(v: &Json) -> &str {
 
 #[test]
 fn a_missed_target_is_a_junit_failure() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let output = Command::new(BIN)
-        .args([
-            "--scenario",
-            "custom",
-            "--users",
-            "3",
-            "--spawn-rate",
-            "3",
-            "--duration",
-            "4s",
-            "--tags",
-            "health,stats",
-            "--builtin-args",
-            "--fault-error-rate 0.5",
-            "--output",
-        ])
-        .arg(dir.path())
-        .output()
-        .expect("run lva-loadtest");
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    let (metrics, junit) = outputs(dir.path());
+    let mut command = Command::new(BIN);
+    command.args([
+        "--scenario",
+        "custom",
+        "--users",
+        "3",
+        "--spawn-rate",
+        "3",
+        "--duration",
+        "4s",
+        "--tags",
+        "health,stats",
+        "--builtin-args",
+        "--fault-error-rate 0.5",
+    ]);
+    let (metrics, junit) = run_expecting(command, 1);
     assert_junit_matches_verdict(&junit, &metrics);
     assert!(junit.contains("<failure message=\"Error Rate: "), "{junit}");
 }
