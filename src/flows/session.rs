@@ -276,16 +276,17 @@ pub async fn clean_up(user: &mut GooseUser, ctx: &RunContext) -> StepResult {
     let Some(s) = session(user) else {
         return Ok(());
     };
-    let has_live_account = s.account.as_ref().is_some_and(|a| !a.deleted);
-    let Some(tokens) = s.tokens.clone() else {
-        if has_live_account {
-            ctx.ledger.cleanup(|c| c.failed += 1);
-        }
-        return Ok(());
-    };
-    if !has_live_account {
+    if s.account.as_ref().is_none_or(|a| a.deleted) {
         return Ok(());
     }
+    if s.tokens.is_some() {
+        // A short access token can lapse between the user's last task and its stop.
+        access_token(user, ctx).await?;
+    }
+    let Some(tokens) = session(user).and_then(|s| s.tokens.clone()) else {
+        ctx.ledger.cleanup(|c| c.failed += 1);
+        return Ok(());
+    };
     if !ctx.options.keep_accounts {
         let reply = Exchange::post("/api/gdpr/delete", "/api/gdpr/delete")
             .bearer(Some(&tokens.access))
@@ -366,7 +367,12 @@ pub fn account_hooks(on_start: TaskFn) -> (Option<Hook>, Option<Hook>) {
         }),
         Some(Hook {
             name: "on_stop logout and clean up",
-            requests: &["POST /api/auth/logout", "POST /api/gdpr/delete"],
+            requests: &[
+                "POST /api/auth/logout",
+                "POST /api/gdpr/delete",
+                "POST /api/auth/refresh",
+                "POST /api/auth/login/json",
+            ],
             run: on_stop_clean_up,
         }),
     )
