@@ -5,6 +5,7 @@ use crate::cli::{Cli, Command, RunArgs, ValidateArgs};
 use crate::flows::{UserClass, builtin_classes};
 use crate::plan::Plan;
 use crate::presets::{self, HumanDuration};
+use crate::probes;
 use crate::report::{self, RunOutputs};
 use crate::run::{self, BuiltinServer, MemorySource, RunError};
 use crate::validate;
@@ -156,7 +157,13 @@ async fn test_host(
     let html = outputs.html_path();
     let goose_json = outputs.goose_json_path();
     let partial = [partial(&html), partial(&goose_json)];
-    let result = match run::attack(plan, host, memory, &partial).await {
+    let goose_reports: &[std::path::PathBuf] = if plan.no_reports { &[] } else { &partial };
+    // The probes go beside the attack, on their own accounts and clients.
+    let probe_task = plan.probes.then(|| {
+        let settings = probes::ProbeSettings::for_run(host.clone(), &plan.flow_options);
+        tokio::spawn(probes::run(settings))
+    });
+    let result = match run::attack(plan, host, memory, goose_reports).await {
         Ok(result) => result,
         Err(RunError::Config(e)) => return config_error(e),
         Err(e) => {
@@ -179,11 +186,22 @@ async fn test_host(
         }
     }
 
+    let probe_report = match probe_task {
+        Some(task) => task
+            .await
+            .inspect_err(|e| eprintln!("warning: the security probes failed: {e}"))
+            .ok(),
+        None => None,
+    };
+
     let facts = plan.facts();
     let verdict = validate::judge(&result.measured, &plan.targets, &facts);
     let mut out = std::io::stdout();
     let _ = report::print_summary(&mut out, &result.measured, &verdict);
-    let extra = serde_json::json!({
+    if let Some(r) = &probe_report {
+        let _ = probes::print_report(&mut out, r, plan.probes_report_only);
+    }
+    let mut extra = serde_json::json!({
         "host": host.as_str(),
         "builtin_server": builtin_pid.is_some(),
         "users": plan.users,
@@ -195,8 +213,32 @@ async fn test_host(
         "skipped_user_classes": plan.selection.skipped,
         "goose_error": result.goose_error,
     });
+    let exit_code = probes::exit_code(
+        verdict.exit_code(),
+        probe_report.as_ref(),
+        plan.probes_report_only,
+    );
+    if plan.no_reports {
+        return exit_code;
+    }
+    if let Some(r) = &probe_report {
+        (extra["probes"], extra["findings"]) = r.json_parts();
+    }
     match outputs.write_all(&result.measured, &verdict, &plan.targets, &facts, &extra) {
-        Ok(files) => {
+        Ok(mut files) => {
+            if let Some(r) = &probe_report {
+                let path = outputs.findings_md_path();
+                let heading = format!(
+                    "Scenario {} against {host} ({})",
+                    plan.scenario, outputs.stem
+                );
+                if let Err(e) = probes::write_findings(r, &path, &heading, plan.probes_report_only)
+                {
+                    eprintln!("error: writing {} failed: {e}", path.display());
+                    return EXIT_FAILED;
+                }
+                files.push(path);
+            }
             println!("\nReports:");
             for file in files
                 .iter()
@@ -210,7 +252,7 @@ async fn test_host(
             return EXIT_FAILED;
         }
     }
-    verdict.exit_code()
+    exit_code
 }
 
 fn print_plan(plan: &Plan, host: &url::Url) {
@@ -232,6 +274,16 @@ fn print_plan(plan: &Plan, host: &url::Url) {
         }
     );
     println!("User classes: {}", plan.selection.class_names().join(", "));
+    if plan.probes {
+        println!(
+            "Security probes: on{} (their own accounts and clients, not in the figures)",
+            if plan.probes_report_only {
+                ", report only"
+            } else {
+                ""
+            }
+        );
+    }
     if !plan.selection.skipped.is_empty() {
         println!(
             "Not spawned (no task left after the tag filter): {}",

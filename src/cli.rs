@@ -73,6 +73,12 @@ pub struct RunArgs {
     /// Directory for the reports.
     #[arg(short = 'o', long, default_value = "reports/load_tests")]
     pub output: PathBuf,
+    /// Remove every wait between tasks (for benchmarking the generator itself).
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Judge the run and print the summary, but write no report files.
+    #[arg(long)]
+    pub no_reports: bool,
     /// Print the scenario presets and exit.
     #[arg(long)]
     pub list_scenarios: bool,
@@ -82,6 +88,16 @@ pub struct RunArgs {
     /// Leave the accounts the run created in place (default: delete them at the end).
     #[arg(long)]
     pub keep_accounts: bool,
+    /// Run the security probes beside the load (on by default in the smoke and auth-only
+    /// scenarios; see docs/PROBES.md).
+    #[arg(long, conflicts_with = "no_probes")]
+    pub probes: bool,
+    /// Do not run the security probes.
+    #[arg(long)]
+    pub no_probes: bool,
+    /// Run the security probes, but let no finding change the exit code.
+    #[arg(long, conflicts_with = "no_probes")]
+    pub probes_report_only: bool,
     /// Each user sends its own X-Forwarded-For from a pool of N documentation addresses
     /// (for staging servers behind a proxy that trusts the header).
     #[arg(long, value_name = "N")]
@@ -109,6 +125,9 @@ pub struct RunArgs {
     /// Send the WebSocket access token in an Authorization header instead of ?token=.
     #[arg(long)]
     pub ws_token_in_header: bool,
+    /// Send this Origin header on the WebSocket handshake, as a browser page would.
+    #[arg(long, value_name = "ORIGIN")]
+    pub ws_origin: Option<String>,
     /// How long the long-lived WebSocket session stays open.
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub ws_hold: String,

@@ -95,6 +95,7 @@ pub mod flows;
 pub mod measure;
 pub mod plan;
 pub mod presets;
+pub mod probes;
 pub mod report;
 pub mod run;
 pub mod target;

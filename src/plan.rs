@@ -53,11 +53,17 @@ pub struct Plan {
     pub web: bool,
     pub web_port: u16,
     pub output: PathBuf,
+    /// Write no report files (the verdict and summary still come).
+    pub no_reports: bool,
     pub skip_preflight: bool,
     pub abort_on_fail: bool,
     pub target_pid: Option<u32>,
     pub memory_url: Option<Url>,
     pub flow_options: FlowOptions,
+    /// Run the security probes beside the attack.
+    pub probes: bool,
+    /// High-severity findings do not change the exit code.
+    pub probes_report_only: bool,
     pub targets: Targets,
     pub goose_args: Vec<String>,
 }
@@ -118,6 +124,12 @@ impl Plan {
             exclude: split_list(args.exclude_tags.as_deref()),
         };
         filter.check_known(&classes).map_err(ConfigError)?;
+        let mut classes = classes;
+        if args.no_wait {
+            for class in &mut classes {
+                class.wait = (Duration::ZERO, Duration::ZERO);
+            }
+        }
         let selection = Selection::new(classes, &filter);
         if selection.classes.is_empty() {
             return Err(ConfigError::new(
@@ -156,6 +168,7 @@ impl Plan {
             payload_bytes: args.ws_payload_bytes,
             reply_timeout: parse_duration(&args.ws_timeout)
                 .map_err(|e| ConfigError(format!("--ws-timeout: {e}")))?,
+            origin: args.ws_origin.clone(),
         };
         let timeout = parse_duration(&args.request_timeout)
             .map_err(|e| ConfigError(format!("--request-timeout: {e}")))?;
@@ -176,8 +189,12 @@ impl Plan {
                 )));
             }
         }
-        goose::config::GooseConfiguration::parse_args_default(&args.goose_args)
-            .map_err(|e| ConfigError(format!("invalid Goose option after --: {e}")))?;
+        goose::config::GooseConfiguration::parse_args_default(&args.goose_args).map_err(|e| {
+            ConfigError(format!(
+                "invalid Goose option after --: {}",
+                goose_error_detail(&e)
+            ))
+        })?;
 
         let targets = args
             .targets
@@ -199,11 +216,15 @@ impl Plan {
             web: args.web,
             web_port: args.web_port,
             output: args.output.clone(),
+            no_reports: args.no_reports,
             skip_preflight: args.skip_preflight,
             abort_on_fail: args.abort_on_fail,
             target_pid: args.target_pid,
             memory_url,
             flow_options,
+            probes: !args.no_probes
+                && (args.probes || args.probes_report_only || preset.is_some_and(|p| p.probes)),
+            probes_report_only: args.probes_report_only,
             targets,
             goose_args: args.goose_args.clone(),
         })
@@ -215,16 +236,16 @@ impl Plan {
     }
 
     /// Goose's test plan: ramp at the spawn rate, hold until the duration, stop. Goose
-    /// takes whole seconds, so the ramp is rounded up. A ramp that fills the whole run has
-    /// no hold step: Goose never ends a hold of 0s.
+    /// takes whole seconds and holds a zero-length step forever, so the ramp is rounded up
+    /// and leaves at least one second of hold.
     pub fn test_plan(&self) -> String {
         let total = self.duration.as_secs().max(1);
-        let ramp = (self.ramp().as_secs_f64().ceil() as u64).min(total);
-        let users = self.users;
-        match total - ramp {
-            0 => format!("{users},{ramp}s;0,0s"),
-            hold => format!("{users},{ramp}s;{users},{hold}s;0,0s"),
-        }
+        let ramp = (self.ramp().as_secs_f64().ceil() as u64).min(total - 1);
+        format!(
+            "{users},{ramp}s;{users},{hold}s;0,0s",
+            users = self.users,
+            hold = total - ramp
+        )
     }
 
     /// What the validator needs to know about the run.
@@ -247,6 +268,20 @@ impl Plan {
                 .map(|n| n.to_string())
                 .collect(),
         }
+    }
+}
+
+/// Goose's errors say "invalid option" at the top and what was wrong inside.
+pub fn goose_error_detail(e: &goose::GooseError) -> String {
+    match e {
+        goose::GooseError::InvalidOption {
+            option,
+            value,
+            detail,
+        } => {
+            format!("{option} = '{value}': {detail}")
+        }
+        other => other.to_string(),
     }
 }
 
@@ -289,14 +324,14 @@ mod tests {
     }
 
     #[test]
-    fn the_test_plan_holds_only_when_time_is_left_after_the_ramp() {
+    fn the_test_plan_always_holds_at_least_a_second() {
         // smoke: 10 users at 2/s ramp for 5s.
         assert_eq!(
             plan(&["--duration", "20s"]).test_plan(),
             "10,5s;10,15s;0,0s"
         );
-        assert_eq!(plan(&["--duration", "5s"]).test_plan(), "10,5s;0,0s");
-        assert_eq!(plan(&["--duration", "3s"]).test_plan(), "10,3s;0,0s");
+        assert_eq!(plan(&["--duration", "5s"]).test_plan(), "10,4s;10,1s;0,0s");
+        assert_eq!(plan(&["--duration", "3s"]).test_plan(), "10,2s;10,1s;0,0s");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::flows::context::RunContext;
 use crate::measure::{Ledger, MeasuredRun, RequestKind};
-use crate::plan::{ConfigError, Plan};
+use crate::plan::{ConfigError, Plan, goose_error_detail};
 use crate::presets::HumanDuration;
 use goose::GooseAttack;
 use goose::client::GooseClientBuilder;
@@ -35,6 +35,8 @@ pub struct BuiltinServer {
     child: Child,
     pub url: Url,
     pub pid: u32,
+    /// The server's database file, removed when it stops.
+    db: PathBuf,
 }
 
 impl BuiltinServer {
@@ -43,9 +45,17 @@ impl BuiltinServer {
     pub async fn start(extra_args: &[String]) -> Result<BuiltinServer, RunError> {
         let exe = std::env::current_exe()
             .map_err(|e| RunError::Builtin(format!("cannot find this program's path: {e}")))?;
-        let mut child = Command::new(exe)
+        // A database file rather than memory: data the run stores then lives on disk, so
+        // the server's memory trend shows leaks, not the test's own data piling up.
+        let db = std::env::temp_dir().join(format!("lva-target-{}.sqlite", std::process::id()));
+        let mut command = Command::new(exe);
+        command
             .arg("serve-target")
-            .args(["--bind", "127.0.0.1:0", "--bcrypt-cost", "4"])
+            .args(["--bind", "127.0.0.1:0", "--bcrypt-cost", "4"]);
+        if !extra_args.iter().any(|a| a == "--db") {
+            command.arg("--db").arg(&db);
+        }
+        let mut child = command
             .args(extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -83,7 +93,12 @@ impl BuiltinServer {
             .ok_or_else(|| RunError::Builtin(format!("unexpected first line '{line}'")))?;
         // Keep draining its stdout so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(BuiltinServer { child, url, pid })
+        Ok(BuiltinServer {
+            child,
+            url,
+            pid,
+            db,
+        })
     }
 
     /// Asks it to stop (SIGTERM), and kills it if it has not within a few seconds.
@@ -99,6 +114,11 @@ impl BuiltinServer {
             .is_err()
         {
             let _ = self.child.kill().await;
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.db.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
         }
     }
 }
@@ -225,8 +245,12 @@ pub async fn attack(
         .scenarios(&ctx)
         .map_err(|e| RunError::Goose(e.to_string()))?;
 
-    let mut config = GooseConfiguration::parse_args_default(&plan.goose_args)
-        .map_err(|e| ConfigError(format!("invalid Goose option after --: {e}")))?;
+    let mut config = GooseConfiguration::parse_args_default(&plan.goose_args).map_err(|e| {
+        ConfigError(format!(
+            "invalid Goose option after --: {}",
+            goose_error_detail(&e)
+        ))
+    })?;
     config.host = Some(host.as_str().trim_end_matches('/').to_string());
     config.no_telnet = true;
     config.no_print_metrics = true;
@@ -277,10 +301,10 @@ pub async fn attack(
         Ok(metrics) => (Some(metrics), None),
         Err(e) => (None, Some(format!("{e:?}"))),
     };
-    // Ended more than a second before its planned end, and not by --abort-on-fail: the run
-    // was stopped by Ctrl-C (or from the dashboard).
+    // Stopped by Ctrl-C (Goose's kill switch) or ended early, and not by --abort-on-fail.
     let aborted = ctx.ledger.snapshot(&plan.scenario, false).aborted.is_some();
-    let interrupted = !plan.web && !aborted && elapsed + Duration::from_secs(1) < plan.duration;
+    let ended_early = !plan.web && elapsed + Duration::from_secs(1) < plan.duration;
+    let interrupted = !aborted && (goose::is_killswitch_triggered() || ended_early);
     let measured = ctx.ledger.snapshot(&plan.scenario, interrupted);
     Ok(AttackResult {
         measured,
@@ -288,6 +312,9 @@ pub async fn attack(
         goose_error,
     })
 }
+
+/// How long past its duration a run may go on (on-stop work) before it is stopped.
+const OVERRUN_LIMIT: Duration = Duration::from_secs(60);
 
 /// Live progress, user and memory samples, and `--abort-on-fail`, once a second.
 async fn monitor(
@@ -319,6 +346,13 @@ async fn monitor(
         }
         if !web && ledger.elapsed() >= duration {
             ctx.begin_stopping();
+        }
+        // A run always stops by itself: past its end by more than a minute (stuck on-stop
+        // work, a server that never answers), Goose is told to stop.
+        if !web && ledger.elapsed() >= duration + OVERRUN_LIMIT && !goose::is_killswitch_triggered()
+        {
+            eprintln!("\nthe run is {OVERRUN_LIMIT:?} past its duration: stopping it");
+            goose::trigger_killswitch("run exceeded its duration");
         }
         let requests = ledger.live.requests.load(Ordering::Relaxed);
         let rps = (requests - last_requests) as f64 / last_at.elapsed().as_secs_f64().max(0.001);
@@ -357,16 +391,11 @@ async fn monitor(
         if let Some(targets) = &abort_targets
             && let Some(reason) = clearly_missed(&ledger, targets)
         {
-            {
-                ledger.set_aborted(reason.clone());
-                eprintln!("\n--abort-on-fail: {reason}; stopping the run");
-                // Goose stops gracefully on SIGINT, keeping everything measured so far.
-                // SAFETY: signalling our own process.
-                unsafe {
-                    libc::raise(libc::SIGINT);
-                }
-                return;
-            }
+            ledger.set_aborted(reason.clone());
+            eprintln!("\n--abort-on-fail: {reason}; stopping the run");
+            // Goose stops gracefully, keeping everything measured so far.
+            goose::trigger_killswitch(&reason);
+            return;
         }
     }
 }

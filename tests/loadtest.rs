@@ -74,9 +74,9 @@ impl Run {
 fn run(args: &[&str]) -> Run {
     let dir = tempfile::tempdir().expect("temp dir");
     let output: Output = Command::new(BIN)
-        .args(args)
         .arg("--output")
         .arg(dir.path())
+        .args(args)
         .output()
         .expect("run lva-loadtest");
     Run {
@@ -240,10 +240,6 @@ fn tags_narrow_the_run_and_classes_without_tasks_are_not_spawned() {
         "{keys:?}"
     );
     assert!(keys.contains(&"GET /health".to_string()));
-    // The task weights: health 10 to stats 3.
-    let health = count(&r.request("GET /health"), "successes");
-    let stats = count(&r.request("GET /api/stats"), "successes");
-    assert!(health > stats, "health {health}, stats {stats}");
 
     let r = run(&[
         "--scenario",
@@ -561,4 +557,197 @@ fn websocket_sessions_work_with_the_token_in_a_header() {
     );
     let closes = &r.metrics()["measured"]["websocket"]["closes_by_code"];
     assert!(closes["1000"].as_u64().unwrap_or(0) > 0, "{closes}");
+}
+
+#[test]
+fn the_request_mix_follows_the_task_weights() {
+    // Without waits each user runs its weighted task list over and over: health 10, stats 3.
+    let r = run(&[
+        "--scenario",
+        "custom",
+        "--users",
+        "2",
+        "--spawn-rate",
+        "2",
+        "--duration",
+        "3s",
+        "--tags",
+        "health,stats",
+        "--no-wait",
+    ]);
+    let total = |key: &str| {
+        let row = r.request(key);
+        ["successes", "failures", "rate_limited", "expected_errors"]
+            .iter()
+            .map(|f| count(&row, f))
+            .sum::<u64>()
+    };
+    let (health, stats) = (total("GET /health"), total("GET /api/stats"));
+    assert!(
+        stats > 30,
+        "too few requests to compare: {stats}\n{}",
+        r.stderr
+    );
+    let ratio = health as f64 / stats as f64;
+    assert!(
+        (ratio - 10.0 / 3.0).abs() < 0.35,
+        "health {health} / stats {stats} = {ratio:.2}, want 3.33"
+    );
+}
+
+#[test]
+fn every_preset_applies_its_settings() {
+    for (name, users, rate, tags) in [
+        ("smoke", 10, "2", "all"),
+        ("load", 100, "10", "all"),
+        ("stress", 1000, "50", "all"),
+        ("spike", 500, "500", "all"),
+        ("endurance", 200, "10", "all"),
+        ("auth-only", 50, "10", "authenticated"),
+        ("gdpr-only", 20, "5", "gdpr"),
+        ("rate-limit", 100, "100", "rate-limit"),
+    ] {
+        let r = run(&["--scenario", name, "--duration", "2s", "--no-reports"]);
+        let line = format!("Scenario {name}: {users} users at {rate}/s for 2s");
+        assert!(
+            r.stdout.contains(&line),
+            "{name}: no '{line}' in\n{}\n{}",
+            r.stdout,
+            r.stderr
+        );
+        assert!(
+            r.stdout.contains(&format!("(tags: {tags})")),
+            "{name}: {}",
+            r.stdout
+        );
+        assert_ne!(r.code, 2, "{name}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn goose_options_pass_through_after_the_double_dash() {
+    let dir = tempfile::tempdir().expect("dir");
+    let log = dir.path().join("requests.json");
+    let log_arg = log.to_string_lossy().into_owned();
+    let r = run(&[
+        "--scenario",
+        "custom",
+        "--users",
+        "1",
+        "--spawn-rate",
+        "1",
+        "--duration",
+        "3s",
+        "--tags",
+        "health",
+        "--",
+        "--request-log",
+        &log_arg,
+        "--request-format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let text = std::fs::read_to_string(&log).expect("Goose wrote the request log");
+    assert!(text.contains("/health"), "{text}");
+}
+
+// ------------------------------------------------------------------ security probes
+
+fn context(r: &Run) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr)
+}
+
+fn findings_md(r: &Run) -> String {
+    let path = r
+        .file_ending("_findings.md")
+        .unwrap_or_else(|| panic!("no findings file\n{}", context(r)));
+    std::fs::read_to_string(path).expect("read the findings")
+}
+
+/// Passwords and tokens of the probes (and of the users) never reach a file.
+fn assert_no_secret_in(dir: &Path) {
+    for entry in std::fs::read_dir(dir).expect("dir") {
+        let path = entry.expect("entry").path();
+        let text = String::from_utf8_lossy(&std::fs::read(&path).expect("read")).into_owned();
+        for needle in ["eyJ", "Pr0be-", "Wr0ng-"] {
+            assert!(
+                !text.contains(needle),
+                "{needle} found in {}",
+                path.display()
+            );
+        }
+    }
+}
+
+/// A short smoke run with the probes: 6 s, since its ramp (10 users at 2 a second) takes
+/// 5 s and a run no longer than its ramp leaves Goose a zero-second hold step, on which it
+/// does not stop; without the rate-limit user, which needs longer to see its 429s.
+const SHORT_SMOKE: [&str; 6] = [
+    "--scenario",
+    "smoke",
+    "--duration",
+    "6s",
+    "--exclude-tags",
+    "rate-limit",
+];
+
+/// Every flaw of the built-in server is reported, and high findings fail the run; the
+/// same run with `--probes-report-only` keeps the verdict's exit code.
+#[test]
+fn a_smoke_run_with_every_flaw_reports_each_and_exits_1() {
+    let args = [&SHORT_SMOKE[..], &["--builtin-args", "--flaws-all"]].concat();
+    let r = run(&args);
+    assert_eq!(r.code, 1, "{}", context(&r));
+    assert!(r.stdout.contains("ALL TARGETS MET"), "{}", context(&r));
+    assert!(r.stdout.contains("SECURITY PROBES"), "{}", context(&r));
+    assert!(
+        r.stdout.contains("a high-severity finding fails the run"),
+        "{}",
+        context(&r)
+    );
+    let findings = r.metrics()["extra"]["findings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let probes: std::collections::BTreeSet<&str> = findings
+        .iter()
+        .filter_map(|f| f["probe"].as_str())
+        .collect();
+    // Readable exports, refresh as access, and no rate limit (which hides the trusted
+    // X-Forwarded-For: with no limit there is nothing to walk around).
+    for probe in ["ownership", "token-types", "rate-limit-bypass"] {
+        assert!(probes.contains(probe), "{probe} missing: {}", context(&r));
+    }
+    let md = findings_md(&r);
+    for needle in [
+        "[HIGH] ownership",
+        "[HIGH] token-types",
+        "[MEDIUM] rate-limit-bypass",
+    ] {
+        assert!(md.contains(needle), "{needle} missing from\n{md}");
+    }
+    assert_no_secret_in(r.dir.path());
+
+    let r = run(&[&args[..], &["--probes-report-only"]].concat());
+    assert_eq!(r.code, 0, "{}", context(&r));
+    assert!(r.stdout.contains("reported only"), "{}", context(&r));
+}
+
+#[test]
+fn a_clean_smoke_run_reports_no_findings() {
+    let args = SHORT_SMOKE;
+    let r = run(&args);
+    assert_eq!(r.code, 0, "{}", context(&r));
+    assert!(r.stdout.contains("Probes: 0 findings"), "{}", context(&r));
+    assert!(!r.stdout.contains("NOT TESTED"), "{}", context(&r));
+    let extra = &r.metrics()["extra"];
+    assert_eq!(extra["findings"], serde_json::json!([]), "{}", context(&r));
+    assert_eq!(extra["probes"].as_array().map(Vec::len), Some(7));
+    assert!(findings_md(&r).contains("No findings."));
+    assert_no_secret_in(r.dir.path());
+
+    let r = run(&[&args[..], &["--no-probes"]].concat());
+    assert_eq!(r.code, 0, "{}", context(&r));
+    assert!(!r.stdout.contains("SECURITY PROBES"), "{}", context(&r));
+    assert!(r.file_ending("_findings.md").is_none());
 }

@@ -23,6 +23,8 @@ pub struct WsOptions {
     pub payload_bytes: usize,
     /// How long to wait for a reply before calling it a failure.
     pub reply_timeout: Duration,
+    /// `Origin` header of the handshake, if any.
+    pub origin: Option<String>,
 }
 
 impl Default for WsOptions {
@@ -33,6 +35,7 @@ impl Default for WsOptions {
             pace: Duration::from_secs(1),
             payload_bytes: 256,
             reply_timeout: Duration::from_secs(10),
+            origin: None,
         }
     }
 }
@@ -88,17 +91,7 @@ impl RunContext {
 
     /// The WebSocket URL of a path: `ws://` or `wss://` after the host's scheme.
     pub fn ws_url(&self, path: &str) -> String {
-        let rest = self
-            .base
-            .strip_prefix("https://")
-            .map(|r| format!("wss://{r}"))
-            .or_else(|| {
-                self.base
-                    .strip_prefix("http://")
-                    .map(|r| format!("ws://{r}"))
-            })
-            .unwrap_or_else(|| self.base.clone());
-        format!("{rest}{path}")
+        ws_url_of(&self.base, path)
     }
 
     pub fn tls(&self) -> Arc<ClientConfig> {
@@ -115,8 +108,10 @@ impl RunContext {
         self.stopping.store(true, Ordering::Relaxed);
     }
 
+    /// True once the run is ending: its time is up, or it was stopped (Ctrl-C, the
+    /// dashboard, `--abort-on-fail`), which Goose signals through its kill switch.
     pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Relaxed)
+        self.stopping.load(Ordering::Relaxed) || goose::is_killswitch_triggered()
     }
 
     /// The `X-Forwarded-For` address of user `index`, when the pool is on: addresses from
@@ -138,23 +133,47 @@ impl RunContext {
     /// A client of the user's own: its own keep-alive connection and session cache, built
     /// from the run's shared TLS configuration (cheap: no CA bundle parsed per user).
     pub fn build_client(&self, index: u64) -> Result<reqwest::Client, String> {
-        let mut builder = reqwest::Client::builder()
-            .tls_backend_preconfigured(self.tls.as_ref().clone())
-            .user_agent(concat!("lva-loadtest/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(1)
-            .tcp_nodelay(true)
-            .cookie_store(false)
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(timeout) = self.options.timeout {
-            builder = builder.timeout(timeout);
-        }
-        if self.options.loopback_sources {
-            builder = builder.local_address(loopback_source(index));
-        }
-        builder
-            .build()
+        let source = self
+            .options
+            .loopback_sources
+            .then(|| loopback_source(index));
+        http_client(&self.tls, self.options.timeout, source)
             .map_err(|e| format!("could not build the HTTP client of user {index}: {e}"))
     }
+}
+
+/// An HTTP client from a shared TLS configuration: one keep-alive connection, no cookies,
+/// no redirects followed, and optionally its own source address.
+pub fn http_client(
+    tls: &ClientConfig,
+    timeout: Option<Duration>,
+    source: Option<IpAddr>,
+) -> Result<reqwest::Client, reqwest::Error> {
+    let mut builder = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls.clone())
+        .user_agent(concat!("lva-loadtest/", env!("CARGO_PKG_VERSION")))
+        .pool_max_idle_per_host(1)
+        .tcp_nodelay(true)
+        .cookie_store(false)
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(timeout) = timeout {
+        builder = builder.timeout(timeout);
+    }
+    if let Some(source) = source {
+        builder = builder.local_address(source);
+    }
+    builder.build()
+}
+
+/// The WebSocket URL of `path` on the HTTP base URL `base`: `ws://` or `wss://` after its
+/// scheme.
+pub fn ws_url_of(base: &str, path: &str) -> String {
+    let rest = base
+        .strip_prefix("https://")
+        .map(|r| format!("wss://{r}"))
+        .or_else(|| base.strip_prefix("http://").map(|r| format!("ws://{r}")))
+        .unwrap_or_else(|| base.to_string());
+    format!("{rest}{path}")
 }
 
 /// Source address of user `index` on the loopback network: 127.0.x.y, never 127.0.0.1
@@ -170,7 +189,9 @@ pub fn loopback_source(index: u64) -> IpAddr {
     ))
 }
 
-fn tls_config() -> Result<ClientConfig, String> {
+/// The TLS configuration of every client of a run: the platform's certificate verifier,
+/// HTTP/1.1 only.
+pub fn tls_config() -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -183,7 +204,8 @@ fn tls_config() -> Result<ClientConfig, String> {
     Ok(config)
 }
 
-fn new_run_id() -> String {
+/// A short random id that makes a run's account addresses unique.
+pub fn new_run_id() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
     (0..8)

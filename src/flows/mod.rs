@@ -180,9 +180,10 @@ impl Selection {
     pub fn scenarios(&self, ctx: &Arc<RunContext>) -> Result<Vec<Scenario>, GooseError> {
         let mut scenarios = Vec::new();
         for class in &self.classes {
-            let mut scenario = Scenario::new(class.name)
-                .set_weight(class.weight)?
-                .set_wait_time(class.wait.0, class.wait.1)?;
+            let mut scenario = Scenario::new(class.name).set_weight(class.weight)?;
+            if !class.wait.1.is_zero() {
+                scenario = scenario.set_wait_time(class.wait.0, class.wait.1)?;
+            }
             if let Some(hook) = &class.on_start {
                 scenario = scenario
                     .register_transaction(transaction(hook.name, hook.run, ctx).set_on_start());

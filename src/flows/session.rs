@@ -279,17 +279,20 @@ pub async fn clean_up(user: &mut GooseUser, ctx: &RunContext) -> StepResult {
     if s.account.as_ref().is_none_or(|a| a.deleted) {
         return Ok(());
     }
-    if s.tokens.is_some() {
-        // A short access token can lapse between the user's last task and its stop.
-        access_token(user, ctx).await?;
-    }
-    let Some(tokens) = session(user).and_then(|s| s.tokens.clone()) else {
+    // The access token may have expired since the user's last task: renew it first.
+    let access = if s.tokens.is_some() {
+        access_token(user, ctx).await?
+    } else {
+        None
+    };
+    let refresh = session(user).and_then(|s| s.tokens.as_ref().map(|t| t.refresh.clone()));
+    let (Some(access), Some(refresh)) = (access, refresh) else {
         ctx.ledger.cleanup(|c| c.failed += 1);
         return Ok(());
     };
     if !ctx.options.keep_accounts {
         let reply = Exchange::post("/api/gdpr/delete", "/api/gdpr/delete")
-            .bearer(Some(&tokens.access))
+            .bearer(Some(&access))
             .json(json!({"confirm": true, "reason": "load test cleanup"}))
             .send(user, ctx)
             .await?;
@@ -303,8 +306,8 @@ pub async fn clean_up(user: &mut GooseUser, ctx: &RunContext) -> StepResult {
         ctx.ledger.cleanup(|c| c.failed += 1);
     }
     let reply = Exchange::post("/api/auth/logout", "/api/auth/logout")
-        .bearer(Some(&tokens.access))
-        .json(json!({"refresh_token": tokens.refresh}))
+        .bearer(Some(&access))
+        .json(json!({"refresh_token": refresh}))
         .ok(&[200, 204])
         .send(user, ctx)
         .await?;

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
@@ -221,13 +222,25 @@ async fn open(
         if let (false, Ok(value)) = (ctx.options.ws.token_in_query, header) {
             request.headers_mut().insert("authorization", value);
         }
+        if let Some(Ok(origin)) = ctx.options.ws.origin.as_deref().map(HeaderValue::from_str) {
+            request.headers_mut().insert("origin", origin);
+        }
         request
     });
     let result = match request {
         Ok(request) => {
             let connector = Some(Connector::Rustls(ctx.tls()));
-            let connecting =
-                tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector);
+            // Small buffers: a run holds many sockets that each carry little (the 128 KiB
+            // defaults cost about 200 KiB per socket).
+            let config = WebSocketConfig::default()
+                .read_buffer_size(4 * 1024)
+                .write_buffer_size(0);
+            let connecting = tokio_tungstenite::connect_async_tls_with_config(
+                request,
+                Some(config),
+                false,
+                connector,
+            );
             match tokio::time::timeout(ctx.options.ws.reply_timeout, connecting).await {
                 Ok(result) => result
                     .map(|(socket, _)| socket)
@@ -272,7 +285,7 @@ fn handshake_error(e: &WsError) -> (Option<u16>, String) {
         WsError::Http(response) => {
             let code = response.status().as_u16();
             let reason = if matches!(code, 401 | 403) {
-                format!("auth refused at handshake ({code})")
+                format!("handshake refused ({code}): token or Origin not accepted")
             } else {
                 format!("handshake refused ({code})")
             };

@@ -342,14 +342,14 @@ impl Ledger {
             .entry(key)
             .or_insert_with(|| (obs.kind, RequestStats::default()));
         stats.record(obs.status, duration_us, obs.outcome, obs.bytes);
-        let class = state
-            .rate_limit
-            .by_user_class
-            .entry(obs.user_class.to_string())
-            .or_default();
-        class.requests += 1;
-        if matches!(obs.outcome, Outcome::RateLimited) {
-            class.rate_limited += 1;
+        // Looked up by &str first: no allocation per request once the class is known.
+        let classes = &mut state.rate_limit.by_user_class;
+        if !classes.contains_key(obs.user_class) {
+            classes.insert(obs.user_class.to_string(), ClassRateLimits::default());
+        }
+        if let Some(class) = classes.get_mut(obs.user_class) {
+            class.requests += 1;
+            class.rate_limited += u64::from(matches!(obs.outcome, Outcome::RateLimited));
         }
         match obs.outcome {
             Outcome::Failure(text) => {

@@ -146,6 +146,11 @@ impl RunOutputs {
         self.path("_junit.xml")
     }
 
+    /// The security probes' findings (when the probes ran).
+    pub fn findings_md_path(&self) -> PathBuf {
+        self.path("_findings.md")
+    }
+
     /// Writes the stats CSV, the failures CSV, the metrics JSON and the JUnit XML; returns
     /// their paths.
     pub fn write_all(

@@ -38,14 +38,10 @@ impl Faults {
     }
 }
 
-/// Middleware: applies the configured faults (never to /metrics; injected
-/// 500s only to /api/*).
-pub(crate) async fn inject(State(state): State<Shared>, req: Request, next: Next) -> Response {
+/// Waits the configured latency (fixed plus jitter), if any: before an HTTP answer and
+/// before each WebSocket reply.
+pub(crate) async fn sleep_injected_latency(state: &Shared) {
     let cfg = &state.config.faults;
-    let path = req.uri().path();
-    if path == "/metrics" {
-        return next.run(req).await;
-    }
     let mut delay = cfg.latency;
     if !cfg.jitter.is_zero() {
         let max = u64::try_from(cfg.jitter.as_millis()).unwrap_or(u64::MAX);
@@ -54,6 +50,17 @@ pub(crate) async fn inject(State(state): State<Shared>, req: Request, next: Next
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+}
+
+/// Middleware: applies the configured faults (never to /metrics; injected
+/// 500s only to /api/*).
+pub(crate) async fn inject(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    let cfg = &state.config.faults;
+    let path = req.uri().path();
+    if path == "/metrics" {
+        return next.run(req).await;
+    }
+    sleep_injected_latency(&state).await;
     if cfg.leak_bytes > 0 {
         state.faults.leak(cfg.leak_bytes);
     }

@@ -44,6 +44,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::middleware::{from_fn, from_fn_with_state};
+use axum::serve::ListenerExt;
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::{OnceCell, Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -274,6 +275,10 @@ pub async fn start(config: TargetConfig) -> Result<TargetHandle, TargetError> {
     let app = router(Arc::clone(&state)).into_make_service_with_connect_info::<SocketAddr>();
     let mut signal = stopped;
     let task = tokio::spawn(async move {
+        // No Nagle delay: a reply and the close frame that follows it leave at once.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = signal.wait_for(|s| *s).await;

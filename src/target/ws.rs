@@ -20,6 +20,7 @@ use super::auth::{authenticate, bearer};
 use super::conversation::{decode_audio, record_exchange, reply_to_audio};
 use super::error::ApiError;
 use super::extract::query_pairs;
+use super::faults;
 use super::metrics::OpenSocket;
 
 /// Largest accepted message (base64 audio included).
@@ -173,6 +174,7 @@ async fn session(state: Shared, mut socket: WebSocket, session_id: String, user_
                     }
                     Err(_) => json!({ "type": "error", "detail": "Could not store the exchange" }),
                 };
+                faults::sleep_injected_latency(&state).await;
                 if !send_json(&mut socket, answer).await {
                     return;
                 }
@@ -184,6 +186,7 @@ async fn session(state: Shared, mut socket: WebSocket, session_id: String, user_
                         "Session {session_id} ended after {exchanges} exchange(s)."
                     ),
                 });
+                faults::sleep_injected_latency(&state).await;
                 if send_json(&mut socket, summary).await {
                     close(&mut socket, close_code::NORMAL, "session ended").await;
                 }

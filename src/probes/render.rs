@@ -1,0 +1,164 @@
+//! The probe report for people: the console section printed after the target validation,
+//! and the `_findings.md` file.
+
+use super::{Finding, ProbeOutcome, ProbeReport, ProbeStatus, Severity};
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+fn status_label(p: &ProbeOutcome) -> String {
+    match p.status {
+        ProbeStatus::Passed => "PASS".to_string(),
+        ProbeStatus::Findings => format!("FIND {}", p.findings.len()),
+        ProbeStatus::NotTested => "NOT TESTED".to_string(),
+    }
+}
+
+fn findings_count(n: usize) -> String {
+    format!("{n} finding{}", if n == 1 { "" } else { "s" })
+}
+
+fn counts(report: &ProbeReport) -> String {
+    format!(
+        "{} high, {} medium, {} low",
+        report.count(Severity::High),
+        report.count(Severity::Medium),
+        report.count(Severity::Low)
+    )
+}
+
+/// What the findings do to the exit code.
+fn consequence(report: &ProbeReport, report_only: bool) -> &'static str {
+    match (report.has_high(), report_only) {
+        (false, _) => "no high-severity finding: the exit code is the verdict's",
+        (true, false) => "a high-severity finding fails the run (exit code 1)",
+        (true, true) => "reported only (--probes-report-only): the exit code is the verdict's",
+    }
+}
+
+fn answer_text(f: &Finding) -> String {
+    let status = f
+        .answer
+        .status
+        .map_or_else(|| "no answer".to_string(), |s| s.to_string());
+    if f.answer.body.is_empty() {
+        status
+    } else {
+        format!("{status} {}", f.answer.body)
+    }
+}
+
+/// The console section: one line per probe, then every finding with its evidence.
+pub fn print_report(
+    out: &mut impl Write,
+    report: &ProbeReport,
+    report_only: bool,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "\nSECURITY PROBES ({} requests in {:.1} s, not counted in the figures above)",
+        report.requests(),
+        report.elapsed_secs
+    )?;
+    for p in &report.probes {
+        let first = match p.status {
+            ProbeStatus::NotTested => p
+                .notes
+                .iter()
+                .rev()
+                .find(|n| n.starts_with("not tested"))
+                .cloned()
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "[{}] {} ({} requests){}",
+            status_label(p),
+            p.name,
+            p.requests,
+            if first.is_empty() {
+                String::new()
+            } else {
+                format!(": {first}")
+            }
+        )?;
+    }
+    let findings: Vec<&Finding> = report.findings().collect();
+    if !findings.is_empty() {
+        writeln!(out, "\nFindings:")?;
+        for f in &findings {
+            writeln!(out, "- [{}] {}: {}", f.severity.label(), f.probe, f.meaning)?;
+            writeln!(
+                out,
+                "    request: {} {} ({})",
+                f.request.method, f.request.path, f.request.summary
+            )?;
+            writeln!(out, "    answer:  {}", answer_text(f))?;
+        }
+    }
+    writeln!(
+        out,
+        "\nProbes: {} ({}); {}",
+        findings_count(findings.len()),
+        counts(report),
+        consequence(report, report_only)
+    )
+}
+
+/// Text safe inside a Markdown table cell or code span.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|")
+        .replace('`', "'")
+        .replace('\n', " ")
+}
+
+/// The `_findings.md` document; `heading` names the run (scenario, host, time).
+pub fn findings_markdown(report: &ProbeReport, heading: &str, report_only: bool) -> String {
+    let mut md = String::new();
+    let findings: Vec<&Finding> = report.findings().collect();
+    let _ = writeln!(md, "# Security probe findings\n\n{heading}\n");
+    let _ = writeln!(
+        md,
+        "{} probes, {} requests in {:.1} s (not counted in the performance figures). {} ({}); {}.\n",
+        report.probes.len(),
+        report.requests(),
+        report.elapsed_secs,
+        findings_count(findings.len()),
+        counts(report),
+        consequence(report, report_only)
+    );
+    let _ = writeln!(
+        md,
+        "| probe | result | requests | notes |\n|---|---|---|---|"
+    );
+    for p in &report.probes {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            p.name,
+            status_label(p),
+            p.requests,
+            cell(&p.notes.join("; "))
+        );
+    }
+    if findings.is_empty() {
+        let _ = writeln!(md, "\nNo findings.");
+        return md;
+    }
+    let _ = writeln!(md, "\n## Findings");
+    for (i, f) in findings.iter().enumerate() {
+        let _ = writeln!(
+            md,
+            "\n### {}. [{}] {}\n\n{}\n\n- Request: `{} {}` ({})\n- Answer: `{}`",
+            i + 1,
+            f.severity.label(),
+            f.probe,
+            f.meaning,
+            f.request.method,
+            cell(&f.request.path),
+            cell(&f.request.summary),
+            cell(&answer_text(f))
+        );
+    }
+    md
+}

@@ -1,0 +1,68 @@
+//! Token types: a refresh token used as a Bearer access token (on a protected endpoint and
+//! at the WebSocket handshake, in the query and in a header) must be refused, and so must an
+//! access token sent to the refresh endpoint.
+
+use super::kit::{Call, Kit, Probe};
+use super::{ProbeOutcome, Severity};
+use serde_json::json;
+
+pub const NAME: &str = "token-types";
+
+const REFRESH_AS_ACCESS: &str = "A refresh token, which lives for days and is not meant to leave the client's token store, is accepted as an access token.";
+
+pub async fn run(kit: &Kit) -> ProbeOutcome {
+    let (mut p, client, account) = match Probe::with_account(kit, NAME).await {
+        Ok(started) => started,
+        Err(outcome) => return outcome,
+    };
+
+    // The access token works: otherwise a refusal below would prove nothing.
+    let control = p
+        .send(&client, &Call::get("/api/user/me").bearer(&account.access))
+        .await;
+    if !control.is_success() {
+        p.not_tested(&format!(
+            "GET /api/user/me with the access token answered {}",
+            control.describe()
+        ));
+    }
+
+    if account.refresh.is_empty() {
+        p.note("the login answer had no refresh token: refresh-as-access not checked");
+    } else {
+        let call = Call::get("/api/user/me").bearer(&account.refresh);
+        let answer = p.send(&client, &call).await;
+        p.expect_refused(
+            "refresh token as Bearer on GET /api/user/me",
+            &call,
+            &answer,
+            Severity::High,
+            REFRESH_AS_ACCESS,
+        );
+        for (in_query, how) in [(true, "?token="), (false, "an Authorization header")] {
+            let (call, answer, _socket) = p.ws_connect(&account.refresh, in_query).await;
+            p.expect_refused(
+                &format!("refresh token at the WebSocket handshake in {how}"),
+                &call,
+                &answer,
+                Severity::High,
+                &format!(
+                    "A refresh token sent in {how} opens a WebSocket session as if it were an access token."
+                ),
+            );
+        }
+    }
+
+    let call = Call::post("/api/auth/refresh").json(json!({"refresh_token": account.access}));
+    let answer = p.send(&client, &call).await;
+    p.expect_refused(
+        "access token at POST /api/auth/refresh",
+        &call,
+        &answer,
+        Severity::High,
+        "An access token can be exchanged for new tokens, so a short-lived stolen token can be renewed for ever.",
+    );
+
+    p.remove(&client, &account).await;
+    p.finish()
+}
