@@ -23,18 +23,23 @@ pub type BodyCheck = fn(&Value) -> Result<(), String>;
 pub struct Reply {
     /// `None` when the request never got an answer (connection refused, timeout, ...).
     pub status: Option<StatusCode>,
+    /// The answer's headers (empty without an answer).
     pub headers: HeaderMap,
     /// The body as JSON, when it was JSON.
     pub json: Option<Value>,
+    /// How the answer was classified and recorded.
     pub outcome: Outcome,
+    /// From sending to the end of the body.
     pub duration: Duration,
 }
 
 impl Reply {
+    /// Classified as a success (the expected status, and the body check held).
     pub fn is_success(&self) -> bool {
         matches!(self.outcome, Outcome::Success)
     }
 
+    /// The status as a number.
     pub fn status_u16(&self) -> Option<u16> {
         self.status.map(|s| s.as_u16())
     }
@@ -48,8 +53,11 @@ impl Reply {
 /// Body of a request.
 #[derive(Debug, Clone)]
 pub enum Body {
+    /// No body.
     None,
+    /// A JSON body ([`Exchange::json`]).
     Json(Value),
+    /// A form body ([`Exchange::form`]).
     Form(Vec<(String, String)>),
 }
 
@@ -70,6 +78,9 @@ pub struct Exchange {
 }
 
 impl Exchange {
+    /// A request to `path` (with real ids), reported under `name` (the template, e.g.
+    /// `/api/session/{id}/history`, or a name of one's own to keep requests apart). By
+    /// default any 2xx is a success.
     pub fn new(method: Method, path: impl Into<String>, name: &'static str) -> Self {
         Exchange {
             method,
@@ -83,28 +94,34 @@ impl Exchange {
         }
     }
 
+    /// A GET; see [`Exchange::new`].
     pub fn get(path: impl Into<String>, name: &'static str) -> Self {
         Self::new(Method::GET, path, name)
     }
 
+    /// A POST; see [`Exchange::new`].
     pub fn post(path: impl Into<String>, name: &'static str) -> Self {
         Self::new(Method::POST, path, name)
     }
 
+    /// A PATCH; see [`Exchange::new`].
     pub fn patch(path: impl Into<String>, name: &'static str) -> Self {
         Self::new(Method::PATCH, path, name)
     }
 
+    /// Sends `body` as JSON.
     pub fn json(mut self, body: Value) -> Self {
         self.body = Body::Json(body);
         self
     }
 
+    /// Sends `fields` as a form.
     pub fn form(mut self, fields: Vec<(String, String)>) -> Self {
         self.body = Body::Form(fields);
         self
     }
 
+    /// Sends `Authorization: Bearer TOKEN` when there is a token.
     pub fn bearer(mut self, token: Option<&str>) -> Self {
         self.bearer = token.map(str::to_string);
         self
@@ -116,11 +133,15 @@ impl Exchange {
         self
     }
 
+    /// Statuses the task expects as errors: counted and shown apart, not failures (e.g.
+    /// 401 for a login to an account that does not exist).
     pub fn expected_errors(mut self, statuses: &'static [u16]) -> Self {
         self.expected_errors = statuses;
         self
     }
 
+    /// Checks the JSON body of a successful answer: `Err(reason)` makes it a failure with
+    /// that reason.
     pub fn check(mut self, check: BodyCheck) -> Self {
         self.check = Some(check);
         self

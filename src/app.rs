@@ -3,7 +3,7 @@
 
 use crate::cli::{Cli, Command, RunArgs, ValidateArgs};
 use crate::distributed::{self, DistributedArgs};
-use crate::flows::builtin_classes;
+use crate::flows::{UserClass, builtin_classes};
 use crate::measure::MeasuredRun;
 use crate::plan::Plan;
 use crate::presets::{self, HumanDuration};
@@ -21,8 +21,20 @@ pub const EXIT_FAILED: i32 = 1;
 /// Exit code for a configuration error (bad options or targets, unreachable host).
 pub const EXIT_CONFIG: i32 = 2;
 
-/// Parses the command line and runs the command; returns the process exit code.
+/// Parses the command line and runs the command with the built-in user classes; returns
+/// the process exit code.
 pub async fn main_with_args(args: Vec<String>) -> i32 {
+    main_with_classes(args, builtin_classes()).await
+}
+
+/// Like [`main_with_args`], with the user classes a program brings (the built-in ones from
+/// [`builtin_classes`], its own, or both): the way to extend the load test without forking
+/// it. The command line, presets, tag filter, targets and reports are the tool's own; see
+/// `examples/custom_user.rs`.
+///
+/// The program must call this with its own command line, since the built-in reference
+/// server is started by running the program itself with `serve-target`.
+pub async fn main_with_classes(args: Vec<String>, classes: Vec<UserClass>) -> i32 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -45,7 +57,7 @@ pub async fn main_with_args(args: Vec<String>) -> i32 {
         None if cli.distributed.worker => {
             distributed::worker::run(&cli.run, &cli.distributed).await
         }
-        None => load_test(&cli.run, &cli.distributed).await,
+        None => load_test(&cli.run, &cli.distributed, classes).await,
     }
 }
 
@@ -88,8 +100,8 @@ pub(crate) fn config_error(e: impl std::fmt::Display) -> i32 {
 
 /// A load test: plan, built-in server or pre-flight, attack (here, or by the workers of a
 /// distributed run), verdict, outputs.
-async fn load_test(args: &RunArgs, distributed: &DistributedArgs) -> i32 {
-    let plan = match Plan::resolve(args, builtin_classes()) {
+async fn load_test(args: &RunArgs, distributed: &DistributedArgs, classes: Vec<UserClass>) -> i32 {
+    let plan = match Plan::resolve(args, classes) {
         Ok(plan) => plan,
         Err(e) => return config_error(e),
     };

@@ -315,6 +315,25 @@ pub fn is_loopback_host(url: &Url) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::Cli;
+    use clap::Parser;
+
+    fn plan(args: &[&str]) -> Plan {
+        let cli = Cli::try_parse_from(std::iter::once("lva-loadtest").chain(args.iter().copied()))
+            .expect("options parse");
+        Plan::resolve(&cli.run, crate::flows::builtin_classes()).expect("plan")
+    }
+
+    #[test]
+    fn the_test_plan_always_holds_at_least_a_second() {
+        // smoke: 10 users at 2/s ramp for 5s.
+        assert_eq!(
+            plan(&["--duration", "20s"]).test_plan(),
+            "10,5s;10,15s;0,0s"
+        );
+        assert_eq!(plan(&["--duration", "5s"]).test_plan(), "10,4s;10,1s;0,0s");
+        assert_eq!(plan(&["--duration", "3s"]).test_plan(), "10,2s;10,1s;0,0s");
+    }
 
     #[test]
     fn hosts_are_checked() {

@@ -124,6 +124,7 @@ fn smoke_runs_every_user_class_writes_the_reports_and_passes() {
         "_failures.csv",
         "_metrics.json",
         "_goose.json",
+        "_junit.xml",
     ] {
         assert!(
             r.file_ending(suffix).is_some(),

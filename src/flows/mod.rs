@@ -16,7 +16,10 @@ pub mod websocket;
 
 use context::RunContext;
 use goose::GooseError;
-use goose::goose::{GooseUser, Scenario, Transaction, TransactionFunction, TransactionResult};
+/// The simulated user a task runs as (Goose's), re-exported so that a program adding its
+/// own classes needs no Goose dependency of its own.
+pub use goose::goose::GooseUser;
+use goose::goose::{Scenario, Transaction, TransactionFunction, TransactionResult};
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -32,31 +35,45 @@ pub type TaskFn = for<'a> fn(&'a mut GooseUser, Arc<RunContext>) -> TaskFuture<'
 /// One task of a user class.
 #[derive(Clone)]
 pub struct Task {
+    /// The name Goose shows for it (Locust's method name).
     pub name: &'static str,
+    /// How often it is picked against the class's other tasks.
     pub weight: usize,
+    /// Locust-style tags, for `--tags` and `--exclude-tags`.
     pub tags: &'static [&'static str],
     /// The request keys (`"METHOD name"`) this task can make.
     pub requests: &'static [&'static str],
+    /// The body.
     pub run: TaskFn,
 }
 
 /// Work done once per user, at its start or its end, whatever the tag filter.
 #[derive(Clone)]
 pub struct Hook {
+    /// The name Goose shows for it.
     pub name: &'static str,
+    /// The request keys (`"METHOD name"`) it can make.
     pub requests: &'static [&'static str],
+    /// The body: an `on_start` hook sets the user up, typically with
+    /// [`session::start_user`] or [`session::start_with_account`].
     pub run: TaskFn,
 }
 
 /// A kind of simulated user.
 #[derive(Clone)]
 pub struct UserClass {
+    /// The class name: the Goose scenario, and the name reports and the rate-limit check
+    /// group its users' requests under.
     pub name: &'static str,
+    /// Its share of the run's users against the other classes.
     pub weight: usize,
     /// Wait between two tasks, picked uniformly in this range.
     pub wait: (Duration, Duration),
+    /// Run once when a user starts (see [`session::account_hooks`] for the usual pair).
     pub on_start: Option<Hook>,
+    /// Run once when a user stops, also when the run is interrupted.
     pub on_stop: Option<Hook>,
+    /// What the user does, in a weighted random order.
     pub tasks: Vec<Task>,
 }
 
@@ -74,11 +91,14 @@ pub fn builtin_classes() -> Vec<UserClass> {
 /// excluded tag. On-start and on-stop work is always kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TagFilter {
+    /// `--tags`: when not empty, a task needs one of these.
     pub include: Vec<String>,
+    /// `--exclude-tags`: a task with one of these is dropped.
     pub exclude: Vec<String>,
 }
 
 impl TagFilter {
+    /// Whether a task with `tags` is kept.
     pub fn keeps(&self, tags: &[&str]) -> bool {
         let included =
             self.include.is_empty() || tags.iter().any(|t| self.include.iter().any(|i| i == t));
@@ -101,6 +121,7 @@ impl TagFilter {
     }
 }
 
+/// Every tag of every task of `classes`.
 pub fn known_tags(classes: &[UserClass]) -> BTreeSet<&'static str> {
     classes
         .iter()
@@ -110,12 +131,14 @@ pub fn known_tags(classes: &[UserClass]) -> BTreeSet<&'static str> {
 
 /// The classes a run spawns, each with the tasks the filter kept.
 pub struct Selection {
+    /// The classes spawned, each with only its kept tasks.
     pub classes: Vec<UserClass>,
     /// Classes left with no task, which are not spawned.
     pub skipped: Vec<&'static str>,
 }
 
 impl Selection {
+    /// Applies `filter` to every class's tasks.
     pub fn new(classes: Vec<UserClass>, filter: &TagFilter) -> Selection {
         let mut kept = Vec::new();
         let mut skipped = Vec::new();
@@ -133,6 +156,7 @@ impl Selection {
         }
     }
 
+    /// The names of the spawned classes.
     pub fn class_names(&self) -> Vec<&'static str> {
         self.classes.iter().map(|c| c.name).collect()
     }

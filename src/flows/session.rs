@@ -88,10 +88,12 @@ pub fn start_user(
     Ok(())
 }
 
+/// The user's session, once [`start_user`] has run.
 pub fn session(user: &GooseUser) -> Option<&UserSession> {
     user.get_session_data::<UserSession>()
 }
 
+/// The user's session, to change it.
 pub fn session_mut(user: &mut GooseUser) -> Option<&mut UserSession> {
     user.get_session_data_mut::<UserSession>()
 }
@@ -368,7 +370,12 @@ pub fn account_hooks(on_start: TaskFn) -> (Option<Hook>, Option<Hook>) {
         }),
         Some(Hook {
             name: "on_stop logout and clean up",
-            requests: &["POST /api/auth/logout", "POST /api/gdpr/delete"],
+            requests: &[
+                "POST /api/auth/logout",
+                "POST /api/gdpr/delete",
+                "POST /api/auth/refresh",
+                "POST /api/auth/login/json",
+            ],
             run: on_stop_clean_up,
         }),
     )

@@ -21,26 +21,19 @@ fn rate(judged: u64, value: f64) -> String {
     }
 }
 
-/// A check as one line: `P95 Response Time: 145.0ms < 500ms target`.
+/// A check as one line: `[PASS] P95 Response Time: 145.0ms < 500ms target`.
 fn check_line(c: &Check) -> String {
+    format!("[{}] {}", c.status(), check_result(c))
+}
+
+/// A check's result without its status: `P95 Response Time: 145.0ms < 500ms target`.
+pub(crate) fn check_result(c: &Check) -> String {
     if c.skipped {
-        format!("[SKIP] {}: {}", c.label, c.actual)
+        format!("{}: {}", c.label, c.actual)
     } else if c.target.starts_with(['<', '>', '=']) {
-        format!(
-            "[{}] {}: {} {} target",
-            c.status(),
-            c.label,
-            c.actual,
-            c.target
-        )
+        format!("{}: {} {} target", c.label, c.actual, c.target)
     } else {
-        format!(
-            "[{}] {}: {} (target: {})",
-            c.status(),
-            c.label,
-            c.actual,
-            c.target
-        )
+        format!("{}: {} (target: {})", c.label, c.actual, c.target)
     }
 }
 

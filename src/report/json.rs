@@ -440,7 +440,7 @@ mod tests {
         let files = out
             .write_all(&run, &v, &t, &facts, &serde_json::Value::Null)
             .expect("write");
-        assert_eq!(files.len(), 3);
+        assert_eq!(files.len(), 4);
         let (again, measured) =
             validate_saved(&out.metrics_json_path(), &TargetOptions::default()).expect("judge");
         assert_eq!(measured, run);

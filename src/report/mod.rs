@@ -1,5 +1,5 @@
-//! The run's outputs: the console summary, the stats and failures CSV, the metrics JSON, and
-//! the names and places of every file (Goose's HTML and JSON reports included).
+//! The run's outputs: the console summary, the stats and failures CSV, the metrics JSON, the
+//! JUnit XML of the verdict, and the names and places of every file (Goose's HTML and JSON reports included).
 //!
 //! Files are named `load_test_{scenario}_{YYYYmmdd_HHMMSS}` plus a suffix, in the output
 //! directory, which [`RunOutputs::prepare`] creates and proves writable before the run. Every
@@ -9,6 +9,7 @@ pub mod atomic;
 pub mod console;
 pub mod csv;
 pub mod json;
+pub mod junit;
 
 pub use atomic::write_atomic;
 pub use console::print_summary;
@@ -140,12 +141,18 @@ impl RunOutputs {
         self.path("_metrics.json")
     }
 
+    /// The verdict as JUnit XML, one test case per check.
+    pub fn junit_xml_path(&self) -> PathBuf {
+        self.path("_junit.xml")
+    }
+
     /// The security probes' findings (when the probes ran).
     pub fn findings_md_path(&self) -> PathBuf {
         self.path("_findings.md")
     }
 
-    /// Writes the stats CSV, the failures CSV and the metrics JSON; returns their paths.
+    /// Writes the stats CSV, the failures CSV, the metrics JSON and the JUnit XML; returns
+    /// their paths.
     pub fn write_all(
         &self,
         run: &MeasuredRun,
@@ -160,6 +167,10 @@ impl RunOutputs {
             (
                 self.metrics_json_path(),
                 json::metrics_json(run, verdict, targets, facts, extra)?,
+            ),
+            (
+                self.junit_xml_path(),
+                junit::junit_xml(&[junit::TestSuite::of_verdict(verdict, run)]),
             ),
         ];
         let mut written = Vec::new();
