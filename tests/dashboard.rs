@@ -132,7 +132,9 @@ async fn the_dashboard_starts_shows_and_stops_a_run() {
     );
     let port = free_port();
     let out = tempfile::tempdir().expect("dir");
+    // Goose's dashboard keeps the runs it reports in ./goose-runs: keep that out of the tree.
     let tool = Command::new(BIN)
+        .current_dir(out.path())
         .args([
             "--scenario",
             "custom",
