@@ -3,8 +3,8 @@
 //!
 //! One task accepts connections; each connection gets a task that reads the worker's
 //! `hello` and then carries messages both ways. Every decision (who joins, who is lost,
-//! when the run is over) is taken by the single loop of [`Manager`], fed by one channel of
-//! [`Event`]s, so there are no races between workers joining, leaving and reporting.
+//! when the run is over) is taken by the single loop of `Manager`, fed by one channel of
+//! `Event`s, so there are no races between workers joining, leaving and reporting.
 
 use super::merge::merge;
 use super::protocol::{
