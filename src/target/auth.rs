@@ -114,6 +114,21 @@ impl Jwt {
 
 /// The signed-in user of a request: an access token (or, with the flaw, a
 /// refresh token) that is valid, not revoked, of an account that is not deleted.
+/// The user a token names, unless the token was revoked; `missing` is the 401's detail when
+/// the user no longer exists.
+async fn token_user(state: &Shared, claims: &Claims, missing: &'static str) -> ApiResult<UserRow> {
+    let (jti, sub) = (claims.jti.clone(), claims.sub.clone());
+    state
+        .db
+        .call(move |conn| {
+            if storage::is_revoked(conn, &jti)? {
+                return Err(ApiError::unauthorized("Token has been revoked"));
+            }
+            storage::user_by_id(conn, &sub)?.ok_or_else(|| ApiError::unauthorized(missing))
+        })
+        .await
+}
+
 pub(crate) struct AuthUser {
     pub claims: Claims,
     pub user: UserRow,
@@ -137,17 +152,7 @@ pub(crate) async fn authenticate(state: &Shared, token: &str) -> ApiResult<AuthU
     if claims.kind != "access" && !(refresh_ok && claims.kind == "refresh") {
         return Err(ApiError::unauthorized("Invalid token type"));
     }
-    let (jti, sub) = (claims.jti.clone(), claims.sub.clone());
-    let user = state
-        .db
-        .call(move |conn| {
-            if storage::is_revoked(conn, &jti)? {
-                return Err(ApiError::unauthorized("Token has been revoked"));
-            }
-            storage::user_by_id(conn, &sub)?
-                .ok_or_else(|| ApiError::unauthorized("Could not validate credentials"))
-        })
-        .await?;
+    let user = token_user(state, &claims, "Could not validate credentials").await?;
     if user.is_deleted() {
         return Err(ApiError::forbidden("Account is deleted"));
     }
@@ -352,17 +357,7 @@ async fn refresh(State(state): State<Shared>, JsonBody(body): JsonBody) -> ApiRe
     if claims.kind != "refresh" {
         return Err(ApiError::unauthorized("Invalid token type"));
     }
-    let (jti, sub) = (claims.jti.clone(), claims.sub.clone());
-    let user = state
-        .db
-        .call(move |conn| {
-            if storage::is_revoked(conn, &jti)? {
-                return Err(ApiError::unauthorized("Token has been revoked"));
-            }
-            storage::user_by_id(conn, &sub)?
-                .ok_or_else(|| ApiError::unauthorized("Invalid refresh token"))
-        })
-        .await?;
+    let user = token_user(&state, &claims, "Invalid refresh token").await?;
     if user.is_deleted() {
         return Err(ApiError::unauthorized("Account is deleted"));
     }
