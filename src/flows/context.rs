@@ -64,6 +64,8 @@ pub struct RunContext {
     /// Short id that makes this run's account addresses unique.
     pub run_id: String,
     base: String,
+    /// The host URL's path without its trailing `/` (empty for most hosts).
+    base_path: String,
     pub host: Url,
     pub options: FlowOptions,
     tls: Arc<ClientConfig>,
@@ -75,10 +77,12 @@ impl RunContext {
     pub fn new(host: Url, options: FlowOptions, ledger: Arc<Ledger>) -> Result<Self, String> {
         let tls = tls_config()?;
         let base = host.as_str().trim_end_matches('/').to_string();
+        let base_path = host.path().trim_end_matches('/').to_string();
         Ok(RunContext {
             ledger,
             run_id: new_run_id(),
             base,
+            base_path,
             host,
             options,
             tls: Arc::new(tls),
@@ -87,9 +91,18 @@ impl RunContext {
         })
     }
 
-    /// The full URL of an API path.
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
+    /// The full URL of an API path (which may end in a query). Built from the host's parsed
+    /// URL, so the host is not parsed again for every request.
+    pub fn url(&self, path: &str) -> Url {
+        let (path, query) = match path.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path, None),
+        };
+        let mut url = self.host.clone();
+        url.set_path(&format!("{}{path}", self.base_path));
+        url.set_query(query);
+        url.set_fragment(None);
+        url
     }
 
     /// The WebSocket URL of a path: `ws://` or `wss://` after the host's scheme.
@@ -245,5 +258,35 @@ mod tests {
         let got: Vec<_> = (1..=4).filter_map(|i| ctx.forwarded_for(i)).collect();
         assert_eq!(got, ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.1"]);
         assert_eq!(ctx.ws_url("/ws/a"), "ws://127.0.0.1:1/ws/a");
+    }
+
+    #[test]
+    fn request_urls_keep_the_hosts_path_and_carry_the_query() {
+        for (host, path, want) in [
+            ("http://127.0.0.1:1", "/health", "http://127.0.0.1:1/health"),
+            (
+                "http://127.0.0.1:1/",
+                "/api/stats",
+                "http://127.0.0.1:1/api/stats",
+            ),
+            (
+                "http://[::1]:8000/lva/",
+                "/api/session/a b/history?limit=5&x=%2F",
+                "http://[::1]:8000/lva/api/session/a%20b/history?limit=5&x=%2F",
+            ),
+            (
+                "https://example.test/v1?q=1#top",
+                "/health",
+                "https://example.test/v1/health",
+            ),
+        ] {
+            let ctx = RunContext::new(
+                Url::parse(host).expect("url"),
+                FlowOptions::default(),
+                Arc::new(Ledger::new(Duration::from_secs(10))),
+            )
+            .expect("context");
+            assert_eq!(ctx.url(path).as_str(), want, "{host} + {path}");
+        }
     }
 }
