@@ -174,9 +174,9 @@ impl Exchange {
 
         let started = Instant::now();
         let (status, headers, body) = match request.send().await {
-            Ok(response) => {
+            Ok(mut response) => {
                 let status = response.status();
-                let headers = response.headers().clone();
+                let headers = std::mem::take(response.headers_mut());
                 match response.bytes().await {
                     Ok(bytes) => (Some(status), headers, Ok(bytes)),
                     Err(e) => (Some(status), headers, Err(e)),
@@ -185,6 +185,10 @@ impl Exchange {
             Err(e) => (None, HeaderMap::new(), Err(e)),
         };
         let duration = started.elapsed();
+        // Let the connection's own task put it back in the user's pool before the next
+        // request: without a wait between tasks, the next checkout would otherwise race a
+        // fresh connect and the pool would churn through connections.
+        tokio::task::yield_now().await;
 
         let (outcome, json, bytes) = match body {
             Ok(bytes) => {
