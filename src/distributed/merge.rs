@@ -137,6 +137,15 @@ pub fn merge(runs: &[MeasuredRun]) -> Result<MeasuredRun, MergeError> {
         .map(|s| s.users)
         .max()
         .unwrap_or(0);
+    // The workers start together, so their own clocks line up to within the start signal.
+    merged.first_user_secs = runs
+        .iter()
+        .filter_map(|r| r.first_user_secs)
+        .reduce(f64::min);
+    merged.last_user_secs = runs
+        .iter()
+        .filter_map(|r| r.last_user_secs)
+        .reduce(f64::max);
     Ok(merged)
 }
 

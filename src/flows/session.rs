@@ -81,10 +81,7 @@ pub fn start_user(
         export_id: None,
         created_accounts: 0,
     });
-    ctx.ledger
-        .live
-        .users
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ctx.ledger.user_started();
     Ok(())
 }
 

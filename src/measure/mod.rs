@@ -221,6 +221,10 @@ pub struct MeasuredRun {
     pub cleanup: Cleanup,
     pub users_over_time: Vec<UserSample>,
     pub max_users: u64,
+    /// Seconds from the start of measuring to the first user's start, and to the latest
+    /// one's: how long initialisation and the spawn schedule took.
+    pub first_user_secs: Option<f64>,
+    pub last_user_secs: Option<f64>,
     pub memory: Option<MemorySeries>,
     /// The run was stopped early by Ctrl-C or the controller.
     pub interrupted: bool,
@@ -255,6 +259,8 @@ struct LedgerState {
     open_websockets: u64,
     cleanup: Cleanup,
     users_over_time: Vec<UserSample>,
+    first_user_secs: Option<f64>,
+    last_user_secs: Option<f64>,
     memory: Option<MemorySeries>,
     aborted: Option<String>,
 }
@@ -413,6 +419,15 @@ impl Ledger {
         self.lock().open_websockets
     }
 
+    /// A simulated user has started: counted live, and its time kept.
+    pub fn user_started(&self) {
+        self.live.users.fetch_add(1, Ordering::Relaxed);
+        let t_secs = self.elapsed().as_secs_f64();
+        let mut state = self.lock();
+        state.first_user_secs.get_or_insert(t_secs);
+        state.last_user_secs = Some(t_secs);
+    }
+
     pub fn sample_users(&self, users: u64) {
         let t_secs = self.elapsed().as_secs_f64();
         self.lock()
@@ -516,6 +531,8 @@ impl Ledger {
             cleanup: state.cleanup.clone(),
             users_over_time: state.users_over_time.clone(),
             max_users,
+            first_user_secs: state.first_user_secs,
+            last_user_secs: state.last_user_secs,
             memory: state.memory.clone(),
             interrupted,
             aborted: state.aborted.clone(),
@@ -543,6 +560,22 @@ mod tests {
             outcome: &outcome,
             bytes: 10,
         });
+    }
+
+    #[test]
+    fn user_starts_are_counted_and_their_first_and_latest_times_kept() {
+        let ledger = Ledger::new(Duration::from_secs(10));
+        assert_eq!(ledger.snapshot("smoke", false).first_user_secs, None);
+        ledger.user_started();
+        std::thread::sleep(Duration::from_millis(20));
+        ledger.user_started();
+        let run = ledger.snapshot("smoke", false);
+        assert_eq!(ledger.live.users.load(Ordering::Relaxed), 2);
+        let (first, last) = (
+            run.first_user_secs.expect("first"),
+            run.last_user_secs.expect("last"),
+        );
+        assert!(last - first >= 0.02, "{first} {last}");
     }
 
     #[test]
