@@ -297,7 +297,19 @@ pub(crate) fn conclude(
     if let Some(r) = &end.probes {
         (extra["probes"], extra["findings"]) = r.json_parts();
     }
-    match outputs.write_all(&end.measured, &verdict, &plan.targets, &facts, &extra) {
+    let probe_suites = end
+        .probes
+        .iter()
+        .map(|r| probes::junit_suite(r, plan.probes_report_only))
+        .collect();
+    match outputs.write_all(
+        &end.measured,
+        &verdict,
+        &plan.targets,
+        &facts,
+        &extra,
+        probe_suites,
+    ) {
         Ok(mut files) => {
             if let Some(r) = &end.probes {
                 let path = outputs.findings_md_path();

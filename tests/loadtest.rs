@@ -664,6 +664,31 @@ fn findings_md(r: &Run) -> String {
     std::fs::read_to_string(path).expect("read the findings")
 }
 
+/// The probes' suite in the run's JUnit file: (failures attribute, {probe: failed}).
+fn probe_suite(r: &Run) -> (String, std::collections::BTreeMap<String, bool>) {
+    let path = r
+        .file_ending("_junit.xml")
+        .unwrap_or_else(|| panic!("no JUnit file\n{}", context(r)));
+    let xml = std::fs::read_to_string(path).expect("read the JUnit file");
+    let doc = roxmltree::Document::parse(&xml).expect("the JUnit file is well-formed XML");
+    let suite = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite") && n.attribute("name") == Some("security probes"))
+        .unwrap_or_else(|| panic!("no probes suite in\n{xml}"));
+    let cases = suite
+        .children()
+        .filter(|n| n.has_tag_name("testcase"))
+        .map(|c| {
+            let failed = c.children().any(|f| f.has_tag_name("failure"));
+            (c.attribute("name").unwrap_or_default().to_string(), failed)
+        })
+        .collect();
+    (
+        suite.attribute("failures").unwrap_or_default().to_string(),
+        cases,
+    )
+}
+
 /// Passwords and tokens of the probes (and of the users) never reach a file.
 fn assert_no_secret_in(dir: &Path) {
     for entry in std::fs::read_dir(dir).expect("dir") {
@@ -727,10 +752,18 @@ fn a_smoke_run_with_every_flaw_reports_each_and_exits_1() {
         assert!(md.contains(needle), "{needle} missing from\n{md}");
     }
     assert_no_secret_in(r.dir.path());
+    // In the JUnit file the high findings fail their probes' cases; the medium one does
+    // not fail the run, so its case passes (with the finding as its output).
+    let (failures, cases) = probe_suite(&r);
+    assert_eq!(failures, "2", "{cases:?}");
+    assert_eq!(cases.get("ownership"), Some(&true), "{cases:?}");
+    assert_eq!(cases.get("token-types"), Some(&true), "{cases:?}");
+    assert_eq!(cases.get("rate-limit-bypass"), Some(&false), "{cases:?}");
 
     let r = run(&[&args[..], &["--probes-report-only"]].concat());
     assert_eq!(r.code, 0, "{}", context(&r));
     assert!(r.stdout.contains("reported only"), "{}", context(&r));
+    assert_eq!(probe_suite(&r).0, "0", "report-only findings fail no case");
 }
 
 #[test]
@@ -745,6 +778,8 @@ fn a_clean_smoke_run_reports_no_findings() {
     assert_eq!(extra["probes"].as_array().map(Vec::len), Some(7));
     assert!(findings_md(&r).contains("No findings."));
     assert_no_secret_in(r.dir.path());
+    let (failures, cases) = probe_suite(&r);
+    assert_eq!((failures.as_str(), cases.len()), ("0", 7), "{cases:?}");
 
     let r = run(&[&args[..], &["--no-probes"]].concat());
     assert_eq!(r.code, 0, "{}", context(&r));

@@ -24,7 +24,7 @@ mod render;
 mod revocation;
 mod token_types;
 
-pub use render::{findings_markdown, print_report};
+pub use render::{findings_markdown, junit_suite, print_report};
 
 use crate::flows::context::{FlowOptions, new_run_id, tls_config};
 use crate::plan::is_loopback_host;
@@ -434,6 +434,40 @@ mod tests {
         assert_eq!(exit_code(0, Some(&medium), false), 0);
         assert_eq!(exit_code(1, Some(&medium), true), 1);
         assert_eq!(exit_code(0, None, false), 0);
+    }
+
+    #[test]
+    fn the_junit_suite_fails_a_probe_exactly_when_it_fails_the_run() {
+        use crate::report::junit::CaseOutcome;
+        let mut report = report_with(Severity::High);
+        let mut medium = report_with(Severity::Medium).probes.remove(0);
+        medium.name = "q".into();
+        report.probes.push(medium);
+        report.probes.push(ProbeOutcome {
+            name: "r".into(),
+            status: ProbeStatus::NotTested,
+            passed: true,
+            requests: 0,
+            notes: vec!["not tested: the server never answered".into()],
+            findings: Vec::new(),
+        });
+        let suite = junit_suite(&report, false);
+        assert_eq!(suite.name, "security probes");
+        let outcomes: Vec<_> = suite.cases.iter().map(|c| c.outcome.clone()).collect();
+        assert_eq!(
+            outcomes,
+            [
+                CaseOutcome::Failed {
+                    message: "[HIGH] m".into()
+                },
+                CaseOutcome::Passed,
+                CaseOutcome::Skipped {
+                    reason: "not tested: the server never answered".into()
+                },
+            ]
+        );
+        assert_eq!(suite.cases[1].output[0], "[MEDIUM] m");
+        assert_eq!(junit_suite(&report, true).failures(), 0);
     }
 
     #[test]

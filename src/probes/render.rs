@@ -2,6 +2,7 @@
 //! and the `_findings.md` file.
 
 use super::{Finding, ProbeOutcome, ProbeReport, ProbeStatus, Severity};
+use crate::report::junit::{CaseOutcome, TestCase, TestSuite};
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
@@ -161,4 +162,59 @@ pub fn findings_markdown(report: &ProbeReport, heading: &str, report_only: bool)
         );
     }
     md
+}
+
+/// The probes as a JUnit `<testsuite name="security probes">`, one case per probe. A probe
+/// fails there exactly when it fails the run (a high-severity finding without
+/// `--probes-report-only`); its other findings and its notes are the case's output, and a
+/// probe that could not test what it checks is skipped.
+pub fn junit_suite(report: &ProbeReport, report_only: bool) -> TestSuite {
+    let cases = report
+        .probes
+        .iter()
+        .map(|p| {
+            let mut output: Vec<String> = p
+                .findings
+                .iter()
+                .flat_map(|f| {
+                    [
+                        format!("[{}] {}", f.severity.label(), f.meaning),
+                        format!(
+                            "request: {} {} ({})",
+                            f.request.method, f.request.path, f.request.summary
+                        ),
+                        format!("answer: {}", answer_text(f)),
+                    ]
+                })
+                .collect();
+            output.extend(p.notes.iter().cloned());
+            let high = p.findings.iter().find(|f| f.severity == Severity::High);
+            let outcome = match (p.status, high) {
+                (ProbeStatus::NotTested, _) => CaseOutcome::Skipped {
+                    reason: p
+                        .notes
+                        .iter()
+                        .rev()
+                        .find(|n| n.starts_with("not tested"))
+                        .cloned()
+                        .unwrap_or_else(|| "not tested".to_string()),
+                },
+                (_, Some(f)) if !report_only => CaseOutcome::Failed {
+                    message: format!("[HIGH] {}", f.meaning),
+                },
+                _ => CaseOutcome::Passed,
+            };
+            TestCase {
+                name: p.name.clone(),
+                outcome,
+                output,
+            }
+        })
+        .collect();
+    TestSuite {
+        name: "security probes".to_string(),
+        time_secs: report.elapsed_secs,
+        timestamp: None,
+        cases,
+    }
 }

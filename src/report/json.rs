@@ -438,7 +438,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = RunOutputs::prepare(dir.path(), "load", chrono::Local::now()).expect("prepare");
         let files = out
-            .write_all(&run, &v, &t, &facts, &serde_json::Value::Null)
+            .write_all(&run, &v, &t, &facts, &serde_json::Value::Null, Vec::new())
             .expect("write");
         assert_eq!(files.len(), 4);
         let (again, measured) =
@@ -486,6 +486,7 @@ mod tests {
             &t,
             &facts,
             &serde_json::Value::Null,
+            Vec::new(),
         )
         .expect("write");
         let with_baseline = TargetOptions {

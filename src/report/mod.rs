@@ -151,8 +151,8 @@ impl RunOutputs {
         self.path("_findings.md")
     }
 
-    /// Writes the stats CSV, the failures CSV, the metrics JSON and the JUnit XML; returns
-    /// their paths.
+    /// Writes the stats CSV, the failures CSV, the metrics JSON and the JUnit XML (the
+    /// verdict's suite, then `more_suites`, e.g. the probes'); returns their paths.
     pub fn write_all(
         &self,
         run: &MeasuredRun,
@@ -160,7 +160,10 @@ impl RunOutputs {
         targets: &Targets,
         facts: &RunFacts,
         extra: &serde_json::Value,
+        more_suites: Vec<junit::TestSuite>,
     ) -> Result<Vec<PathBuf>, ReportError> {
+        let mut suites = vec![junit::TestSuite::of_verdict(verdict, run)];
+        suites.extend(more_suites);
         let files = [
             (self.stats_csv_path(), csv::stats_csv(run)?),
             (self.failures_csv_path(), csv::failures_csv(run)?),
@@ -168,10 +171,7 @@ impl RunOutputs {
                 self.metrics_json_path(),
                 json::metrics_json(run, verdict, targets, facts, extra)?,
             ),
-            (
-                self.junit_xml_path(),
-                junit::junit_xml(&[junit::TestSuite::of_verdict(verdict, run)]),
-            ),
+            (self.junit_xml_path(), junit::junit_xml(&suites)),
         ];
         let mut written = Vec::new();
         for (path, bytes) in files {
