@@ -1,80 +1,148 @@
 #!/usr/bin/env bash
 # What the load generator costs, against the physical limit (wrk), on this machine.
 #
-#   scripts/bench.sh            # the full table: 3 runs of 10 s per row, 60 s at 1000 users
-#   scripts/bench.sh --quick    # a few seconds per row, to check the script still works
+#   scripts/bench.sh                       # the full table: 3 runs of 10 s per row, 60 s at 1000 users
+#   scripts/bench.sh --quick               # a few seconds per row, to check the script still works
+#   scripts/bench.sh --scale-seconds 300   # the scale row over a 5-minute hold
+#   scripts/bench.sh --scale-tags health   # the scale row with health checks only
 #
 # The reference server and the generator are pinned to their own cores where the machine
-# has two or more. Every run targets 127.0.0.1 only and stops by itself.
+# has two or more. Every run targets 127.0.0.1 only and stops by itself. The script exits 1
+# when a row measured nothing (so CI notices when it rots); it never judges the figures.
 set -euo pipefail
 
-runs=3 secs=10 scale_users=1000 scale_secs=60
+runs=3 secs=10 scale_users=1000 scale_secs=60 scale_tags=authenticated
+usage() {
+  echo "usage: $0 [--quick] [--runs N] [--seconds S] [--scale-users N] [--scale-seconds S] [--scale-tags T]" >&2
+  exit 2
+}
 while (($#)); do
   case "$1" in
-    --quick) runs=1 secs=3 scale_users=200 scale_secs=8 ;;
-    --runs) runs="$2"; shift ;;
-    --seconds) secs="$2"; shift ;;
-    *) echo "usage: $0 [--quick] [--runs N] [--seconds S]" >&2; exit 2 ;;
+    --quick) runs=1 secs=3 scale_users=200 scale_secs=5 ;;
+    --runs) runs="${2:?}"; shift ;;
+    --seconds) secs="${2:?}"; shift ;;
+    --scale-users) scale_users="${2:?}"; shift ;;
+    --scale-seconds) scale_secs="${2:?}"; shift ;;
+    --scale-tags) scale_tags="${2:?}"; shift ;;
+    *) usage ;;
   esac
   shift
+done
+for n in "$runs" "$secs" "$scale_users" "$scale_secs"; do
+  [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "error: '$n' is not a positive whole number" >&2; usage; }
 done
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-if ! command -v wrk >/dev/null 2>&1; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+need=()
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+[[ -x /usr/bin/time ]] || need+=(time)
+command -v taskset >/dev/null 2>&1 || need+=(util-linux)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+if ((${#need[@]})); then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-[[ -x /usr/bin/time ]] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
 cargo build --release --quiet --bins
 
 bin="$root/target/release/lva-loadtest"
 target_bin="$root/target/release/lva-target"
 work="$(mktemp -d)"
-trap 'kill "$target_pid" 2>/dev/null; rm -rf "$work"' EXIT
+target_pids=()
+cleanup() {
+  for pid in "${target_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 if (($(nproc) >= 2)); then gen=(taskset -c 0) tgt=(taskset -c 1); else gen=() tgt=(); fi
+failed=()
 
-"${tgt[@]}" "$target_bin" --bind 127.0.0.1:0 --no-rate-limit --bcrypt-cost 4 >"$work/target.out" 2>&1 &
-target_pid=$!
-for _ in $(seq 100); do grep -q listening "$work/target.out" 2>/dev/null && break; sleep 0.1; done
-host="$(awk '/listening/ {print $NF; exit}' "$work/target.out")"
-[[ -n "$host" ]] || { echo "the reference server did not start" >&2; exit 1; }
+# start_target NAME [server options...]: a reference server (in-memory database, cheap
+# hashing, no rate limits) on its own core; leaves its URL in $host.
+start_target() {
+  local name="$1"; shift
+  "${tgt[@]}" "$target_bin" --bind 127.0.0.1:0 --no-rate-limit --bcrypt-cost 4 "$@" \
+    >"$work/target-$name.out" 2>&1 &
+  target_pids+=($!)
+  host=""
+  for _ in $(seq 100); do
+    host="$(awk '/listening/ {print $NF; exit}' "$work/target-$name.out" 2>/dev/null)"
+    [[ -n "$host" ]] && return 0
+    sleep 0.1
+  done
+  echo "error: the reference server did not start:" >&2
+  cat "$work/target-$name.out" >&2
+  exit 1
+}
+stop_target() {
+  local pid="${target_pids[-1]}"
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset 'target_pids[-1]'
+}
 
 # measure NAME CMD...: runs CMD under /usr/bin/time; leaves wall, cpu (user+sys) and peak
-# RSS in $work/NAME.time, the command's output in $work/NAME.out.
+# RSS in $work/NAME.time, the command's output in $work/NAME.out and .err.
 measure() {
   local name="$1"; shift
   /usr/bin/time -f "%e %U %S %M" -o "$work/$name.time" "$@" >"$work/$name.out" 2>"$work/$name.err" || true
 }
 wall() { awk '{print $1}' "$work/$1.time"; }
 cpu() { awk '{print $2 + $3}' "$work/$1.time"; }
-rss_mib() { awk '{printf "%.1f", $4 / 1024}' "$work/$1.time"; }
 tool_requests() { awk -F: '/^Total Requests:/ {gsub(/ /, "", $2); print $2; exit}' "$work/$1.out"; }
 
 # median/min/max of the numbers on stdin, one per line.
-stats() { sort -g | awk '{a[NR] = $1} END {if (NR == 0) {print "n/a"; exit}; printf "%.1f [%.1f-%.1f]", a[int((NR + 1) / 2)], a[1], a[NR]}'; }
+stats() {
+  sort -g | awk '{a[NR] = $1} END {if (NR == 0) {print "n/a"; exit}
+    printf "%.1f [%.1f-%.1f]", a[int((NR + 1) / 2)], a[1], a[NR]}'
+}
+median() { awk '{print $1}' <<<"$1"; }
 
 declare -A rps cpu_us
-run_tool_row() {  # row-name, extra tool args...
+touch "$work/none"
+# run_tool_row ROW [--fresh-target [server options...] --] TOOL ARGS...: $runs runs of the
+# tool; with --fresh-target each run gets a new server (so a growing database does not make
+# later runs slower than earlier ones).
+run_tool_row() {
   local row="$1"; shift
+  local fresh=()
+  if [[ "${1:-}" == --fresh-target ]]; then
+    shift
+    while [[ "$1" != -- ]]; do fresh+=("$1"); shift; done
+    shift
+  fi
+  : >"$work/$row.rps"; : >"$work/$row.cpu"
   for i in $(seq "$runs"); do
+    ((${#fresh[@]} == 0)) || start_target "$row-$i" "${fresh[@]:1}"
     measure "$row-$i" "${gen[@]}" "$bin" --host "$host" --output "$work/reports" "$@"
+    ((${#fresh[@]} == 0)) || { stop_target; host="$shared_host"; }
     local n; n="$(tool_requests "$row-$i")"
-    [[ -n "$n" && "$n" != 0 ]] || { echo "row $row produced no requests:" >&2; tail -5 "$work/$row-$i.err" >&2; continue; }
+    if [[ -z "$n" || "$n" == 0 ]]; then
+      echo "row $row run $i measured no requests:" >&2
+      tail -5 "$work/$row-$i.err" >&2
+      continue
+    fi
     echo "$n $(wall "$row-$i")" | awk '{print $1 / $2}' >>"$work/$row.rps"
     echo "$n $(cpu "$row-$i")" | awk '{print $2 * 1e6 / $1}' >>"$work/$row.cpu"
   done
+  [[ -s "$work/$row.cpu" ]] || failed+=("$row")
   rps[$row]="$(stats <"$work/$row.rps")"
   cpu_us[$row]="$(stats <"$work/$row.cpu")"
 }
 
+start_target shared
+shared_host="$host"
+
 # 1. The physical limit: wrk on /health.
+: >"$work/wrk.rps"; : >"$work/wrk.cpu"
 for i in $(seq "$runs"); do
   measure "wrk-$i" "${gen[@]}" wrk -t1 -c50 -d"${secs}s" "$host/health"
   n="$(awk '/requests in/ {print $1; exit}' "$work/wrk-$i.out")"
+  [[ -n "$n" ]] || { echo "wrk run $i measured nothing:" >&2; cat "$work/wrk-$i.err" >&2; continue; }
   awk '/Requests\/sec/ {print $2}' "$work/wrk-$i.out" >>"$work/wrk.rps"
   echo "$n $(cpu "wrk-$i")" | awk '{print $2 * 1e6 / $1}' >>"$work/wrk.cpu"
 done
+[[ -s "$work/wrk.cpu" ]] || failed+=(wrk)
 rps[wrk]="$(stats <"$work/wrk.rps")"
 cpu_us[wrk]="$(stats <"$work/wrk.cpu")"
 
@@ -83,31 +151,102 @@ simple=(--scenario custom --users 50 --spawn-rate 50 --duration "${secs}s" --tag
 run_tool_row simple "${simple[@]}" --no-reports
 # 5. The same with every output on.
 run_tool_row outputs "${simple[@]}"
-# 3. The real mix: the smoke scenario's user classes, no waits.
-run_tool_row mix --scenario custom --users 20 --spawn-rate 20 --duration "${secs}s" --no-wait --no-reports
 
-# 4. Scale: many users with the suite's 1-3 s waits, each with its own connection.
-measure scale "${gen[@]}" "$bin" --host "$host" --output "$work/scale" --scenario custom \
-  --users "$scale_users" --spawn-rate "$scale_users" --duration "${scale_secs}s" --tags health
-metrics="$(ls "$work"/scale/*_metrics.json 2>/dev/null | head -1)"
-ramp="n/a"
-if [[ -n "$metrics" ]]; then
-  ramp="$(python3 -c "
-import json, sys
-m = json.load(open(sys.argv[1]))['measured']['users_over_time']
-first = next((s['t_secs'] for s in m if s['users'] >= int(sys.argv[2])), None)
-print('n/a' if first is None else f'{first:.1f}')" "$metrics" "$scale_users")"
+# 3. The real mix: every user class of the smoke scenario, no waits, a fresh server each run.
+mix_users=20
+run_tool_row mix --fresh-target x -- --scenario custom --users "$mix_users" \
+  --spawn-rate "$mix_users" --duration "${secs}s" --no-wait --no-reports
+
+# 3'. The simplest work at the mix's request rate. The reference server (one core, SQLite,
+# bcrypt) holds the mix to a few thousand requests/s, so the generator idles between answers
+# and pays a wake-up per request; row 2 runs flat out and shares wake-ups between answers.
+# Health checks from as many users, against a server that answers them after a delay chosen
+# to give the mix's rate, compare like with like.
+mix_rate="$(median "${rps[mix]}")"
+if [[ "$mix_rate" != n/a ]]; then
+  paced=(--scenario custom --users "$mix_users" --spawn-rate "$mix_users" --tags health --no-wait --no-reports)
+  # A user's cycle is the delay plus some overhead: measure the overhead in a short run, then
+  # choose the delay that gives the mix's rate.
+  delay_ms="$(awk -v u="$mix_users" -v r="$mix_rate" 'BEGIN {d = int(u * 1000 / r + 0.5); print (d < 1 ? 1 : d)}')"
+  start_target calibrate --fault-latency-ms "$delay_ms"
+  measure calibrate "${gen[@]}" "$bin" --host "$host" "${paced[@]}" --duration 3s
+  stop_target; host="$shared_host"
+  n="$(tool_requests calibrate)"
+  if [[ -n "$n" && "$n" != 0 ]]; then
+    delay_ms="$(awk -v u="$mix_users" -v r="$mix_rate" -v d="$delay_ms" -v n="$n" -v w="$(wall calibrate)" \
+      'BEGIN {over = u * 1000 / (n / w) - d; d = int(u * 1000 / r - over + 0.5); print (d < 1 ? 1 : d)}')"
+  fi
+  run_tool_row paced --fresh-target x --fault-latency-ms "$delay_ms" -- "${paced[@]}" --duration "${secs}s"
+else
+  delay_ms="n/a" rps[paced]="n/a" cpu_us[paced]="n/a"
+  failed+=(paced)
 fi
-scale_share="$(echo "$(cpu scale) $(wall scale)" | awk '{printf "%.1f", 100 * $1 / $2}')"
 
-ratio() { awk -v a="${1%% *}" -v b="${2%% *}" 'BEGIN {printf "%.2f", a / b}'; }
+# 4. Scale: the AuthenticatedUser class (the suite's main user, 1-3 s waits; --scale-tags narrows
+# its tasks) with many users, each with its own keep-alive connection. A sampler reads the generator's CPU time and
+# memory every second, so the hold is judged apart from the start.
+start_target scale
+launched="$(date +%s.%N)"
+"${gen[@]}" "$bin" --host "$host" --output "$work/scale" --scenario custom --users "$scale_users" \
+  --spawn-rate "$scale_users" --duration "${scale_secs}s" --tags "$scale_tags" \
+  >"$work/scale.out" 2>"$work/scale.err" &
+scale_pid=$!
+ticks="$(getconf CLK_TCK)"
+while kill -0 "$scale_pid" 2>/dev/null; do
+  now="$(date +%s.%N)"
+  stat="$(cat "/proc/$scale_pid/stat" 2>/dev/null)" || break
+  rss="$(awk '/^VmRSS/ {print $2}' "/proc/$scale_pid/status" 2>/dev/null)" || break
+  # utime and stime are fields 14 and 15, counted after the command name's closing ')'.
+  awk -v t="$now" -v l="$launched" -v r="$rss" -v hz="$ticks" \
+    '{sub(/.*\) /, ""); print t - l, ($12 + $13) / hz, r}' <<<"$stat" >>"$work/scale.samples"
+  sleep 1
+done
+wait "$scale_pid" || true
+stop_target
+metrics="$(ls "$work"/scale/*_metrics.json 2>/dev/null | head -1)"
+scale_line="n/a"
+if [[ -n "$metrics" && -s "$work/scale.samples" ]]; then
+  scale_line="$(python3 - "$metrics" "$work/scale.samples" "$launched" "$scale_users" <<'EOF'
+import json, sys
+from datetime import datetime
+measured = json.load(open(sys.argv[1]))["measured"]
+samples = [tuple(map(float, line.split())) for line in open(sys.argv[2]) if line.strip()]
+launched, users = float(sys.argv[3]), int(sys.argv[4])
+start = datetime.fromisoformat(measured["started_at"].replace("Z", "+00:00")).timestamp()
+first, last = measured.get("first_user_secs"), measured.get("last_user_secs")
+init = f"{start + first - launched:.2f}" if first is not None else "n/a"
+ramp = f"{start + last - launched:.2f}" if last is not None and measured["max_users"] >= users else "n/a"
+peak = max(s[2] for s in samples) / 1024
+# The hold: from one second after the last user started to the end of the samples.
+hold_from = (start + last - launched + 1) if last is not None else samples[0][0]
+hold = [s for s in samples if s[0] >= hold_from]
+share = "n/a"
+if len(hold) >= 2 and hold[-1][0] > hold[0][0]:
+    share = f"{100 * (hold[-1][1] - hold[0][1]) / (hold[-1][0] - hold[0][0]):.1f}%"
+end_rss = hold[-1][2] / 1024 if hold else samples[-1][2] / 1024
+print(f"peak memory {peak:.1f} MiB (at the end {end_rss:.1f} MiB), first user {init} s and all "
+      f"{users} running {ramp} s after launch, generator CPU {share} of one core during the hold")
+EOF
+)" || scale_line="n/a"
+fi
+[[ "$scale_line" != n/a ]] || { failed+=(scale); tail -5 "$work/scale.err" >&2; }
+
+ratio() {
+  awk -v a="${1%% *}" -v b="${2%% *}" 'BEGIN {if (a == "n/a" || b == "n/a" || b == 0) print "n/a"; else printf "%.2f", a / b}'
+}
+row() { printf '%-46s %-26s %-26s %s\n' "$@"; }
 echo
 echo "lva-loadtest benchmark on $(nproc) cores, $runs run(s) of ${secs}s per row; median [min-max]"
-printf '%-44s %-26s %-26s %s\n' "row" "requests/s" "CPU µs per request" "ratio"
-printf '%-44s %-26s %-26s %s\n' "1. wrk, /health (physical limit)" "${rps[wrk]}" "${cpu_us[wrk]}" "1.00 (reference)"
-printf '%-44s %-26s %-26s %s\n' "2. generator, /health, no wait" "${rps[simple]}" "${cpu_us[simple]}" "$(ratio "${cpu_us[simple]}" "${cpu_us[wrk]}") x wrk"
-printf '%-44s %-26s %-26s %s\n' "3. generator, smoke mix, no wait" "${rps[mix]}" "${cpu_us[mix]}" "$(ratio "${cpu_us[mix]}" "${cpu_us[simple]}") x row 2"
-printf '%-44s %-26s %-26s %s\n' "5. as 2 with every output written" "${rps[outputs]}" "${cpu_us[outputs]}" "$(ratio "${cpu_us[outputs]}" "${cpu_us[simple]}") x row 2"
+row "row" "requests/s" "CPU µs per request" "ratio"
+row "1. wrk, /health (physical limit)" "${rps[wrk]}" "${cpu_us[wrk]}" "1.00 (reference)"
+row "2. generator, /health, no wait, 50 users" "${rps[simple]}" "${cpu_us[simple]}" "$(ratio "${cpu_us[simple]}" "${cpu_us[wrk]}") x wrk"
+row "3. generator, smoke mix, no wait, $mix_users users" "${rps[mix]}" "${cpu_us[mix]}" \
+  "$(ratio "${cpu_us[mix]}" "${cpu_us[paced]}") x row 3' ($(ratio "${cpu_us[mix]}" "${cpu_us[simple]}") x row 2)"
+row "3'. as 2 at row 3's rate ($mix_users users, ${delay_ms} ms)" "${rps[paced]}" "${cpu_us[paced]}" "$(ratio "${cpu_us[paced]}" "${cpu_us[simple]}") x row 2"
+row "5. as 2 with every output written" "${rps[outputs]}" "${cpu_us[outputs]}" "$(ratio "${cpu_us[outputs]}" "${cpu_us[simple]}") x row 2"
 echo
-echo "4. scale: $scale_users users, 1-3 s waits, ${scale_secs}s: peak memory $(rss_mib scale) MiB," \
-  "all users running after ${ramp}s, generator CPU $scale_share% of one core over the run"
+echo "4. scale: $scale_users AuthenticatedUsers (tags: $scale_tags), 1-3 s waits, ${scale_secs}s: $scale_line"
+if ((${#failed[@]})); then
+  echo "error: no figures for: ${failed[*]}" >&2
+  exit 1
+fi
