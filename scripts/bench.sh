@@ -5,15 +5,16 @@
 #   scripts/bench.sh --quick               # a few seconds per row, to check the script still works
 #   scripts/bench.sh --scale-seconds 300   # the scale row over a 5-minute hold
 #   scripts/bench.sh --scale-tags health   # the scale row with health checks only
+#   scripts/bench.sh --scale-only ...      # row 4 alone
 #
 # The reference server and the generator are pinned to their own cores where the machine
 # has two or more. Every run targets 127.0.0.1 only and stops by itself. The script exits 1
 # when a row measured nothing (so CI notices when it rots); it never judges the figures.
 set -euo pipefail
 
-runs=3 secs=10 scale_users=1000 scale_secs=60 scale_tags=authenticated
+runs=3 secs=10 scale_users=1000 scale_secs=60 scale_tags=authenticated scale_only=0
 usage() {
-  echo "usage: $0 [--quick] [--runs N] [--seconds S] [--scale-users N] [--scale-seconds S] [--scale-tags T]" >&2
+  echo "usage: $0 [--quick] [--runs N] [--seconds S] [--scale-only] [--scale-users N] [--scale-seconds S] [--scale-tags T]" >&2
   exit 2
 }
 while (($#)); do
@@ -24,6 +25,7 @@ while (($#)); do
     --scale-users) scale_users="${2:?}"; shift ;;
     --scale-seconds) scale_secs="${2:?}"; shift ;;
     --scale-tags) scale_tags="${2:?}"; shift ;;
+    --scale-only) scale_only=1 ;;
     *) usage ;;
   esac
   shift
@@ -130,56 +132,59 @@ run_tool_row() {
   cpu_us[$row]="$(stats <"$work/$row.cpu")"
 }
 
-start_target shared
-shared_host="$host"
+if ((!scale_only)); then
+  start_target shared
+  shared_host="$host"
 
-# 1. The physical limit: wrk on /health.
-: >"$work/wrk.rps"; : >"$work/wrk.cpu"
-for i in $(seq "$runs"); do
-  measure "wrk-$i" "${gen[@]}" wrk -t1 -c50 -d"${secs}s" "$host/health"
-  n="$(awk '/requests in/ {print $1; exit}' "$work/wrk-$i.out")"
-  [[ -n "$n" ]] || { echo "wrk run $i measured nothing:" >&2; cat "$work/wrk-$i.err" >&2; continue; }
-  awk '/Requests\/sec/ {print $2}' "$work/wrk-$i.out" >>"$work/wrk.rps"
-  echo "$n $(cpu "wrk-$i")" | awk '{print $2 * 1e6 / $1}' >>"$work/wrk.cpu"
-done
-[[ -s "$work/wrk.cpu" ]] || failed+=(wrk)
-rps[wrk]="$(stats <"$work/wrk.rps")"
-cpu_us[wrk]="$(stats <"$work/wrk.cpu")"
+  # 1. The physical limit: wrk on /health.
+  : >"$work/wrk.rps"; : >"$work/wrk.cpu"
+  for i in $(seq "$runs"); do
+    measure "wrk-$i" "${gen[@]}" wrk -t1 -c50 -d"${secs}s" "$host/health"
+    n="$(awk '/requests in/ {print $1; exit}' "$work/wrk-$i.out")"
+    [[ -n "$n" ]] || { echo "wrk run $i measured nothing:" >&2; cat "$work/wrk-$i.err" >&2; continue; }
+    awk '/Requests\/sec/ {print $2}' "$work/wrk-$i.out" >>"$work/wrk.rps"
+    echo "$n $(cpu "wrk-$i")" | awk '{print $2 * 1e6 / $1}' >>"$work/wrk.cpu"
+  done
+  [[ -s "$work/wrk.cpu" ]] || failed+=(wrk)
+  rps[wrk]="$(stats <"$work/wrk.rps")"
+  cpu_us[wrk]="$(stats <"$work/wrk.cpu")"
 
-# 2. The generator, simplest work: health checks with no wait, outputs off.
-simple=(--scenario custom --users 50 --spawn-rate 50 --duration "${secs}s" --tags health --no-wait)
-run_tool_row simple "${simple[@]}" --no-reports
-# 5. The same with every output on.
-run_tool_row outputs "${simple[@]}"
+  # 2. The generator, simplest work: health checks with no wait, outputs off.
+  simple=(--scenario custom --users 50 --spawn-rate 50 --duration "${secs}s" --tags health --no-wait)
+  run_tool_row simple "${simple[@]}" --no-reports
+  # 5. The same with every output on.
+  run_tool_row outputs "${simple[@]}"
 
-# 3. The real mix: every user class of the smoke scenario, no waits, a fresh server each run.
-mix_users=20
-run_tool_row mix --fresh-target x -- --scenario custom --users "$mix_users" \
-  --spawn-rate "$mix_users" --duration "${secs}s" --no-wait --no-reports
+  # 3. The real mix: every user class of the smoke scenario, no waits, a fresh server each run.
+  mix_users=20
+  run_tool_row mix --fresh-target x -- --scenario custom --users "$mix_users" \
+    --spawn-rate "$mix_users" --duration "${secs}s" --no-wait --no-reports
 
-# 3'. The simplest work at the mix's request rate. The reference server (one core, SQLite,
-# bcrypt) holds the mix to a few thousand requests/s, so the generator idles between answers
-# and pays a wake-up per request; row 2 runs flat out and shares wake-ups between answers.
-# Health checks from as many users, against a server that answers them after a delay chosen
-# to give the mix's rate, compare like with like.
-mix_rate="$(median "${rps[mix]}")"
-if [[ "$mix_rate" != n/a ]]; then
-  paced=(--scenario custom --users "$mix_users" --spawn-rate "$mix_users" --tags health --no-wait --no-reports)
-  # A user's cycle is the delay plus some overhead: measure the overhead in a short run, then
-  # choose the delay that gives the mix's rate.
-  delay_ms="$(awk -v u="$mix_users" -v r="$mix_rate" 'BEGIN {d = int(u * 1000 / r + 0.5); print (d < 1 ? 1 : d)}')"
-  start_target calibrate --fault-latency-ms "$delay_ms"
-  measure calibrate "${gen[@]}" "$bin" --host "$host" "${paced[@]}" --duration 3s
-  stop_target; host="$shared_host"
-  n="$(tool_requests calibrate)"
-  if [[ -n "$n" && "$n" != 0 ]]; then
-    delay_ms="$(awk -v u="$mix_users" -v r="$mix_rate" -v d="$delay_ms" -v n="$n" -v w="$(wall calibrate)" \
-      'BEGIN {over = u * 1000 / (n / w) - d; d = int(u * 1000 / r - over + 0.5); print (d < 1 ? 1 : d)}')"
+  # 3'. The simplest work at the mix's request rate. The reference server (one core, SQLite,
+  # bcrypt) holds the mix to a few thousand requests/s, so the generator idles between answers
+  # and pays a wake-up per request; row 2 runs flat out and shares wake-ups between answers.
+  # Health checks from as many users, against a server that answers them after a delay chosen
+  # to give the mix's rate, compare like with like.
+  mix_rate="$(median "${rps[mix]}")"
+  if [[ "$mix_rate" != n/a ]]; then
+    paced=(--scenario custom --users "$mix_users" --spawn-rate "$mix_users" --tags health --no-wait --no-reports)
+    # A user's cycle is the delay plus some overhead: measure the overhead in a run as long as
+    # the measured ones (so the ramp weighs the same), then choose the delay that gives the
+    # mix's rate.
+    delay_ms="$(awk -v u="$mix_users" -v r="$mix_rate" 'BEGIN {d = int(u * 1000 / r + 0.5); print (d < 1 ? 1 : d)}')"
+    start_target calibrate --fault-latency-ms "$delay_ms"
+    measure calibrate "${gen[@]}" "$bin" --host "$host" "${paced[@]}" --duration "${secs}s"
+    stop_target; host="$shared_host"
+    n="$(tool_requests calibrate)"
+    if [[ -n "$n" && "$n" != 0 ]]; then
+      delay_ms="$(awk -v u="$mix_users" -v r="$mix_rate" -v d="$delay_ms" -v n="$n" -v w="$(wall calibrate)" \
+        'BEGIN {over = u * 1000 / (n / w) - d; d = int(u * 1000 / r - over + 0.5); print (d < 1 ? 1 : d)}')"
+    fi
+    run_tool_row paced --fresh-target x --fault-latency-ms "$delay_ms" -- "${paced[@]}" --duration "${secs}s"
+  else
+    delay_ms="n/a" rps[paced]="n/a" cpu_us[paced]="n/a"
+    failed+=(paced)
   fi
-  run_tool_row paced --fresh-target x --fault-latency-ms "$delay_ms" -- "${paced[@]}" --duration "${secs}s"
-else
-  delay_ms="n/a" rps[paced]="n/a" cpu_us[paced]="n/a"
-  failed+=(paced)
 fi
 
 # 4. Scale: the AuthenticatedUser class (the suite's main user, 1-3 s waits; --scale-tags narrows
@@ -231,19 +236,21 @@ EOF
 fi
 [[ "$scale_line" != n/a ]] || { failed+=(scale); tail -5 "$work/scale.err" >&2; }
 
-ratio() {
-  awk -v a="${1%% *}" -v b="${2%% *}" 'BEGIN {if (a == "n/a" || b == "n/a" || b == 0) print "n/a"; else printf "%.2f", a / b}'
-}
-row() { printf '%-46s %-26s %-26s %s\n' "$@"; }
-echo
-echo "lva-loadtest benchmark on $(nproc) cores, $runs run(s) of ${secs}s per row; median [min-max]"
-row "row" "requests/s" "CPU µs per request" "ratio"
-row "1. wrk, /health (physical limit)" "${rps[wrk]}" "${cpu_us[wrk]}" "1.00 (reference)"
-row "2. generator, /health, no wait, 50 users" "${rps[simple]}" "${cpu_us[simple]}" "$(ratio "${cpu_us[simple]}" "${cpu_us[wrk]}") x wrk"
-row "3. generator, smoke mix, no wait, $mix_users users" "${rps[mix]}" "${cpu_us[mix]}" \
-  "$(ratio "${cpu_us[mix]}" "${cpu_us[paced]}") x row 3' ($(ratio "${cpu_us[mix]}" "${cpu_us[simple]}") x row 2)"
-row "3'. as 2 at row 3's rate ($mix_users users, ${delay_ms} ms)" "${rps[paced]}" "${cpu_us[paced]}" "$(ratio "${cpu_us[paced]}" "${cpu_us[simple]}") x row 2"
-row "5. as 2 with every output written" "${rps[outputs]}" "${cpu_us[outputs]}" "$(ratio "${cpu_us[outputs]}" "${cpu_us[simple]}") x row 2"
+if ((!scale_only)); then
+  ratio() {
+    awk -v a="${1%% *}" -v b="${2%% *}" 'BEGIN {if (a == "n/a" || b == "n/a" || b == 0) print "n/a"; else printf "%.2f", a / b}'
+  }
+  row() { printf '%-46s %-26s %-26s %s\n' "$@"; }
+  echo
+  echo "lva-loadtest benchmark on $(nproc) cores, $runs run(s) of ${secs}s per row; median [min-max]"
+  row "row" "requests/s" "CPU µs per request" "ratio"
+  row "1. wrk, /health (physical limit)" "${rps[wrk]}" "${cpu_us[wrk]}" "1.00 (reference)"
+  row "2. generator, /health, no wait, 50 users" "${rps[simple]}" "${cpu_us[simple]}" "$(ratio "${cpu_us[simple]}" "${cpu_us[wrk]}") x wrk"
+  row "3. generator, smoke mix, no wait, $mix_users users" "${rps[mix]}" "${cpu_us[mix]}" \
+    "$(ratio "${cpu_us[mix]}" "${cpu_us[paced]}") x row 3' ($(ratio "${cpu_us[mix]}" "${cpu_us[simple]}") x row 2)"
+  row "3'. as 2 at row 3's rate ($mix_users users, ${delay_ms} ms)" "${rps[paced]}" "${cpu_us[paced]}" "$(ratio "${cpu_us[paced]}" "${cpu_us[simple]}") x row 2"
+  row "5. as 2 with every output written" "${rps[outputs]}" "${cpu_us[outputs]}" "$(ratio "${cpu_us[outputs]}" "${cpu_us[simple]}") x row 2"
+fi
 echo
 echo "4. scale: $scale_users AuthenticatedUsers (tags: $scale_tags), 1-3 s waits, ${scale_secs}s: $scale_line"
 if ((${#failed[@]})); then
