@@ -1,6 +1,8 @@
 //! The load tester end to end: the real binary against its built-in reference server on
 //! 127.0.0.1, with short runs (seconds).
 
+mod common;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -40,17 +42,7 @@ impl Run {
 
     /// Request key → the measured row.
     fn request(&self, key: &str) -> Option<Value> {
-        self.metrics()["measured"]["requests"]
-            .as_array()?
-            .iter()
-            .find(|r| {
-                format!(
-                    "{} {}",
-                    r["method"].as_str().unwrap_or(""),
-                    r["name"].as_str().unwrap_or("")
-                ) == key
-            })
-            .cloned()
+        common::request_row(&self.metrics(), key)
     }
 
     fn keys(&self) -> Vec<String> {

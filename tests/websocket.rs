@@ -1,6 +1,8 @@
 //! Real WebSocket sessions, checked from both sides: the load tester's rows and counters,
 //! and the reference server's own count of open sockets.
 
+mod common;
+
 use lva_loadtest::target::{self, TargetConfig, TargetHandle};
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
@@ -62,20 +64,7 @@ fn metrics(dir: &std::path::Path) -> Value {
 }
 
 fn row(metrics: &Value, key: &str) -> Value {
-    metrics["measured"]["requests"]
-        .as_array()
-        .and_then(|rows| {
-            rows.iter()
-                .find(|r| {
-                    format!(
-                        "{} {}",
-                        r["method"].as_str().unwrap_or(""),
-                        r["name"].as_str().unwrap_or("")
-                    ) == key
-                })
-                .cloned()
-        })
-        .unwrap_or(Value::Null)
+    common::request_row(metrics, key).unwrap_or(Value::Null)
 }
 
 fn n(v: &Value, field: &str) -> u64 {

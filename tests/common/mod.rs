@@ -1,4 +1,5 @@
-//! Helpers for the reference-server tests: a server per test, a small JSON client.
+//! Helpers for the integration tests: a reference server per test, a small JSON client, and
+//! reading a run's metrics JSON.
 
 #![allow(dead_code)]
 
@@ -182,4 +183,20 @@ pub fn jwt_claims(token: &str) -> Value {
         .decode(payload)
         .expect("base64url");
     serde_json::from_slice(&bytes).expect("json claims")
+}
+
+/// The measured row of request `key` ("METHOD name", e.g. `WS end→summary`) in a run's
+/// metrics JSON.
+pub fn request_row(metrics: &Value, key: &str) -> Option<Value> {
+    metrics["measured"]["requests"]
+        .as_array()?
+        .iter()
+        .find(|r| {
+            format!(
+                "{} {}",
+                r["method"].as_str().unwrap_or(""),
+                r["name"].as_str().unwrap_or("")
+            ) == key
+        })
+        .cloned()
 }
