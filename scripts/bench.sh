@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the load generator costs, against the physical limit (wrk), on this machine.
 #
-#   scripts/bench.sh                       # the full table: 3 runs of 10 s per row, 60 s at 1000 users
+#   scripts/bench.sh                       # the full table: 3 runs per row, 10 s (60 s for row 4)
 #   scripts/bench.sh --quick               # a few seconds per row, to check the script still works
 #   scripts/bench.sh --scale-seconds 300   # the scale row over a 5-minute hold
 #   scripts/bench.sh --scale-tags health   # the scale row with health checks only
@@ -187,31 +187,38 @@ if ((!scale_only)); then
   fi
 fi
 
-# 4. Scale: the AuthenticatedUser class (the suite's main user, 1-3 s waits; --scale-tags narrows
-# its tasks) with many users, each with its own keep-alive connection. A sampler reads the generator's CPU time and
-# memory every second, so the hold is judged apart from the start.
-start_target scale
-launched="$(date +%s.%N)"
-"${gen[@]}" "$bin" --host "$host" --output "$work/scale" --scenario custom --users "$scale_users" \
-  --spawn-rate "$scale_users" --duration "${scale_secs}s" --tags "$scale_tags" \
-  >"$work/scale.out" 2>"$work/scale.err" &
-scale_pid=$!
-ticks="$(getconf CLK_TCK)"
-while kill -0 "$scale_pid" 2>/dev/null; do
-  now="$(date +%s.%N)"
-  stat="$(cat "/proc/$scale_pid/stat" 2>/dev/null)" || break
-  rss="$(awk '/^VmRSS/ {print $2}' "/proc/$scale_pid/status" 2>/dev/null)" || break
-  # utime and stime are fields 14 and 15, counted after the command name's closing ')'.
-  awk -v t="$now" -v l="$launched" -v r="$rss" -v hz="$ticks" \
-    '{sub(/.*\) /, ""); print t - l, ($12 + $13) / hz, r}' <<<"$stat" >>"$work/scale.samples"
-  sleep 1
-done
-wait "$scale_pid" || true
-stop_target
-metrics="$(ls "$work"/scale/*_metrics.json 2>/dev/null | head -1)"
-scale_line="n/a"
-if [[ -n "$metrics" && -s "$work/scale.samples" ]]; then
-  scale_line="$(python3 - "$metrics" "$work/scale.samples" "$launched" "$scale_users" <<'EOF'
+# 4. Scale: the AuthenticatedUser class (the suite's main user, 1-3 s waits; --scale-tags
+# narrows its tasks) with many users, each with its own keep-alive connection. A sampler reads
+# the generator's CPU time and memory every second, so the hold is judged apart from the start.
+# scale_run I: one run; appends "peak_MiB end_MiB first_user_s all_users_s hold_cpu_%" (n/a
+# where a figure is missing) to $work/scale.results.
+scale_run() {
+  local i="$1" samples="$work/scale-$1.samples"
+  start_target "scale-$i"
+  local launched; launched="$(date +%s.%N)"
+  "${gen[@]}" "$bin" --host "$host" --output "$work/scale-$i" --scenario custom --users "$scale_users" \
+    --spawn-rate "$scale_users" --duration "${scale_secs}s" --tags "$scale_tags" \
+    >"$work/scale-$i.out" 2>"$work/scale-$i.err" &
+  local pid=$! ticks; ticks="$(getconf CLK_TCK)"
+  while kill -0 "$pid" 2>/dev/null; do
+    local now stat rss
+    now="$(date +%s.%N)"
+    stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || break
+    rss="$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null)" || break
+    # utime and stime are fields 14 and 15, counted after the command name's closing ')'.
+    awk -v t="$now" -v l="$launched" -v r="$rss" -v hz="$ticks" \
+      '{sub(/.*\) /, ""); print t - l, ($12 + $13) / hz, r}' <<<"$stat" >>"$samples"
+    sleep 1
+  done
+  wait "$pid" || true
+  stop_target
+  local metrics; metrics="$(ls "$work/scale-$i"/*_metrics.json 2>/dev/null | head -1)"
+  if [[ -z "$metrics" || ! -s "$samples" ]]; then
+    echo "scale run $i measured nothing:" >&2
+    tail -5 "$work/scale-$i.err" >&2
+    return
+  fi
+  python3 - "$metrics" "$samples" "$launched" "$scale_users" >>"$work/scale.results" <<'EOF' || true
 import json, sys
 from datetime import datetime
 measured = json.load(open(sys.argv[1]))["measured"]
@@ -227,14 +234,23 @@ hold_from = (start + last - launched + 1) if last is not None else samples[0][0]
 hold = [s for s in samples if s[0] >= hold_from]
 share = "n/a"
 if len(hold) >= 2 and hold[-1][0] > hold[0][0]:
-    share = f"{100 * (hold[-1][1] - hold[0][1]) / (hold[-1][0] - hold[0][0]):.1f}%"
+    share = f"{100 * (hold[-1][1] - hold[0][1]) / (hold[-1][0] - hold[0][0]):.1f}"
 end_rss = hold[-1][2] / 1024 if hold else samples[-1][2] / 1024
-print(f"peak memory {peak:.1f} MiB (at the end {end_rss:.1f} MiB), first user {init} s and all "
-      f"{users} running {ramp} s after launch, generator CPU {share} of one core during the hold")
+print(f"{peak:.1f} {end_rss:.1f} {init} {ramp} {share}")
 EOF
-)" || scale_line="n/a"
+}
+: >"$work/scale.results"
+for i in $(seq "$runs"); do scale_run "$i"; done
+# scale_stat N: column N of the scale results as median [min-max], leaving out runs without it.
+scale_stat() { awk -v c="$1" '$c != "n/a" {print $c}' "$work/scale.results" | stats; }
+scale_line="n/a"
+if [[ -s "$work/scale.results" ]]; then
+  scale_line="peak memory $(scale_stat 1) MiB (at the end $(scale_stat 2) MiB), first user $(scale_stat 3) s"
+  scale_line+=" and all $scale_users running $(scale_stat 4) s after launch, generator CPU $(scale_stat 5)%"
+  scale_line+=" of one core during the hold"
+else
+  failed+=(scale)
 fi
-[[ "$scale_line" != n/a ]] || { failed+=(scale); tail -5 "$work/scale.err" >&2; }
 
 if ((!scale_only)); then
   ratio() {
@@ -252,7 +268,8 @@ if ((!scale_only)); then
   row "5. as 2 with every output written" "${rps[outputs]}" "${cpu_us[outputs]}" "$(ratio "${cpu_us[outputs]}" "${cpu_us[simple]}") x row 2"
 fi
 echo
-echo "4. scale: $scale_users AuthenticatedUsers (tags: $scale_tags), 1-3 s waits, ${scale_secs}s: $scale_line"
+echo "4. scale: $scale_users AuthenticatedUsers (tags: $scale_tags), 1-3 s waits, ${scale_secs}s, $runs run(s);"
+echo "   median [min-max]: $scale_line"
 if ((${#failed[@]})); then
   echo "error: no figures for: ${failed[*]}" >&2
   exit 1
