@@ -101,23 +101,22 @@ stats() {
 median() { awk '{print $1}' <<<"$1"; }
 
 declare -A rps cpu_us
-touch "$work/none"
 # run_tool_row ROW [--fresh-target [server options...] --] TOOL ARGS...: $runs runs of the
 # tool; with --fresh-target each run gets a new server (so a growing database does not make
 # later runs slower than earlier ones).
 run_tool_row() {
   local row="$1"; shift
-  local fresh=()
+  local fresh=0 server=()
   if [[ "${1:-}" == --fresh-target ]]; then
-    shift
-    while [[ "$1" != -- ]]; do fresh+=("$1"); shift; done
+    fresh=1; shift
+    while [[ "$1" != -- ]]; do server+=("$1"); shift; done
     shift
   fi
   : >"$work/$row.rps"; : >"$work/$row.cpu"
   for i in $(seq "$runs"); do
-    ((${#fresh[@]} == 0)) || start_target "$row-$i" "${fresh[@]:1}"
+    ((!fresh)) || start_target "$row-$i" "${server[@]}"
     measure "$row-$i" "${gen[@]}" "$bin" --host "$host" --output "$work/reports" "$@"
-    ((${#fresh[@]} == 0)) || { stop_target; host="$shared_host"; }
+    ((!fresh)) || { stop_target; host="$shared_host"; }
     local n; n="$(tool_requests "$row-$i")"
     if [[ -z "$n" || "$n" == 0 ]]; then
       echo "row $row run $i measured no requests:" >&2
@@ -157,7 +156,7 @@ if ((!scale_only)); then
 
   # 3. The real mix: every user class of the smoke scenario, no waits, a fresh server each run.
   mix_users=20
-  run_tool_row mix --fresh-target x -- --scenario custom --users "$mix_users" \
+  run_tool_row mix --fresh-target -- --scenario custom --users "$mix_users" \
     --spawn-rate "$mix_users" --duration "${secs}s" --no-wait --no-reports
 
   # 3'. The simplest work at the mix's request rate. The reference server (one core, SQLite,
@@ -180,7 +179,7 @@ if ((!scale_only)); then
       delay_ms="$(awk -v u="$mix_users" -v r="$mix_rate" -v d="$delay_ms" -v n="$n" -v w="$(wall calibrate)" \
         'BEGIN {over = u * 1000 / (n / w) - d; d = int(u * 1000 / r - over + 0.5); print (d < 1 ? 1 : d)}')"
     fi
-    run_tool_row paced --fresh-target x --fault-latency-ms "$delay_ms" -- "${paced[@]}" --duration "${secs}s"
+    run_tool_row paced --fresh-target --fault-latency-ms "$delay_ms" -- "${paced[@]}" --duration "${secs}s"
   else
     delay_ms="n/a" rps[paced]="n/a" cpu_us[paced]="n/a"
     failed+=(paced)

@@ -194,11 +194,7 @@ async fn test_host(
     let goose_json = outputs.goose_json_path();
     let partial = [partial(&html), partial(&goose_json)];
     let goose_reports: &[std::path::PathBuf] = if plan.no_reports { &[] } else { &partial };
-    // The probes go beside the attack, on their own accounts and clients.
-    let probe_task = plan.probes.then(|| {
-        let settings = probes::ProbeSettings::for_run(host.clone(), &plan.flow_options);
-        tokio::spawn(probes::run(settings))
-    });
+    let probe_run = probes::BesideRun::start(plan.probes, host, &plan.flow_options);
     let result = match run::attack(plan, host, memory, goose_reports).await {
         Ok(result) => result,
         Err(RunError::Config(e)) => return config_error(e),
@@ -219,13 +215,7 @@ async fn test_host(
         }
     }
 
-    let probes = match probe_task {
-        Some(task) => task
-            .await
-            .inspect_err(|e| eprintln!("warning: the security probes failed: {e}"))
-            .ok(),
-        None => None,
-    };
+    let probes = probe_run.report().await;
     let end = RunEnd {
         measured: result.measured,
         goose_error: result.goose_error,

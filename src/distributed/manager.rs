@@ -207,19 +207,10 @@ pub async fn run(setup: Setup<'_>) -> i32 {
         },
     };
     // The security probes run once per run, from the manager, on their own accounts.
-    let probe_task = setup.plan.probes.then(|| {
-        let settings =
-            crate::probes::ProbeSettings::for_run(setup.host.clone(), &setup.plan.flow_options);
-        tokio::spawn(crate::probes::run(settings))
-    });
+    let probe_run =
+        crate::probes::BesideRun::start(setup.plan.probes, setup.host, &setup.plan.flow_options);
     let outcome = manager.drive(&setup, wait).await;
-    let probes = match probe_task {
-        Some(task) => task
-            .await
-            .inspect_err(|e| eprintln!("warning: the security probes failed: {e}"))
-            .ok(),
-        None => None,
-    };
+    let probes = probe_run.report().await;
     let code = match outcome {
         Ok(memory) => manager.conclude(&setup, memory, &traffic, &address, probes),
         Err(Halt::Config(reason)) => {

@@ -260,6 +260,25 @@ impl ProbeSettings {
     }
 }
 
+/// The probes running beside a load run, on their own accounts and clients (or not at all).
+pub struct BesideRun(Option<tokio::task::JoinHandle<ProbeReport>>);
+
+impl BesideRun {
+    /// Starts the probes against `host` when `enabled`.
+    pub fn start(enabled: bool, host: &Url, flow: &FlowOptions) -> BesideRun {
+        BesideRun(enabled.then(|| tokio::spawn(run(ProbeSettings::for_run(host.clone(), flow)))))
+    }
+
+    /// Their report once they are done; `None` when they did not run or their task failed
+    /// (a warning says so).
+    pub async fn report(self) -> Option<ProbeReport> {
+        self.0?
+            .await
+            .inspect_err(|e| eprintln!("warning: the security probes failed: {e}"))
+            .ok()
+    }
+}
+
 /// Writes the `_findings.md` file (atomically).
 pub fn write_findings(
     report: &ProbeReport,
