@@ -15,10 +15,12 @@
 //! `--tags search` runs its `review_notes` beside AuthenticatedUser's search, and targets can
 //! name its requests, e.g. `--target "p95<800ms for POST /api/search [study]"`.
 
-use lva_loadtest::api::Exchange;
-use lva_loadtest::flows::context::RunContext;
-use lva_loadtest::flows::session::{self, access_token, is_stopped};
-use lva_loadtest::flows::{GooseUser, Task, TaskFuture, UserClass, builtin_classes};
+use lva_loadtest::exchange::Exchange;
+use lva_loadtest::exchange::context::RunContext;
+use lva_loadtest::exchange::session::session;
+use lva_loadtest::user_classes::account::{self, access_token};
+use lva_loadtest::user_classes::{GooseUser, TaskResult, UserClass, builtin_classes};
+use lva_loadtest::{task, task_fn};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,85 +38,76 @@ const TOPICS: &[&str] = &[
 pub fn study_user() -> UserClass {
     // Register and log in at the start, delete the account at the end (as the built-in
     // classes do); `on_start` only names the class.
-    let (on_start, on_stop) = session::account_hooks(on_start);
+    let (on_start, on_stop) = account::account_hooks(task_fn!(on_start));
     UserClass {
         name: NAME,
         weight: 3,
         wait: (Duration::from_secs(1), Duration::from_secs(2)),
         on_start,
         on_stop,
+        // One line a task: its `async fn`, its weight, its tags, and every request key it
+        // can make (so targets naming them are accepted).
         tasks: vec![
-            Task {
-                name: "ask_about_topic",
-                weight: 2,
-                tags: &["study", "conversation"],
-                // Every request key the task can make, so targets naming them are accepted.
-                requests: &["POST /api/conversation [study]", "POST /api/auth/refresh"],
-                run: ask_about_topic,
-            },
-            Task {
-                name: "review_notes",
-                weight: 1,
-                tags: &["study", "search"],
-                requests: &["POST /api/search [study]", "POST /api/auth/refresh"],
-                run: review_notes,
-            },
+            task!(
+                ask_about_topic,
+                2,
+                ["study", "conversation"],
+                ["POST /api/conversation [study]", "POST /api/auth/refresh"]
+            ),
+            task!(
+                review_notes,
+                1,
+                ["study", "search"],
+                ["POST /api/search [study]", "POST /api/auth/refresh"]
+            ),
         ],
     }
 }
 
-fn on_start(user: &mut GooseUser, ctx: Arc<RunContext>) -> TaskFuture<'_> {
-    Box::pin(session::start_with_account(user, ctx, NAME))
+async fn on_start(user: &mut GooseUser, ctx: Arc<RunContext>) -> TaskResult {
+    account::start_with_account(user, ctx, NAME).await
 }
 
 /// A topic picked by the user's index, so each user sticks to one.
 fn topic(user: &GooseUser) -> &'static str {
-    let index = session::session(user).map_or(0, |s| s.index as usize);
+    let index = session(user).map_or(0, |s| s.index as usize);
     TOPICS[index % TOPICS.len()]
 }
 
-fn ask_about_topic(user: &mut GooseUser, ctx: Arc<RunContext>) -> TaskFuture<'_> {
-    Box::pin(async move {
-        let Some(session_id) = session::session(user)
-            .filter(|s| !s.stopped)
-            .map(|s| s.session_id.clone())
-        else {
-            return Ok(());
-        };
-        // Refreshed first when it is about to expire; `None` once the user has stopped.
-        let Some(token) = access_token(user, &ctx).await? else {
-            return Ok(());
-        };
-        let text = format!("Explain {} in two sentences", topic(user));
-        // The name after the path is what reports group by: " [study]" keeps these
-        // requests apart from AuthenticatedUser's.
-        Exchange::post("/api/conversation", "/api/conversation [study]")
-            .bearer(Some(&token))
-            .json(json!({"session_id": session_id, "text": text}))
-            .send(user, &ctx)
-            .await?;
-        Ok(())
-    })
+/// A task is an `async fn`; the tool runs it only for a user that has not stopped (one whose
+/// login failed stops, and its tasks are skipped).
+async fn ask_about_topic(user: &mut GooseUser, ctx: Arc<RunContext>) -> TaskResult {
+    let Some(session_id) = session(user).map(|s| s.session_id.clone()) else {
+        return Ok(());
+    };
+    // Refreshed first when it is about to expire; `None` once the user has stopped.
+    let Some(token) = access_token(user, &ctx).await? else {
+        return Ok(());
+    };
+    let text = format!("Explain {} in two sentences", topic(user));
+    // The name after the path is what reports group by: " [study]" keeps these
+    // requests apart from AuthenticatedUser's.
+    Exchange::post("/api/conversation", "/api/conversation [study]")
+        .bearer(Some(&token))
+        .json(json!({"session_id": session_id, "text": text}))
+        .send(user, &ctx)
+        .await?;
+    Ok(())
 }
 
-fn review_notes(user: &mut GooseUser, ctx: Arc<RunContext>) -> TaskFuture<'_> {
-    Box::pin(async move {
-        if is_stopped(user) {
-            return Ok(());
-        }
-        let Some(token) = access_token(user, &ctx).await? else {
-            return Ok(());
-        };
-        let query = topic(user).split(' ').next().unwrap_or("notes");
-        Exchange::post("/api/search", "/api/search [study]")
-            .bearer(Some(&token))
-            .json(json!({"query": query, "limit": 10}))
-            // A 200 whose body does not hold up counts as a failure, with this reason.
-            .check(results_match_count)
-            .send(user, &ctx)
-            .await?;
-        Ok(())
-    })
+async fn review_notes(user: &mut GooseUser, ctx: Arc<RunContext>) -> TaskResult {
+    let Some(token) = access_token(user, &ctx).await? else {
+        return Ok(());
+    };
+    let query = topic(user).split(' ').next().unwrap_or("notes");
+    Exchange::post("/api/search", "/api/search [study]")
+        .bearer(Some(&token))
+        .json(json!({"query": query, "limit": 10}))
+        // A 200 whose body does not hold up counts as a failure, with this reason.
+        .check(results_match_count)
+        .send(user, &ctx)
+        .await?;
+    Ok(())
 }
 
 /// The answer lists its results and says how many there are: the two must agree.
@@ -134,7 +127,7 @@ fn results_match_count(body: &Value) -> Result<(), String> {
 async fn main() {
     let mut classes = builtin_classes();
     classes.push(study_user());
-    let code = lva_loadtest::app::main_with_classes(std::env::args().collect(), classes).await;
+    let exit = lva_loadtest::app::main_with_classes(std::env::args().collect(), classes).await;
     // Goose's threads may still linger; the verdict is final.
-    std::process::exit(code);
+    std::process::exit(exit.code());
 }

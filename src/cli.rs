@@ -1,10 +1,16 @@
-//! The command line: the run's options, the `validate` command, and Goose's own options
-//! after `--` for power users.
+//! The command line: the run's options, the distributed roles, the `validate` command, and
+//! Goose's own options after `--` for power users. Nothing here is resolved: the plan does
+//! that, once.
 
-use crate::target::TargetArgs;
-use crate::validate::TargetOptions;
+use crate::reference_server::ServerArgs;
+use crate::verdict::TargetOptions;
 use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
 use std::path::PathBuf;
+
+/// The port the manager listens on by default (Goose's telnet and web ports are 5116 and
+/// 5118; this one stays clear of both).
+pub const DEFAULT_MANAGER_PORT: u16 = 5115;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -22,7 +28,7 @@ pub struct Cli {
     #[command(flatten)]
     pub run: RunArgs,
     #[command(flatten)]
-    pub distributed: crate::distributed::DistributedArgs,
+    pub distributed: DistributedArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -30,8 +36,8 @@ pub enum Command {
     /// Judge a saved run (its _metrics.json, or Goose's JSON report) without traffic.
     Validate(ValidateArgs),
     /// Serve the built-in reference server (the tool starts it this way as a child).
-    #[command(hide = true)]
-    ServeTarget(TargetArgs),
+    #[command(hide = true, name = "reference-server", alias = "serve-target")]
+    ReferenceServer(ServerArgs),
 }
 
 #[derive(Args, Debug)]
@@ -115,9 +121,9 @@ pub struct RunArgs {
     /// Options for the built-in reference server, e.g. "--fault-error-rate 0.05".
     #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
     pub builtin_args: Option<String>,
-    /// Sample this local process's memory (RSS) through the run.
-    #[arg(long, value_name = "PID")]
-    pub target_pid: Option<u32>,
+    /// Sample this local process's memory (RSS) through the run: the server under test.
+    #[arg(long, value_name = "PID", alias = "target-pid")]
+    pub server_pid: Option<u32>,
     /// Sample `process_resident_memory_bytes` from this Prometheus endpoint.
     #[arg(long, value_name = "URL")]
     pub memory_url: Option<String>,
@@ -149,6 +155,85 @@ pub struct RunArgs {
     pub goose_args: Vec<String>,
 }
 
+/// The distributed-run options of the command line.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Distributed runs")]
+pub struct DistributedArgs {
+    /// Run as the manager of a distributed run: wait for the workers, give each its share
+    /// of the users, merge their measurements, judge and report the run.
+    #[arg(long, alias = "master", conflicts_with = "worker")]
+    pub manager: bool,
+    /// How many workers the manager waits for before the run starts.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "manager",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub expect_workers: u32,
+    /// Where the manager listens for workers; port 0 picks a free one. Off loopback, anyone
+    /// who can reach it can join the run: keep it on a private network.
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        default_value = "127.0.0.1:5115",
+        alias = "master-bind",
+        requires = "manager"
+    )]
+    pub manager_bind: SocketAddr,
+    /// Run as a worker: connect to the manager and run the share of users it gives.
+    /// The run's options come from the manager.
+    #[arg(long, conflicts_with_all = WORKER_REFUSES)]
+    pub worker: bool,
+    /// The manager's host name or address, for a worker.
+    #[arg(
+        long,
+        value_name = "HOST",
+        default_value = "127.0.0.1",
+        alias = "master-host",
+        requires = "worker"
+    )]
+    pub manager_host: String,
+    /// The manager's port, for a worker.
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_MANAGER_PORT, alias = "master-port",
+          requires = "worker")]
+    pub manager_port: u16,
+    /// Manager: how long to wait for the expected workers before giving up (exit code 2).
+    /// Worker: how long to keep trying to reach the manager.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub worker_timeout: String,
+    /// A run that lost a worker passes if every target is met (exit 0 instead of 1); the
+    /// verdict still says it was degraded.
+    #[arg(long, requires = "manager")]
+    pub accept_degraded: bool,
+    /// The worker's name in the manager's reports [default: host name and process id].
+    #[arg(long, value_name = "NAME", requires = "worker")]
+    pub worker_name: Option<String>,
+}
+
+/// The run's options, which a worker takes from the manager and refuses on its own command
+/// line (the targets and `--output` are the manager's business and ignored by a worker).
+const WORKER_REFUSES: [&str; 22] = [
+    "scenario",
+    "host",
+    "users",
+    "spawn_rate",
+    "duration",
+    "tags",
+    "exclude_tags",
+    "web",
+    "builtin_args",
+    "server_pid",
+    "memory_url",
+    "abort_on_fail",
+    "keep_accounts",
+    "skip_preflight",
+    "forwarded_for_pool",
+    "no_loopback_sources",
+    "request_timeout",
+    "ws_token_in_header",
+    "ws_hold",
+    "ws_pace_ms",
+    "ws_payload_bytes",
+    "ws_timeout",
+];
+
 /// Splits a comma-separated list, dropping empty items.
 pub fn split_list(text: Option<&str>) -> Vec<String> {
     text.unwrap_or_default()
@@ -157,4 +242,78 @@ pub fn split_list(text: Option<&str>) -> Vec<String> {
         .filter(|t| !t.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse(words: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("lva-loadtest").chain(words.iter().copied()))
+    }
+
+    #[test]
+    fn locust_words_are_accepted() {
+        let cli = parse(&[
+            "--master",
+            "--expect-workers",
+            "3",
+            "--master-bind",
+            "0.0.0.0:5557",
+        ])
+        .expect("manager");
+        assert!(cli.distributed.manager);
+        assert_eq!(cli.distributed.expect_workers, 3);
+        assert_eq!(cli.distributed.manager_bind.port(), 5557);
+        let cli = parse(&[
+            "--worker",
+            "--master-host",
+            "10.0.0.5",
+            "--master-port",
+            "5557",
+        ])
+        .expect("worker");
+        assert!(cli.distributed.worker);
+        assert_eq!(cli.distributed.manager_host, "10.0.0.5");
+        assert_eq!(cli.distributed.manager_port, 5557);
+    }
+
+    #[test]
+    fn role_options_are_checked() {
+        for bad in [
+            &["--manager", "--worker"][..],
+            &["--worker", "--users", "5"],
+            &["--worker", "--scenario", "load"],
+            &["--expect-workers", "2"],
+            &["--manager", "--expect-workers", "0"],
+            &["--manager-host", "x"],
+            &["--manager", "--manager-bind", "localhost"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(
+            parse(&[
+                "--worker",
+                "--worker-name",
+                "w1",
+                "--",
+                "--request-log",
+                "x"
+            ])
+            .is_ok()
+        );
+        assert!(parse(&["--manager", "--users", "9", "--accept-degraded"]).is_ok());
+        // Each refused name is a real option: clap ignores unknown names in release builds.
+        for id in WORKER_REFUSES {
+            let flag = format!("--{}", id.replace('_', "-"));
+            let conflict = |words: &[&str]| {
+                parse(words).err().map(|e| e.kind()) == Some(ErrorKind::ArgumentConflict)
+            };
+            assert!(
+                conflict(&["--worker", &flag, "1"]) || conflict(&["--worker", &flag]),
+                "{flag} is not refused with --worker"
+            );
+        }
+    }
 }

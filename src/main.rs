@@ -1,19 +1,21 @@
 //! `lva-loadtest`: see the library's `app` module for the commands.
 
+use lva_loadtest::exit::Exit;
+
 fn main() {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let exit = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime,
+        Ok(runtime) => runtime.block_on(lva_loadtest::app::main_with_args(
+            std::env::args().collect(),
+        )),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(lva_loadtest::app::EXIT_CONFIG);
+            Exit::Config
         }
     };
-    let code = runtime.block_on(lva_loadtest::app::main_with_args(
-        std::env::args().collect(),
-    ));
-    // Goose's threads may still linger; the verdict is final.
-    std::process::exit(code);
+    // The one place the outcome becomes the process's code. Goose's threads may still
+    // linger; the verdict is final.
+    std::process::exit(exit.code());
 }

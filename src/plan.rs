@@ -1,10 +1,12 @@
 //! A resolved run: preset and flags combined and checked before any traffic.
 
 use crate::cli::{RunArgs, split_list};
-use crate::flows::context::{FlowOptions, WsOptions};
-use crate::flows::{Selection, TagFilter, UserClass};
-use crate::presets::{self, HumanDuration, parse_duration};
-use crate::validate::{RunFacts, Targets};
+use crate::duration::{HumanDuration, parse_duration};
+use crate::exchange::context::{FlowOptions, WsOptions};
+use crate::presets::{self, PresetChecks};
+use crate::transport::is_loopback_host;
+use crate::user_classes::{Selection, TagFilter, UserClass};
+use crate::verdict::{RunFacts, Targets};
 use std::path::PathBuf;
 use std::time::Duration;
 use url::Url;
@@ -42,6 +44,8 @@ const OWNED_GOOSE_OPTIONS: &[(&str, &str)] = &[
 /// Everything a run needs, resolved.
 pub struct Plan {
     pub scenario: String,
+    /// The checks the scenario's preset adds to every run's (none for `custom`).
+    pub preset_checks: PresetChecks,
     pub users: usize,
     pub spawn_rate: f64,
     pub duration: Duration,
@@ -57,7 +61,8 @@ pub struct Plan {
     pub no_reports: bool,
     pub skip_preflight: bool,
     pub abort_on_fail: bool,
-    pub target_pid: Option<u32>,
+    /// `--server-pid`: the local process whose memory is sampled.
+    pub server_pid: Option<u32>,
     pub memory_url: Option<Url>,
     pub flow_options: FlowOptions,
     /// Run the security probes beside the attack.
@@ -206,6 +211,7 @@ impl Plan {
             .map_err(|e| ConfigError(e.to_string()))?;
 
         Ok(Plan {
+            preset_checks: preset.map(|p| p.checks).unwrap_or_default(),
             scenario,
             users,
             spawn_rate,
@@ -220,7 +226,7 @@ impl Plan {
             no_reports: args.no_reports,
             skip_preflight: args.skip_preflight,
             abort_on_fail: args.abort_on_fail,
-            target_pid: args.target_pid,
+            server_pid: args.server_pid,
             memory_url,
             flow_options,
             probes: !args.no_probes
@@ -249,15 +255,59 @@ impl Plan {
         )
     }
 
+    /// What the run will do, as the console shows it before the traffic starts.
+    pub fn describe(&self, host: &Url) -> String {
+        let mut lines = Vec::new();
+        let tags = if self.filter.include.is_empty() {
+            "all".to_string()
+        } else {
+            self.filter.include.join(",")
+        };
+        lines.push(format!(
+            "Scenario {}: {} users at {}/s for {} against {host} (tags: {tags}{})",
+            self.scenario,
+            self.users,
+            self.spawn_rate,
+            HumanDuration(self.duration),
+            if self.filter.exclude.is_empty() {
+                String::new()
+            } else {
+                format!(", excluding {}", self.filter.exclude.join(","))
+            }
+        ));
+        lines.push(format!(
+            "User classes: {}",
+            self.selection.class_names().join(", ")
+        ));
+        if self.probes {
+            lines.push(format!(
+                "Security probes: on{} (their own accounts and clients, not in the figures)",
+                if self.probes_report_only {
+                    ", report only"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if !self.selection.skipped.is_empty() {
+            lines.push(format!(
+                "Not spawned (no task left after the tag filter): {}",
+                self.selection.skipped.join(", ")
+            ));
+        }
+        lines.join("\n")
+    }
+
     /// What the validator needs to know about the run.
     pub fn facts(&self) -> RunFacts {
-        use crate::flows::rate_limit;
+        use crate::user_classes::rate_limit;
         let names = self.selection.class_names();
         RunFacts {
             scenario: self.scenario.clone(),
             rate_limit_traffic: names.contains(&rate_limit::NAME),
-            spike: self.scenario == "spike",
-            endurance: self.scenario == "endurance",
+            spike: self.preset_checks.recovery,
+            endurance: self.preset_checks.degradation,
+            limits_must_engage: self.preset_checks.limits_must_engage,
             ordinary_user_classes: names
                 .iter()
                 .filter(|n| **n != rate_limit::NAME)
@@ -302,16 +352,6 @@ fn parse_host(text: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
-/// True when the URL's host is this machine's loopback.
-pub fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d == "localhost",
-        None => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,7 +361,7 @@ mod tests {
     fn plan(args: &[&str]) -> Plan {
         let cli = Cli::try_parse_from(std::iter::once("lva-loadtest").chain(args.iter().copied()))
             .expect("options parse");
-        Plan::resolve(&cli.run, crate::flows::builtin_classes()).expect("plan")
+        Plan::resolve(&cli.run, crate::user_classes::builtin_classes()).expect("plan")
     }
 
     #[test]
@@ -342,11 +382,24 @@ mod tests {
             let err = parse_host(bad).expect_err(bad).to_string();
             assert!(err.contains(bad), "{err}");
         }
-        assert!(is_loopback_host(
-            &Url::parse("http://[::1]:1").expect("url")
-        ));
-        assert!(!is_loopback_host(
-            &Url::parse("https://example.com").expect("url")
-        ));
+    }
+
+    #[test]
+    fn presets_and_flags_decide_whether_the_probes_run() {
+        assert!(plan(&["--scenario", "smoke"]).probes);
+        assert!(plan(&["--scenario", "auth-only"]).probes);
+        assert!(!plan(&["--scenario", "load"]).probes);
+        assert!(plan(&["--scenario", "load", "--probes"]).probes);
+        assert!(!plan(&["--scenario", "smoke", "--no-probes"]).probes);
+        let report_only = plan(&["--scenario", "stress", "--probes-report-only"]);
+        assert!(report_only.probes && report_only.probes_report_only);
+        assert!(!plan(&["--scenario", "smoke"]).probes_report_only);
+        for clash in [
+            ["--probes", "--no-probes"],
+            ["--probes-report-only", "--no-probes"],
+        ] {
+            let words = std::iter::once("lva-loadtest").chain(clash);
+            assert!(Cli::try_parse_from(words).is_err(), "{clash:?}");
+        }
     }
 }

@@ -11,9 +11,9 @@ mod custom_user;
 use clap::Parser;
 use commands::{BIN, Invocation, ROOT};
 use lva_loadtest::cli::Cli;
-use lva_loadtest::flows::builtin_classes;
 use lva_loadtest::plan::Plan;
-use lva_loadtest::validate::TargetOptions;
+use lva_loadtest::user_classes::builtin_classes;
+use lva_loadtest::verdict::TargetOptions;
 use serde_json::Value as Json;
 use serde_yaml_ng::Value as Yaml;
 use std::path::{Path, PathBuf};
@@ -292,7 +292,7 @@ fn assert_junit_matches_verdict(junit: &str, metrics: &Json) {
 fn the_custom_user_example_runs_as_documented() {
     let bin = commands::example_bin("custom_user").unwrap_or_else(|e| panic!("{e}"));
     // The command of examples/custom_user.rs's docs, shortened; no --host: the built-in
-    // server, which the example starts by running itself with `serve-target`.
+    // server, which the example starts by running itself with `reference-server`.
     let mut command = Command::new(bin);
     command.args(["--tags", "study", "--duration", "4s"]);
     let (metrics, junit) = run_expecting(command, 0);

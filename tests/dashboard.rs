@@ -2,6 +2,9 @@
 //! starts the run from the page, sees live figures, stops it and quits, driven over the
 //! Chrome DevTools Protocol by this test.
 
+mod common;
+
+use common::{Args, BIN};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::net::TcpListener;
@@ -10,7 +13,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
-const BIN: &str = env!("CARGO_BIN_EXE_lva-loadtest");
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 fn free_port() -> u16 {
@@ -135,21 +137,12 @@ async fn the_dashboard_starts_shows_and_stops_a_run() {
     // Goose's dashboard keeps the runs it reports in ./goose-runs: keep that out of the tree.
     let tool = Command::new(BIN)
         .current_dir(out.path())
-        .args([
-            "--scenario",
-            "custom",
-            "--users",
-            "3",
-            "--spawn-rate",
-            "3",
-            "--duration",
-            "2m",
-            "--tags",
-            "health",
-            "--web",
-            "--web-port",
-        ])
-        .arg(port.to_string())
+        .args(
+            Args::custom(3, 3, "2m")
+                .tags("health")
+                .with(&["--web", "--web-port", &port.to_string()])
+                .words(),
+        )
         .arg("--output")
         .arg(out.path())
         .stdout(Stdio::piped())

@@ -1,6 +1,9 @@
 //! Distributed runs end to end: a manager and worker processes of the real binary on
 //! 127.0.0.1, the manager starting its built-in reference server, with short runs.
 
+mod common;
+
+use common::{Args, BIN};
 use lva_loadtest::measure::{Histogram, MeasuredRun};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -10,8 +13,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_lva-loadtest");
 
 /// One distributed run at a time: each is five processes on a shared machine.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -156,7 +157,7 @@ struct Run {
 }
 
 impl Run {
-    fn manager(workers: u32, args: &[&str]) -> Run {
+    fn manager(workers: u32, args: &Args) -> Run {
         let dir = tempfile::tempdir().expect("temp dir");
         let output = dir.path().join("reports");
         let expect = workers.to_string();
@@ -169,7 +170,7 @@ impl Run {
             "--output",
             output.to_str().expect("utf-8 path"),
         ];
-        all.extend_from_slice(args);
+        all.extend(args.words().iter().map(String::as_str));
         let manager = Proc::spawn("manager", &all, &[]);
         let line = manager.wait_for_line("Manager listening on ws://", Duration::from_secs(30));
         let port = line
@@ -269,36 +270,19 @@ fn assert_has(text: &str, needle: &str, proc: &Proc) {
 }
 
 /// A custom run of `users` users doing health checks only, all started in the first second.
-fn health_only(users: &'static str, duration: &'static str) -> Vec<&'static str> {
-    vec![
-        "--scenario",
-        "custom",
-        "--users",
-        users,
-        "--spawn-rate",
-        users,
-        "--duration",
-        duration,
-        "--tags",
-        "health",
-    ]
+fn health_only(users: u32, duration: &str) -> Args {
+    Args::custom(users, users, duration).tags("health")
 }
 
-const QUICK: &[&str] = &[
-    "--scenario",
-    "custom",
-    "--users",
-    "10",
-    "--spawn-rate",
-    "5",
-    "--duration",
-    "8s",
-];
+/// Ten users of every class for 8 s.
+fn quick() -> Args {
+    Args::custom(10, 5, "8s")
+}
 
 #[test]
 fn three_workers_split_the_users_and_merge_exactly() {
     let _one = serial();
-    let mut run = Run::manager(3, QUICK);
+    let mut run = Run::manager(3, &quick());
     let mut workers: Vec<Proc> = ["w1", "w2", "w3"]
         .iter()
         .map(|name| run.worker(name, &[]))
@@ -405,9 +389,7 @@ fn three_workers_split_the_users_and_merge_exactly() {
 /// Runs 6 users on three workers for 12 s, does `to_w2` to worker w2 once the run is
 /// going, and returns the run, its exit code and the other two workers.
 fn run_losing_w2(extra: &[&str], to_w2: i32) -> (Run, i32, Vec<Proc>) {
-    let mut args = health_only("6", "12s");
-    args.extend_from_slice(extra);
-    let mut run = Run::manager(3, &args);
+    let mut run = Run::manager(3, &health_only(6, "12s").with(extra));
     let mut w1 = run.worker("w1", &[]);
     let w2 = run.worker("w2", &[]);
     let mut w3 = run.worker("w3", &[]);
@@ -477,7 +459,7 @@ fn a_silent_worker_is_noticed_and_accept_degraded_passes_the_run() {
 #[test]
 fn a_fingerprint_mismatch_is_refused_before_any_traffic() {
     let _one = serial();
-    let mut run = Run::manager(2, QUICK);
+    let mut run = Run::manager(2, &quick());
     let mut w1 = run.worker("w1", &[]);
     run.manager
         .wait_for_line("Worker w1 joined", Duration::from_secs(30));
@@ -502,9 +484,7 @@ fn a_fingerprint_mismatch_is_refused_before_any_traffic() {
 #[test]
 fn a_missing_worker_is_a_configuration_error() {
     let _one = serial();
-    let mut args = QUICK.to_vec();
-    args.extend_from_slice(&["--worker-timeout", "3s"]);
-    let mut run = Run::manager(2, &args);
+    let mut run = Run::manager(2, &quick().with(&["--worker-timeout", "3s"]));
     let mut w1 = run.worker("w1", &[]);
     assert_eq!(run.manager.wait(Duration::from_secs(60)), 2);
     assert_has(
@@ -519,7 +499,7 @@ fn a_missing_worker_is_a_configuration_error() {
 #[test]
 fn ctrl_c_on_the_manager_stops_every_worker_and_late_workers_are_refused() {
     let _one = serial();
-    let mut run = Run::manager(3, &health_only("6", "2m"));
+    let mut run = Run::manager(3, &health_only(6, "2m"));
     let mut workers: Vec<Proc> = ["w1", "w2", "w3"]
         .iter()
         .map(|name| run.worker(name, &[]))
@@ -557,7 +537,7 @@ fn workers_that_lose_their_manager_stop_their_users_and_exit_non_zero() {
     let server = Proc::spawn(
         "server",
         &[
-            "serve-target",
+            "reference-server",
             "--bind",
             "127.0.0.1:0",
             "--bcrypt-cost",
@@ -567,9 +547,7 @@ fn workers_that_lose_their_manager_stop_their_users_and_exit_non_zero() {
     );
     let line = server.wait_for_line("listening on", Duration::from_secs(30));
     let host = line.rsplit(' ').next().expect("server URL").to_string();
-    let mut args = vec!["--host", &host];
-    args.extend(health_only("4", "2m"));
-    let run = Run::manager(2, &args);
+    let run = Run::manager(2, &health_only(4, "2m").with(&["--host", &host]));
     let mut workers: Vec<Proc> = ["w1", "w2"]
         .iter()
         .map(|name| run.worker(name, &[]))

@@ -3,11 +3,11 @@
 
 mod common;
 
+use common::{Args, BIN};
+use lva_loadtest::user_classes::{Selection, TagFilter, builtin_classes};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_lva-loadtest");
 
 struct Run {
     code: i32,
@@ -63,12 +63,12 @@ impl Run {
     }
 }
 
-fn run(args: &[&str]) -> Run {
+fn run(args: &Args) -> Run {
     let dir = tempfile::tempdir().expect("temp dir");
     let output: Output = Command::new(BIN)
         .arg("--output")
         .arg(dir.path())
-        .args(args)
+        .args(args.words())
         .output()
         .expect("run lva-loadtest");
     Run {
@@ -85,7 +85,7 @@ fn count(row: &Option<Value>, field: &str) -> u64 {
 
 #[test]
 fn smoke_runs_every_user_class_writes_the_reports_and_passes() {
-    let r = run(&["--scenario", "smoke", "--duration", "20s"]);
+    let r = run(&Args::preset("smoke").duration("20s"));
     assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
     assert!(
         r.stdout.contains("built-in reference server"),
@@ -110,6 +110,23 @@ fn smoke_runs_every_user_class_writes_the_reports_and_passes() {
             r.keys()
         );
     }
+    // Every request the run measured is declared by some task or hook of the classes (so
+    // targets can name it); the declared ones this run did not make are listed.
+    let declared = Selection::new(builtin_classes(), &TagFilter::default()).request_keys();
+    let measured_keys = r.keys();
+    let undeclared: Vec<&String> = measured_keys
+        .iter()
+        .filter(|k| !declared.contains(k))
+        .collect();
+    assert!(
+        undeclared.is_empty(),
+        "measured but declared by no task: {undeclared:?}"
+    );
+    let unmeasured: Vec<&String> = declared
+        .iter()
+        .filter(|k| !measured_keys.contains(k))
+        .collect();
+    eprintln!("declared requests this smoke run did not make: {unmeasured:?}");
     for suffix in [
         ".html",
         "_stats.csv",
@@ -167,7 +184,7 @@ fn configuration_errors_exit_2_and_name_the_problem() {
         (&["--", "--users", "5"], &["--users"]),
     ];
     for (args, needles) in cases {
-        let r = run(args);
+        let r = run(&Args::default().with(args));
         assert_eq!(r.code, 2, "{args:?} exited {}: {}", r.code, r.stderr);
         for needle in *needles {
             assert!(
@@ -185,7 +202,7 @@ fn configuration_errors_exit_2_and_name_the_problem() {
 
 #[test]
 fn list_scenarios_prints_the_presets() {
-    let r = run(&["--list-scenarios"]);
+    let r = run(&Args::default().with(&["--list-scenarios"]));
     assert_eq!(r.code, 0);
     for name in [
         "smoke",
@@ -204,18 +221,7 @@ fn list_scenarios_prints_the_presets() {
 
 #[test]
 fn tags_narrow_the_run_and_classes_without_tasks_are_not_spawned() {
-    let r = run(&[
-        "--scenario",
-        "custom",
-        "--users",
-        "4",
-        "--spawn-rate",
-        "4",
-        "--duration",
-        "6s",
-        "--tags",
-        "health,stats",
-    ]);
+    let r = run(&Args::custom(4, 4, "6s").tags("health,stats"));
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("Not spawned"), "{}", r.stdout);
     let keys = r.keys();
@@ -233,16 +239,10 @@ fn tags_narrow_the_run_and_classes_without_tasks_are_not_spawned() {
     );
     assert!(keys.contains(&"GET /health".to_string()));
 
-    let r = run(&[
-        "--scenario",
-        "gdpr-only",
-        "--users",
-        "2",
-        "--duration",
-        "4s",
-        "--exclude-tags",
-        "delete",
-    ]);
+    let r = run(&Args::preset("gdpr-only")
+        .users(2)
+        .duration("4s")
+        .exclude_tags("delete"));
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(
         r.keys()
@@ -255,14 +255,9 @@ fn tags_narrow_the_run_and_classes_without_tasks_are_not_spawned() {
 
 #[test]
 fn injected_server_errors_fail_the_run() {
-    let r = run(&[
-        "--scenario",
-        "smoke",
-        "--duration",
-        "10s",
-        "--builtin-args",
-        "--fault-error-rate 0.3",
-    ]);
+    let r = run(&Args::preset("smoke")
+        .duration("10s")
+        .builtin("--fault-error-rate 0.3"));
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     let failures: u64 = r.metrics()["measured"]["requests"]
         .as_array()
@@ -278,14 +273,7 @@ fn injected_server_errors_fail_the_run() {
 
 #[test]
 fn rate_limit_preset_sees_429s_counted_apart() {
-    let r = run(&[
-        "--scenario",
-        "rate-limit",
-        "--users",
-        "4",
-        "--duration",
-        "8s",
-    ]);
+    let r = run(&Args::preset("rate-limit").users(4).duration("8s"));
     let login = r.request("POST /api/auth/login/json [rate-limit-test]");
     assert!(count(&login, "rate_limited") > 0, "{login:?}\n{}", r.stdout);
     assert_eq!(count(&login, "failures"), 0, "{login:?}");
@@ -299,18 +287,11 @@ fn rate_limit_preset_sees_429s_counted_apart() {
 
 #[test]
 fn short_token_lifetimes_are_refreshed_not_failed() {
-    let r = run(&[
-        "--scenario",
-        "auth-only",
-        "--users",
-        "3",
-        "--spawn-rate",
-        "3",
-        "--duration",
-        "10s",
-        "--builtin-args",
-        "--access-token-ttl 3",
-    ]);
+    let r = run(&Args::preset("auth-only")
+        .users(3)
+        .spawn_rate(3)
+        .duration("10s")
+        .builtin("--access-token-ttl 3"));
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let auth = &r.metrics()["measured"]["auth"];
     assert!(auth["refreshed"].as_u64().unwrap_or(0) > 0, "{auth}");
@@ -319,16 +300,10 @@ fn short_token_lifetimes_are_refreshed_not_failed() {
 
 #[test]
 fn spike_starts_every_user_at_once() {
-    let r = run(&[
-        "--scenario",
-        "spike",
-        "--users",
-        "40",
-        "--duration",
-        "6s",
-        "--tags",
-        "health",
-    ]);
+    let r = run(&Args::preset("spike")
+        .users(40)
+        .duration("6s")
+        .tags("health"));
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let samples = r.metrics()["measured"]["users_over_time"]
         .as_array()
@@ -390,22 +365,10 @@ fn the_runner_script_maps_its_flags_to_the_binary() {
 
 #[test]
 fn injected_latency_fails_p95_and_names_it() {
-    let r = run(&[
-        "--scenario",
-        "custom",
-        "--users",
-        "3",
-        "--spawn-rate",
-        "3",
-        "--duration",
-        "5s",
-        "--tags",
-        "stats",
-        "--builtin-args",
-        "--fault-latency-ms 150",
-        "--p95-ms",
-        "100",
-    ]);
+    let r = run(&Args::custom(3, 3, "5s")
+        .tags("stats")
+        .builtin("--fault-latency-ms 150")
+        .with(&["--p95-ms", "100"]));
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("[FAIL] P95"), "{}", r.stdout);
     let p95 = r.metrics()["response_times"]["p95"].as_f64().unwrap_or(0.0);
@@ -414,20 +377,9 @@ fn injected_latency_fails_p95_and_names_it() {
 
 #[test]
 fn a_per_request_target_is_judged_on_its_own() {
-    let r = run(&[
-        "--scenario",
-        "custom",
-        "--users",
-        "2",
-        "--spawn-rate",
-        "2",
-        "--duration",
-        "4s",
-        "--tags",
-        "health,stats",
-        "--target",
-        "p95<0.001ms for GET /api/stats",
-    ]);
+    let r = run(&Args::custom(2, 2, "4s")
+        .tags("health,stats")
+        .with(&["--target", "p95<0.001ms for GET /api/stats"]));
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("GET /api/stats"), "{}", r.stdout);
     assert!(
@@ -435,63 +387,34 @@ fn a_per_request_target_is_judged_on_its_own() {
         "{}",
         r.stdout
     );
-    let unknown = run(&["--target", "p95<10ms for GET /nowhere"]);
+    let unknown = run(&Args::default().with(&["--target", "p95<10ms for GET /nowhere"]));
     assert_eq!(unknown.code, 2);
     assert!(unknown.stderr.contains("GET /health"), "{}", unknown.stderr);
 }
 
 #[test]
 fn rate_limit_preset_fails_when_the_server_does_not_limit() {
-    let r = run(&[
-        "--scenario",
-        "rate-limit",
-        "--users",
-        "4",
-        "--duration",
-        "5s",
-        "--builtin-args",
-        "--no-rate-limit",
-    ]);
+    let r = run(&Args::preset("rate-limit")
+        .users(4)
+        .duration("5s")
+        .builtin("--no-rate-limit"));
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("[FAIL] Rate Limiting"), "{}", r.stdout);
 }
 
 #[test]
 fn a_leaking_server_fails_memory_stability() {
-    let r = run(&[
-        "--scenario",
-        "custom",
-        "--users",
-        "5",
-        "--spawn-rate",
-        "5",
-        "--duration",
-        "16s",
-        "--tags",
-        "stats",
-        "--memory-warmup",
-        "2s",
-        "--builtin-args",
-        "--fault-leak-bytes 1000000",
-    ]);
+    let r = run(&Args::custom(5, 5, "16s")
+        .tags("stats")
+        .builtin("--fault-leak-bytes 1000000")
+        .with(&["--memory-warmup", "2s"]));
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("[FAIL] Memory Stability"), "{}", r.stdout);
 }
 
 #[test]
 fn validate_gives_a_saved_run_the_same_verdict() {
-    let r = run(&[
-        "--scenario",
-        "custom",
-        "--users",
-        "2",
-        "--spawn-rate",
-        "2",
-        "--duration",
-        "3s",
-        "--tags",
-        "health",
-    ]);
+    let r = run(&Args::custom(2, 2, "3s").tags("health"));
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let saved = r.file_ending("_metrics.json").expect("metrics");
     let again = Command::new(BIN)
@@ -521,19 +444,9 @@ fn validate_gives_a_saved_run_the_same_verdict() {
 
 #[test]
 fn websocket_sessions_work_with_the_token_in_a_header() {
-    let r = run(&[
-        "--scenario",
-        "custom",
-        "--users",
-        "2",
-        "--spawn-rate",
-        "2",
-        "--duration",
-        "6s",
-        "--tags",
-        "upgrade",
-        "--ws-token-in-header",
-    ]);
+    let r = run(&Args::custom(2, 2, "6s")
+        .tags("upgrade")
+        .with(&["--ws-token-in-header"]));
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let connect = r.request("WS connect /ws/{session_id}");
     assert!(
@@ -554,19 +467,9 @@ fn websocket_sessions_work_with_the_token_in_a_header() {
 #[test]
 fn the_request_mix_follows_the_task_weights() {
     // Without waits each user runs its weighted task list over and over: health 10, stats 3.
-    let r = run(&[
-        "--scenario",
-        "custom",
-        "--users",
-        "2",
-        "--spawn-rate",
-        "2",
-        "--duration",
-        "3s",
-        "--tags",
-        "health,stats",
-        "--no-wait",
-    ]);
+    let r = run(&Args::custom(2, 2, "3s")
+        .tags("health,stats")
+        .with(&["--no-wait"]));
     let total = |key: &str| {
         let row = r.request(key);
         ["successes", "failures", "rate_limited", "expected_errors"]
@@ -599,7 +502,7 @@ fn every_preset_applies_its_settings() {
         ("gdpr-only", 20, "5", "gdpr"),
         ("rate-limit", 100, "100", "rate-limit"),
     ] {
-        let r = run(&["--scenario", name, "--duration", "2s", "--no-reports"]);
+        let r = run(&Args::preset(name).duration("2s").with(&["--no-reports"]));
         let line = format!("Scenario {name}: {users} users at {rate}/s for 2s");
         assert!(
             r.stdout.contains(&line),
@@ -621,23 +524,13 @@ fn goose_options_pass_through_after_the_double_dash() {
     let dir = tempfile::tempdir().expect("dir");
     let log = dir.path().join("requests.json");
     let log_arg = log.to_string_lossy().into_owned();
-    let r = run(&[
-        "--scenario",
-        "custom",
-        "--users",
-        "1",
-        "--spawn-rate",
-        "1",
-        "--duration",
-        "3s",
-        "--tags",
-        "health",
+    let r = run(&Args::custom(1, 1, "3s").tags("health").with(&[
         "--",
         "--request-log",
         &log_arg,
         "--request-format",
         "json",
-    ]);
+    ]));
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let text = std::fs::read_to_string(&log).expect("Goose wrote the request log");
     assert!(text.contains("/health"), "{text}");
@@ -699,20 +592,17 @@ fn assert_no_secret_in(dir: &Path) {
 /// A short smoke run with the probes: 6 s, since its ramp (10 users at 2 a second) takes
 /// 5 s and a run no longer than its ramp leaves Goose a zero-second hold step, on which it
 /// does not stop; without the rate-limit user, which needs longer to see its 429s.
-const SHORT_SMOKE: [&str; 6] = [
-    "--scenario",
-    "smoke",
-    "--duration",
-    "6s",
-    "--exclude-tags",
-    "rate-limit",
-];
+fn short_smoke() -> Args {
+    Args::preset("smoke")
+        .duration("6s")
+        .exclude_tags("rate-limit")
+}
 
 /// Every flaw of the built-in server is reported, and high findings fail the run; the
 /// same run with `--probes-report-only` keeps the verdict's exit code.
 #[test]
 fn a_smoke_run_with_every_flaw_reports_each_and_exits_1() {
-    let args = [&SHORT_SMOKE[..], &["--builtin-args", "--flaws-all"]].concat();
+    let args = short_smoke().builtin("--flaws-all");
     let r = run(&args);
     assert_eq!(r.code, 1, "{}", context(&r));
     assert!(r.stdout.contains("ALL TARGETS MET"), "{}", context(&r));
@@ -752,7 +642,7 @@ fn a_smoke_run_with_every_flaw_reports_each_and_exits_1() {
     assert_eq!(cases.get("token-types"), Some(&true), "{cases:?}");
     assert_eq!(cases.get("rate-limit-bypass"), Some(&false), "{cases:?}");
 
-    let r = run(&[&args[..], &["--probes-report-only"]].concat());
+    let r = run(&args.with(&["--probes-report-only"]));
     assert_eq!(r.code, 0, "{}", context(&r));
     assert!(r.stdout.contains("reported only"), "{}", context(&r));
     assert_eq!(probe_suite(&r).0, "0", "report-only findings fail no case");
@@ -760,7 +650,7 @@ fn a_smoke_run_with_every_flaw_reports_each_and_exits_1() {
 
 #[test]
 fn a_clean_smoke_run_reports_no_findings() {
-    let args = SHORT_SMOKE;
+    let args = short_smoke();
     let r = run(&args);
     assert_eq!(r.code, 0, "{}", context(&r));
     assert!(r.stdout.contains("Probes: 0 findings"), "{}", context(&r));
@@ -773,7 +663,7 @@ fn a_clean_smoke_run_reports_no_findings() {
     let (failures, cases) = probe_suite(&r);
     assert_eq!((failures.as_str(), cases.len()), ("0", 7), "{cases:?}");
 
-    let r = run(&[&args[..], &["--no-probes"]].concat());
+    let r = run(&args.with(&["--no-probes"]));
     assert_eq!(r.code, 0, "{}", context(&r));
     assert!(!r.stdout.contains("SECURITY PROBES"), "{}", context(&r));
     assert!(r.file_ending("_findings.md").is_none());

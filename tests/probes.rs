@@ -3,7 +3,7 @@
 //! in `tests/loadtest.rs`.
 
 use lva_loadtest::probes::{self, ProbeReport, ProbeSettings, ProbeStatus, Severity};
-use lva_loadtest::target::{self, TargetConfig};
+use lva_loadtest::reference_server::{self, ServerConfig};
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -11,11 +11,11 @@ use url::Url;
 
 /// The reference server as the built-in one runs, but fast: bcrypt cost 4, short exports,
 /// the contract's rate limits on.
-fn config() -> TargetConfig {
-    TargetConfig {
+fn config() -> ServerConfig {
+    ServerConfig {
         bcrypt_cost: 4,
         export_delay: Duration::from_millis(300),
-        ..TargetConfig::default()
+        ..ServerConfig::default()
     }
 }
 
@@ -25,14 +25,16 @@ async fn probe_url(url: &str) -> ProbeReport {
 }
 
 /// [`config`] changed by `change` (a flaw switched on, say).
-fn with(change: impl FnOnce(&mut TargetConfig)) -> TargetConfig {
+fn with(change: impl FnOnce(&mut ServerConfig)) -> ServerConfig {
     let mut c = config();
     change(&mut c);
     c
 }
 
-async fn probe(config: TargetConfig) -> ProbeReport {
-    let handle = target::start(config).await.expect("server starts");
+async fn probe(config: ServerConfig) -> ProbeReport {
+    let handle = reference_server::start(config)
+        .await
+        .expect("server starts");
     let report = probe_url(&handle.base_url()).await;
     handle.shutdown().await;
     report
@@ -41,7 +43,7 @@ async fn probe(config: TargetConfig) -> ProbeReport {
 /// The console section, for assertion messages.
 fn shown(report: &ProbeReport) -> String {
     let mut out = Vec::new();
-    probes::print_report(&mut out, report, false).expect("print");
+    lva_loadtest::report::probes::print_report(&mut out, report, false).expect("print");
     String::from_utf8(out).expect("utf8")
 }
 
@@ -143,7 +145,7 @@ async fn no_lockout_is_reported_by_the_lockout_probe_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_appear_in_the_probe_outputs() {
     let mut c = config();
-    c.flaws = target::Flaws {
+    c.flaws = reference_server::Flaws {
         exports_readable: true,
         refresh_as_access: true,
         trust_forwarded_for: false,
@@ -156,7 +158,7 @@ async fn secrets_never_appear_in_the_probe_outputs() {
     let (probes_json, findings_json) = report.json_parts();
     let texts = [
         shown(&report),
-        probes::findings_markdown(&report, "test", false),
+        lva_loadtest::report::probes::findings_markdown(&report, "test", false),
         probes_json.to_string(),
         findings_json.to_string(),
     ];

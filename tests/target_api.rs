@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use common::{Api, PASSWORD, assert_validation, config, jwt_claims, server, unique_email};
 use futures_util::{SinkExt, StreamExt};
-use lva_loadtest::target::{TargetArgs, TargetConfig};
+use lva_loadtest::reference_server::{ServerArgs, ServerConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -847,7 +847,7 @@ async fn conversation_history_stats_and_search() {
 
 // ------------------------------------------------------------------ rate limiting
 
-fn limited_config(window_secs: u64) -> TargetConfig {
+fn limited_config(window_secs: u64) -> ServerConfig {
     let mut c = config();
     c.rate_limit.enabled = true;
     c.rate_limit.window = Duration::from_secs(window_secs);
@@ -1036,7 +1036,7 @@ async fn websocket_auth_is_checked_at_the_handshake() {
     handle.shutdown().await;
 }
 
-async fn wait_open(handle: &lva_loadtest::target::TargetHandle, n: usize) {
+async fn wait_open(handle: &lva_loadtest::reference_server::ServerHandle, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(3);
     while handle.open_websockets() != n && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -1295,10 +1295,10 @@ async fn data_survives_a_restart_with_a_database_file() {
 #[derive(Parser)]
 struct Cli {
     #[command(flatten)]
-    args: TargetArgs,
+    args: ServerArgs,
 }
 
-fn parse(args: &[&str]) -> TargetArgs {
+fn parse(args: &[&str]) -> ServerArgs {
     let mut argv = vec!["lva-target"];
     argv.extend_from_slice(args);
     Cli::try_parse_from(argv).expect("parses").args

@@ -3,29 +3,28 @@
 
 mod common;
 
-use lva_loadtest::target::{self, TargetConfig, TargetHandle};
+use common::{Args, BIN};
+use lva_loadtest::reference_server::{self, ServerConfig, ServerHandle};
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_lva-loadtest");
-
-async fn server(configure: impl FnOnce(&mut TargetConfig)) -> TargetHandle {
-    let mut config = TargetConfig {
+async fn server(configure: impl FnOnce(&mut ServerConfig)) -> ServerHandle {
+    let mut config = ServerConfig {
         bcrypt_cost: 4,
-        ..TargetConfig::default()
+        ..ServerConfig::default()
     };
     configure(&mut config);
-    target::start(config)
+    reference_server::start(config)
         .await
         .expect("start the reference server")
 }
 
-fn spawn(host: &str, out: &std::path::Path, args: &[&str]) -> Child {
+fn spawn(host: &str, out: &std::path::Path, args: &Args) -> Child {
     Command::new(BIN)
-        .args(["--scenario", "custom", "--host", host, "--output"])
+        .args(["--host", host, "--output"])
         .arg(out)
-        .args(args)
+        .args(args.words())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -78,16 +77,7 @@ async fn sessions_record_connect_round_trip_and_close() {
     let child = spawn(
         &server.base_url(),
         dir.path(),
-        &[
-            "--users",
-            "3",
-            "--spawn-rate",
-            "3",
-            "--duration",
-            "8s",
-            "--tags",
-            "upgrade",
-        ],
+        &Args::custom(3, 3, "8s").tags("upgrade"),
     );
     let (code, out, _) = wait(child, || server.open_websockets()).await;
     assert_eq!(code, 0, "{out}");
@@ -122,18 +112,9 @@ async fn a_refused_handshake_is_a_failure_with_its_status() {
     let child = spawn(
         &server.base_url(),
         dir.path(),
-        &[
-            "--users",
-            "2",
-            "--spawn-rate",
-            "2",
-            "--duration",
-            "5s",
-            "--tags",
-            "upgrade",
-            "--ws-origin",
-            "https://elsewhere.example.com",
-        ],
+        &Args::custom(2, 2, "5s")
+            .tags("upgrade")
+            .with(&["--ws-origin", "https://elsewhere.example.com"]),
     );
     let (code, out, _) = wait(child, || server.open_websockets()).await;
     assert_eq!(code, 1, "{out}");
@@ -157,16 +138,7 @@ async fn injected_latency_shows_in_round_trips() {
     let child = spawn(
         &server.base_url(),
         dir.path(),
-        &[
-            "--users",
-            "2",
-            "--spawn-rate",
-            "2",
-            "--duration",
-            "6s",
-            "--tags",
-            "upgrade",
-        ],
+        &Args::custom(2, 2, "6s").tags("upgrade"),
     );
     let (_, out, _) = wait(child, || server.open_websockets()).await;
     let m = metrics(dir.path());
@@ -183,20 +155,12 @@ async fn long_lived_sessions_hold_the_configured_sockets_and_ctrl_c_closes_them(
     let child = spawn(
         &server.base_url(),
         dir.path(),
-        &[
-            "--users",
-            "6",
-            "--spawn-rate",
-            "6",
-            "--duration",
-            "40s",
-            "--tags",
-            "stream",
+        &Args::custom(6, 6, "40s").tags("stream").with(&[
             "--ws-hold",
             "40s",
             "--ws-pace-ms",
             "200",
-        ],
+        ]),
     );
     let pid = child.id();
     // Wait until every user holds its socket, on the server's side.

@@ -1,33 +1,20 @@
 //! `lva-target`: the reference Learning Voice Agent server.
 
+use clap::Parser;
+use lva_loadtest::reference_server::{self, ServerArgs};
 use std::process::ExitCode;
 
-use clap::Parser;
-use lva_loadtest::target::{TargetArgs, serve_until_signal};
-
-/// Reference server implementing the Learning Voice Agent API.
+/// The reference Learning Voice Agent API server: SQLite storage, bcrypt passwords, signed
+/// JWTs, per-client rate limits, GDPR export and deletion, WebSocket sessions, and faults and
+/// flaws on options, for testing load tests against.
 #[derive(Parser, Debug)]
-#[command(name = "lva-target", version, about)]
+#[command(name = "lva-target", version)]
 struct Cli {
     #[command(flatten)]
-    args: TargetArgs,
+    args: ServerArgs,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let config = match cli.args.into_config() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("lva-target: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match serve_until_signal(config).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("lva-target: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    reference_server::main(Cli::parse().args).await.into()
 }

@@ -6,20 +6,22 @@
 //! when the run is over) is taken by the single loop of `Manager`, fed by one channel of
 //! `Event`s, so there are no races between workers joining, leaving and reporting.
 
-use super::merge::merge;
 use super::protocol::{
     Fingerprint, ManagerMessage, PROTOCOL_VERSION, Progress, WorkerMessage, WorkerRun, decode,
     decode_hello, encode, websocket_config,
 };
-use super::{DistributedArgs, Share, split};
-use crate::app::{EXIT_CONFIG, EXIT_FAILED, RunEnd, conclude, config_error, print_plan};
+use super::{Share, split};
+use crate::cli::DistributedArgs;
 use crate::cli::RunArgs;
+use crate::conclude::{RunEnd, conclude};
+use crate::duration::{HumanDuration, parse_duration};
+use crate::exit::Exit;
+use crate::measure::MemorySource;
+use crate::measure::merge;
 use crate::measure::{Ledger, MeasuredRun};
 use crate::plan::Plan;
-use crate::presets::{HumanDuration, parse_duration};
 use crate::report::RunOutputs;
-use crate::run::MemorySource;
-use crate::validate::Check;
+use crate::verdict::Check;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -154,16 +156,16 @@ async fn signalled(signals: &mut Signals) {
 }
 
 /// Runs the manager's side of a distributed run; returns the exit code.
-pub async fn run(setup: Setup<'_>) -> i32 {
+pub async fn run(setup: Setup<'_>) -> Exit {
     let options = setup.options;
     let wait = match parse_duration(&options.worker_timeout) {
         Ok(wait) => wait,
-        Err(e) => return config_error(format!("--worker-timeout: {e}")),
+        Err(e) => return Exit::config_error(format!("--worker-timeout: {e}")),
     };
     let listener = match TcpListener::bind(options.manager_bind).await {
         Ok(listener) => listener,
         Err(e) => {
-            return config_error(format!(
+            return Exit::config_error(format!(
                 "the manager cannot listen on {}: {e} (choose another --manager-bind)",
                 options.manager_bind
             ));
@@ -178,10 +180,10 @@ pub async fn run(setup: Setup<'_>) -> i32 {
     ) {
         (Ok(i), Ok(t)) => (i, t),
         (Err(e), _) | (_, Err(e)) => {
-            return config_error(format!("cannot watch for Ctrl-C: {e}"));
+            return Exit::config_error(format!("cannot watch for Ctrl-C: {e}"));
         }
     };
-    print_plan(setup.plan, setup.host);
+    println!("{}", setup.plan.describe(setup.host));
     println!(
         "Manager listening on ws://{address}/ (protocol {PROTOCOL_VERSION}); waiting up to {} for {} worker{}",
         HumanDuration(wait),
@@ -220,11 +222,11 @@ pub async fn run(setup: Setup<'_>) -> i32 {
                 });
             }
             eprintln!("error: {reason}");
-            EXIT_CONFIG
+            Exit::Config
         }
         Err(Halt::Failed(reason)) => {
             eprintln!("error: {reason}");
-            EXIT_FAILED
+            Exit::Failed
         }
     };
     // Let the last messages (abort, received) reach the workers before the sockets close.
@@ -356,7 +358,7 @@ const SECOND_SIGNAL: &str = "stopped by a second Ctrl-C without waiting for the 
 
 impl Manager {
     /// Gathers the workers, prepares and starts them, and watches the run to its end;
-    /// returns the manager's memory samples of the target, if it took any.
+    /// returns the manager's memory samples of the server under test, if it took any.
     async fn drive(&mut self, setup: &Setup<'_>, wait: Duration) -> Result<MeasuredRun, Halt> {
         self.gather(wait).await?;
         self.prepare(setup).await?;
@@ -641,12 +643,12 @@ impl Manager {
         for worker in self.workers.values_mut() {
             worker.last_heard = Instant::now();
         }
-        // The target's memory is read here, as a single run reads it.
+        // The server's memory is read here, as a single run reads it.
         let ledger = Arc::new(Ledger::new(plan.targets.spike_window()));
-        let sampler = setup.memory.clone().map(|source| {
-            ledger.set_memory_source(source.describe());
-            tokio::spawn(sample_memory(ledger.clone(), source))
-        });
+        let sampler = setup
+            .memory
+            .clone()
+            .map(|source| source.sample_into(ledger.clone()));
         println!("Started {} workers.", self.expected);
 
         let deadline = start + plan.duration + FINISH_GRACE;
@@ -749,7 +751,7 @@ impl Manager {
         traffic: &Traffic,
         address: &str,
         probes: Option<crate::probes::ProbeReport>,
-    ) -> i32 {
+    ) -> Exit {
         let done: Vec<&MeasuredRun> = self
             .workers
             .values()
@@ -766,7 +768,7 @@ impl Manager {
                 for check in self.workers_check(setup.options.accept_degraded).details {
                     eprintln!("  {check}");
                 }
-                return EXIT_FAILED;
+                return Exit::Failed;
             }
         };
         merged.scenario = setup.plan.scenario.clone();
@@ -978,17 +980,6 @@ fn worker_run(setup: &Setup<'_>, share: Share, window_ms: u64) -> WorkerRun {
         ws_timeout: args.ws_timeout.clone(),
         window_ms,
         first_user_index: share.first_user_index,
-    }
-}
-
-async fn sample_memory(ledger: Arc<Ledger>, source: MemorySource) {
-    let client = reqwest::Client::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
-    loop {
-        tick.tick().await;
-        if let Some(rss) = source.read(&client).await {
-            ledger.sample_memory(rss);
-        }
     }
 }
 

@@ -3,8 +3,8 @@
 //! [`PROTOCOL_VERSION`]: a worker says its version in `hello`, and the manager refuses one
 //! that speaks another. Documented in `docs/DISTRIBUTED.md`.
 
-use crate::flows::{Hook, UserClass};
 use crate::measure::MeasuredRun;
+use crate::user_classes::{Hook, UserClass};
 use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -194,7 +194,7 @@ impl Fingerprint {
         {
             version = format!("{version}+{salt}");
         }
-        Fingerprint::of(&version, &crate::flows::builtin_classes())
+        Fingerprint::of(&version, &crate::user_classes::builtin_classes())
     }
 
     /// A short stable digest for logs: FNV-1a over the canonical JSON.
@@ -370,7 +370,7 @@ pub fn decode_hello(text: &str) -> Result<(String, Fingerprint), ProtocolError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flows::builtin_classes;
+    use crate::user_classes::builtin_classes;
 
     #[test]
     fn messages_round_trip_as_tagged_json() {

@@ -5,18 +5,18 @@
 //! users through Goose's killswitch, as Ctrl-C would, and exits with code 1: nobody would
 //! receive what it measured.
 
-use super::DistributedArgs;
 use super::protocol::{
     Fingerprint, ManagerMessage, PROTOCOL_VERSION, Progress, WorkerMessage, WorkerRun, decode,
     encode, websocket_config,
 };
-use crate::app::{EXIT_CONFIG, EXIT_FAILED, EXIT_PASSED, config_error};
+use crate::attack::{self, RunError};
+use crate::cli::DistributedArgs;
 use crate::cli::RunArgs;
-use crate::flows::builtin_classes;
+use crate::duration::{HumanDuration, parse_duration};
+use crate::exit::Exit;
 use crate::measure::{Ledger, MeasuredRun, RequestKind};
 use crate::plan::{ConfigError, Plan};
-use crate::presets::{HumanDuration, parse_duration};
-use crate::run::{self, RunError};
+use crate::user_classes::builtin_classes;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -77,16 +77,16 @@ impl Link {
 }
 
 /// Runs a worker; returns the exit code.
-pub async fn run(args: &RunArgs, options: &DistributedArgs) -> i32 {
+pub async fn run(args: &RunArgs, options: &DistributedArgs) -> Exit {
     let wait = match parse_duration(&options.worker_timeout) {
         Ok(wait) => wait,
-        Err(e) => return config_error(format!("--worker-timeout: {e}")),
+        Err(e) => return Exit::config_error(format!("--worker-timeout: {e}")),
     };
     let name = options.worker_name.clone().unwrap_or_else(default_name);
     let url = manager_url(&options.manager_host, options.manager_port);
     let socket = match connect(&url, wait).await {
         Ok(socket) => socket,
-        Err(e) => return config_error(e),
+        Err(e) => return Exit::config_error(e),
     };
     let (mut sink, mut stream) = socket.split();
     let (outbox, mut outgoing) = mpsc::unbounded_channel::<WorkerMessage>();
@@ -135,26 +135,26 @@ pub async fn run(args: &RunArgs, options: &DistributedArgs) -> i32 {
 }
 
 /// The worker's life once connected: welcome, share, start, attack, result.
-async fn session(link: &mut Link, args: &RunArgs, url: &str) -> i32 {
+async fn session(link: &mut Link, args: &RunArgs, url: &str) -> Exit {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let lost = |link: &Link| {
         eprintln!(
             "error: {}",
             link.lost.as_deref().unwrap_or("lost the manager")
         );
-        EXIT_FAILED
+        Exit::Failed
     };
 
     let name = match link.next(&mut tick).await {
         Some(ManagerMessage::Welcome { worker_name }) => worker_name,
         Some(ManagerMessage::Refused { reason }) => {
-            return config_error(format!(
+            return Exit::config_error(format!(
                 "the manager at {url} refused this worker: {reason}"
             ));
         }
         Some(other) => {
             eprintln!("error: the manager at {url} answered {other:?} instead of welcome");
-            return EXIT_FAILED;
+            return Exit::Failed;
         }
         None => return lost(link),
     };
@@ -173,7 +173,7 @@ async fn session(link: &mut Link, args: &RunArgs, url: &str) -> i32 {
         Err(e) => return refuse_share(link, e.to_string()),
     };
     if !plan.skip_preflight
-        && let Err(e) = run::preflight(&host).await
+        && let Err(e) = crate::host::preflight(&host).await
     {
         return refuse_share(link, e.to_string());
     }
@@ -209,16 +209,16 @@ async fn session(link: &mut Link, args: &RunArgs, url: &str) -> i32 {
                 reason: e.to_string(),
             });
             return if matches!(e, RunError::Config(_)) {
-                EXIT_CONFIG
+                Exit::Config
             } else {
-                EXIT_FAILED
+                Exit::Failed
             };
         }
     };
     print_totals(&name, &result.measured);
     if link.lost.is_some() {
         eprintln!("error: the manager is gone: nobody received this worker's measurements");
-        return EXIT_FAILED;
+        return Exit::Failed;
     }
     if let Some(reason) = stop {
         println!("Stopped early by the manager: {reason}");
@@ -229,7 +229,7 @@ async fn session(link: &mut Link, args: &RunArgs, url: &str) -> i32 {
     });
     loop {
         match link.next(&mut tick).await {
-            Some(ManagerMessage::Received) => return EXIT_PASSED,
+            Some(ManagerMessage::Received) => return Exit::Passed,
             Some(_) => {}
             None => {
                 eprintln!("error: the manager did not confirm it received the measurements");
@@ -246,9 +246,9 @@ async fn attack(
     plan: &Plan,
     host: &Url,
     ledger: Arc<Ledger>,
-) -> (Result<run::AttackResult, RunError>, Option<String>) {
+) -> (Result<attack::AttackResult, RunError>, Option<String>) {
     let live = ledger.clone();
-    let attack = run::attack_with_ledger(plan, host, None, &[], ledger);
+    let attack = attack::attack_with_ledger(plan, host, None, &[], ledger);
     tokio::pin!(attack);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut stop: Option<String> = None;
@@ -292,16 +292,16 @@ async fn attack(
     }
 }
 
-fn aborted(reason: &str) -> i32 {
+fn aborted(reason: &str) -> Exit {
     eprintln!("error: the manager called the run off: {reason}");
-    EXIT_CONFIG
+    Exit::Config
 }
 
-fn refuse_share(link: &Link, reason: String) -> i32 {
+fn refuse_share(link: &Link, reason: String) -> Exit {
     link.send(WorkerMessage::Failed {
         reason: reason.clone(),
     });
-    config_error(format!("cannot take the share the manager gave: {reason}"))
+    Exit::config_error(format!("cannot take the share the manager gave: {reason}"))
 }
 
 /// The worker's plan: its own command line (for Goose's options after `--`), with
@@ -318,7 +318,7 @@ fn worker_plan(args: &RunArgs, run: &WorkerRun) -> Result<(Plan, Url), ConfigErr
     own.exclude_tags = joined(&run.exclude_tags);
     own.web = false;
     own.builtin_args = None;
-    own.target_pid = None;
+    own.server_pid = None;
     own.memory_url = None;
     own.abort_on_fail = false;
     own.skip_preflight = run.skip_preflight;

@@ -8,8 +8,12 @@
 //! counters and account cleanup.
 
 mod histogram;
+pub mod memory;
+mod merge;
 
 pub use histogram::{Histogram, bucket_floor, bucket_value};
+pub use memory::MemorySource;
+pub use merge::{MergeError, merge};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -44,6 +48,27 @@ impl Outcome {
     pub fn is_failure(&self) -> bool {
         matches!(self, Outcome::Failure(_))
     }
+}
+
+/// `n` events over `secs` seconds, per second; 0 over no time.
+pub fn per_second(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
+}
+
+/// Adds every count of `from` into `into`.
+fn add_counts<K: Ord + Clone>(into: &mut BTreeMap<K, u64>, from: &BTreeMap<K, u64>) {
+    for (k, n) in from {
+        *into.entry(k.clone()).or_insert(0) += n;
+    }
+}
+
+/// The order errors are listed in: most frequent first, then by request and text.
+fn sort_errors(errors: &mut [ErrorCount]) {
+    errors.sort_by(|a, b| {
+        b.occurrences
+            .cmp(&a.occurrences)
+            .then_with(|| (&a.method, &a.name, &a.error).cmp(&(&b.method, &b.name, &b.error)))
+    });
 }
 
 /// Counts and times of one request name, over a window or the whole run.
@@ -84,9 +109,7 @@ impl RequestStats {
         self.failures += other.failures;
         self.rate_limited += other.rate_limited;
         self.expected_errors += other.expected_errors;
-        for (code, n) in &other.status_codes {
-            *self.status_codes.entry(*code).or_insert(0) += n;
-        }
+        add_counts(&mut self.status_codes, &other.status_codes);
         self.bytes_received += other.bytes_received;
     }
 
@@ -121,6 +144,13 @@ impl WindowStats {
         }
         all
     }
+
+    /// Adds `other`'s requests (the same seconds of the run, measured elsewhere).
+    pub fn merge(&mut self, other: &WindowStats) {
+        for (key, stats) in &other.requests {
+            self.requests.entry(key.clone()).or_default().merge(stats);
+        }
+    }
 }
 
 /// One error message of one request name, and how often it happened.
@@ -145,14 +175,37 @@ pub struct AuthOutcomes {
     pub users_refused: BTreeMap<String, u64>,
 }
 
+impl AuthOutcomes {
+    pub fn merge(&mut self, other: &AuthOutcomes) {
+        self.registered += other.registered;
+        self.logged_in += other.logged_in;
+        self.refreshed += other.refreshed;
+        self.refresh_failed += other.refresh_failed;
+        add_counts(&mut self.users_refused, &other.users_refused);
+    }
+}
+
 /// What the 429 answers looked like.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RateLimitEvidence {
     pub responses_429: u64,
     pub with_retry_after: u64,
     pub with_ratelimit_headers: u64,
-    /// Per user class (scenario name): requests made and how many were rate limited.
+    /// Per user class: requests made and how many were rate limited.
     pub by_user_class: BTreeMap<String, ClassRateLimits>,
+}
+
+impl RateLimitEvidence {
+    pub fn merge(&mut self, other: &RateLimitEvidence) {
+        self.responses_429 += other.responses_429;
+        self.with_retry_after += other.with_retry_after;
+        self.with_ratelimit_headers += other.with_ratelimit_headers;
+        for (class, counts) in &other.by_user_class {
+            let into = self.by_user_class.entry(class.clone()).or_default();
+            into.requests += counts.requests;
+            into.rate_limited += counts.rate_limited;
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -172,6 +225,18 @@ pub struct WebSocketStats {
     pub closes_by_code: BTreeMap<String, u64>,
 }
 
+impl WebSocketStats {
+    /// Adds `other`'s counters. The peak becomes the sum of both peaks: an upper bound, since
+    /// the two need not have peaked at the same moment.
+    pub fn merge(&mut self, other: &WebSocketStats) {
+        self.connections_opened += other.connections_opened;
+        self.peak_concurrent += other.peak_concurrent;
+        self.messages_sent += other.messages_sent;
+        self.messages_received += other.messages_received;
+        add_counts(&mut self.closes_by_code, &other.closes_by_code);
+    }
+}
+
 /// Accounts the run created and what became of them at the end.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cleanup {
@@ -179,6 +244,15 @@ pub struct Cleanup {
     pub logged_out: u64,
     pub deleted: u64,
     pub failed: u64,
+}
+
+impl Cleanup {
+    pub fn merge(&mut self, other: &Cleanup) {
+        self.accounts_created += other.accounts_created;
+        self.logged_out += other.logged_out;
+        self.deleted += other.deleted;
+        self.failed += other.failed;
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -290,7 +364,7 @@ pub struct Observation<'a> {
     pub kind: RequestKind,
     pub method: &'static str,
     pub name: &'static str,
-    /// The user class (scenario) that made it.
+    /// The user class that made it.
     pub user_class: &'static str,
     pub started: Instant,
     pub duration: Duration,
@@ -505,11 +579,7 @@ impl Ledger {
                 expected: *expected,
             })
             .collect();
-        errors.sort_by(|a, b| {
-            b.occurrences
-                .cmp(&a.occurrences)
-                .then_with(|| (&a.method, &a.name, &a.error).cmp(&(&b.method, &b.name, &b.error)))
-        });
+        sort_errors(&mut errors);
         let max_users = state
             .users_over_time
             .iter()

@@ -3,7 +3,7 @@
 
 use super::{Finding, ProbeAnswer, ProbeOutcome, ProbeRequest, ProbeSettings, ProbeStatus};
 use super::{Secrets, Severity};
-use crate::flows::context::{http_client, loopback_source, ws_url_of};
+use crate::transport::{http_client, loopback_source, root_cause, ws_url_of};
 use rand::Rng;
 use reqwest::{Client, Method};
 use rustls::ClientConfig;
@@ -631,14 +631,6 @@ pub(super) fn tokens_of(answer: &Answer) -> Option<(String, String)> {
     let access = answer.str_field("access_token")?;
     let refresh = answer.str_field("refresh_token").unwrap_or_default();
     Some((access, refresh))
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }
 
 fn is_secret_key(key: &str) -> bool {

@@ -20,19 +20,15 @@ mod kit;
 mod lockout;
 mod ownership;
 mod rate_limit;
-mod render;
 mod revocation;
 mod token_types;
 
-pub use render::{findings_markdown, junit_suite, print_report};
-
-use crate::flows::context::{FlowOptions, new_run_id, tls_config};
-use crate::plan::is_loopback_host;
+use crate::exchange::context::{FlowOptions, new_run_id};
+use crate::transport::{is_loopback_host, tls_config};
 use kit::Kit;
 use rustls::ClientConfig;
 use serde::Serialize;
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
@@ -279,30 +275,6 @@ impl BesideRun {
     }
 }
 
-/// Writes the `_findings.md` file (atomically).
-pub fn write_findings(
-    report: &ProbeReport,
-    path: &Path,
-    heading: &str,
-    report_only: bool,
-) -> std::io::Result<()> {
-    crate::report::write_atomic(
-        path,
-        findings_markdown(report, heading, report_only).as_bytes(),
-    )
-}
-
-/// The run's exit code once the probes are in: a high-severity finding turns a pass into a
-/// failure unless the findings are reported only.
-pub fn exit_code(verdict_code: i32, report: Option<&ProbeReport>, report_only: bool) -> i32 {
-    let fails = report.is_some_and(ProbeReport::has_high) && !report_only;
-    if fails && verdict_code == crate::app::EXIT_PASSED {
-        crate::app::EXIT_FAILED
-    } else {
-        verdict_code
-    }
-}
-
 /// Runs every probe concurrently and returns their outcomes, secrets scrubbed. Bounded:
 /// every request has a timeout and every probe a deadline.
 pub async fn run(settings: ProbeSettings) -> ProbeReport {
@@ -383,39 +355,10 @@ fn unavailable(why: &str) -> ProbeReport {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::cli::Cli;
-    use crate::flows::builtin_classes;
-    use crate::plan::Plan;
-    use clap::Parser;
 
-    fn plan(args: &[&str]) -> Plan {
-        let words = std::iter::once("lva-loadtest").chain(args.iter().copied());
-        let cli = Cli::try_parse_from(words).expect("options parse");
-        Plan::resolve(&cli.run, builtin_classes()).expect("plan resolves")
-    }
-
-    #[test]
-    fn presets_and_flags_decide_whether_the_probes_run() {
-        assert!(plan(&["--scenario", "smoke"]).probes);
-        assert!(plan(&["--scenario", "auth-only"]).probes);
-        assert!(!plan(&["--scenario", "load"]).probes);
-        assert!(plan(&["--scenario", "load", "--probes"]).probes);
-        assert!(!plan(&["--scenario", "smoke", "--no-probes"]).probes);
-        let report_only = plan(&["--scenario", "stress", "--probes-report-only"]);
-        assert!(report_only.probes && report_only.probes_report_only);
-        assert!(!plan(&["--scenario", "smoke"]).probes_report_only);
-        for clash in [
-            ["--probes", "--no-probes"],
-            ["--probes-report-only", "--no-probes"],
-        ] {
-            let words = std::iter::once("lva-loadtest").chain(clash);
-            assert!(Cli::try_parse_from(words).is_err(), "{clash:?}");
-        }
-    }
-
-    fn report_with(severity: Severity) -> ProbeReport {
+    pub(crate) fn report_with(severity: Severity) -> ProbeReport {
         let finding = Finding {
             probe: "p".into(),
             severity,
@@ -442,51 +385,6 @@ mod tests {
             elapsed_secs: 1.0,
             secrets: Secrets::default(),
         }
-    }
-
-    #[test]
-    fn only_high_findings_fail_a_passing_run_and_report_only_keeps_the_verdict() {
-        let high = report_with(Severity::High);
-        let medium = report_with(Severity::Medium);
-        assert_eq!(exit_code(0, Some(&high), false), 1);
-        assert_eq!(exit_code(0, Some(&high), true), 0);
-        assert_eq!(exit_code(0, Some(&medium), false), 0);
-        assert_eq!(exit_code(1, Some(&medium), true), 1);
-        assert_eq!(exit_code(0, None, false), 0);
-    }
-
-    #[test]
-    fn the_junit_suite_fails_a_probe_exactly_when_it_fails_the_run() {
-        use crate::report::junit::CaseOutcome;
-        let mut report = report_with(Severity::High);
-        let mut medium = report_with(Severity::Medium).probes.remove(0);
-        medium.name = "q".into();
-        report.probes.push(medium);
-        report.probes.push(ProbeOutcome {
-            name: "r".into(),
-            status: ProbeStatus::NotTested,
-            passed: true,
-            requests: 0,
-            notes: vec!["not tested: the server never answered".into()],
-            findings: Vec::new(),
-        });
-        let suite = junit_suite(&report, false);
-        assert_eq!(suite.name, "security probes");
-        let outcomes: Vec<_> = suite.cases.iter().map(|c| c.outcome.clone()).collect();
-        assert_eq!(
-            outcomes,
-            [
-                CaseOutcome::Failed {
-                    message: "[HIGH] m".into()
-                },
-                CaseOutcome::Passed,
-                CaseOutcome::Skipped {
-                    reason: "not tested: the server never answered".into()
-                },
-            ]
-        );
-        assert_eq!(suite.cases[1].output[0], "[MEDIUM] m");
-        assert_eq!(junit_suite(&report, true).failures(), 0);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Whole files or nothing: write a temporary file beside the target, flush it to disk, then
-//! rename it over the target (a rename within one directory is atomic), so a reader or a
+//! Whole files or nothing: write a temporary file beside the destination, flush it to disk, then
+//! rename it over the destination (a rename within one directory is atomic), so a reader or a
 //! crash never sees half a report.
 
 use std::fs::OpenOptions;

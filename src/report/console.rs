@@ -4,7 +4,7 @@
 
 use super::{Headline, TimeSummary};
 use crate::measure::{MeasuredRun, RequestKind, RequestStats};
-use crate::validate::{Check, Verdict};
+use crate::verdict::{Check, Verdict};
 use std::io::{self, Write};
 
 const RULE: &str = "==================================================";
@@ -233,8 +233,8 @@ pub fn print_summary(out: &mut impl Write, run: &MeasuredRun, verdict: &Verdict)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::testing::{row, run_of};
-    use crate::validate::{RunFacts, Targets, judge};
+    use crate::verdict::testing::{row, run_of};
+    use crate::verdict::{RunFacts, Targets, judge};
 
     fn printed(run: &MeasuredRun, verdict: &Verdict) -> String {
         let mut out = Vec::new();

@@ -121,7 +121,7 @@ pub fn failures_csv(run: &MeasuredRun) -> Result<Vec<u8>, ReportError> {
 mod tests {
     use super::*;
     use crate::measure::ErrorCount;
-    use crate::validate::testing::{row, run_of};
+    use crate::verdict::testing::{row, run_of};
 
     #[test]
     fn stats_header_is_locusts_plus_ours() {

@@ -1,21 +1,62 @@
 //! The metrics JSON: the guide's structure (`test_summary`, `response_times`, `status_codes`,
 //! `targets`, `endpoint_metrics`) plus every extra target's figures, and the whole measured
-//! run so that `lva-loadtest validate` re-judges it exactly. Documented in
-//! `docs/METRICS_JSON.md`; bump [`SCHEMA_VERSION`] when a key changes meaning or goes away
-//! (adding keys does not).
+//! run so that `lva-loadtest validate` re-judges it exactly. Written by [`metrics_json`], read
+//! back by [`read_metrics_json`]. Documented in `docs/METRICS_JSON.md`; bump
+//! [`SCHEMA_VERSION`] when a key changes meaning or goes away (adding keys does not).
 
 use super::{Headline, ReportError, TimeSummary};
 use crate::measure::{
     AuthOutcomes, Cleanup, MeasuredRun, MemorySample, RateLimitEvidence, RequestKind,
 };
-use crate::validate::{
+use crate::presets;
+use crate::verdict::{
     Check, MemorySummary, RunFacts, Targets, Verdict, is_round_trip, memory_summary,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The version of the metrics JSON's shape.
 pub const SCHEMA_VERSION: u64 = 1;
+
+/// What [`read_metrics_json`] takes back from the file.
+#[derive(Deserialize)]
+pub struct MetricsIn {
+    pub schema_version: u64,
+    pub measured: MeasuredRun,
+    #[serde(default)]
+    pub facts: Option<RunFacts>,
+    #[serde(default)]
+    pub target_settings: Option<Targets>,
+}
+
+/// Why a metrics JSON could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    Shape(String),
+    #[error("schema version {found}; this build reads versions up to {SCHEMA_VERSION}")]
+    NewerSchema { found: u64 },
+}
+
+/// Reads a metrics JSON (already parsed as `value`) back: the run it measured, the facts and
+/// the targets it was judged with.
+pub fn read_metrics_json(value: serde_json::Value) -> Result<MetricsIn, ReadError> {
+    let found = value["schema_version"]
+        .as_u64()
+        .ok_or_else(|| ReadError::Shape("schema_version is not a number".into()))?;
+    if found > SCHEMA_VERSION {
+        return Err(ReadError::NewerSchema { found });
+    }
+    // Files written before the facts carried it: the preset's own table says.
+    let engage_unrecorded = value["facts"].get("limits_must_engage").is_none();
+    let mut saved: MetricsIn =
+        serde_json::from_value(value).map_err(|e| ReadError::Shape(e.to_string()))?;
+    if engage_unrecorded && let Some(facts) = saved.facts.as_mut() {
+        facts.limits_must_engage =
+            presets::find(&facts.scenario).is_some_and(|p| p.checks.limits_must_engage);
+    }
+    Ok(saved)
+}
 
 #[derive(Serialize)]
 struct TestSummary {
@@ -301,14 +342,14 @@ pub fn metrics_json(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::measure::MemorySeries;
-    use crate::report::RunOutputs;
-    use crate::validate::testing::{row, run_of};
-    use crate::validate::{TargetOptions, judge, validate_saved};
+    use crate::verdict::judge;
+    use crate::verdict::testing::{row, run_of};
 
-    fn sample_run() -> MeasuredRun {
+    /// A run with a slow conversation, a burst of failures and memory samples.
+    pub(crate) fn sample_run() -> MeasuredRun {
         let mut windows: Vec<Vec<_>> = (0..6)
             .map(|_| {
                 vec![
@@ -413,107 +454,6 @@ mod tests {
         assert_eq!(doc["memory"]["source"], "pid 7");
         assert_eq!(doc["verdict"]["exit_code"], v.exit_code());
         assert_eq!(doc["extra"]["users"], 10);
-    }
-
-    #[test]
-    fn a_saved_metrics_json_gives_the_same_verdict() {
-        let run = sample_run();
-        let options = TargetOptions {
-            target: vec!["p95<100ms for POST /api/conversation".into()],
-            count_429_as_failure: true,
-            ..TargetOptions::default()
-        };
-        let t = options.resolve().expect("targets");
-        let facts = RunFacts {
-            scenario: "load".into(),
-            endurance: true,
-            ..RunFacts::default()
-        };
-        let v = judge(&run, &t, &facts);
-        assert!(
-            !v.passed,
-            "the rule and the spike should fail: {:#?}",
-            v.checks
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let out = RunOutputs::prepare(dir.path(), "load", chrono::Local::now()).expect("prepare");
-        let files = out
-            .write_all(&run, &v, &t, &facts, &serde_json::Value::Null, Vec::new())
-            .expect("write");
-        assert_eq!(files.len(), 4);
-        let (again, measured) =
-            validate_saved(&out.metrics_json_path(), &TargetOptions::default()).expect("judge");
-        assert_eq!(measured, run);
-        assert_eq!(again, v);
-        assert_eq!(again.exit_code(), 1);
-        // Options given to validate still apply on top of the saved targets.
-        let looser = TargetOptions {
-            target: vec!["p95<1000ms for POST /api/conversation".into()],
-            spike_min_errors: Some(100),
-            ..TargetOptions::default()
-        };
-        let (relaxed, _) = validate_saved(&out.metrics_json_path(), &looser).expect("judge");
-        let unknown = TargetOptions {
-            target: vec!["p95<1000ms for GET /nowhere".into()],
-            ..TargetOptions::default()
-        };
-        assert!(matches!(
-            validate_saved(&out.metrics_json_path(), &unknown),
-            Err(crate::validate::ValidateError::UnknownRequest { .. })
-        ));
-        assert!(
-            relaxed
-                .check("p95 POST /api/conversation")
-                .expect("rule")
-                .passed
-        );
-        assert!(relaxed.rate_limited_counted_as_failures);
-    }
-
-    #[test]
-    fn a_baseline_file_flags_a_regression() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let fast = run_of(
-            10.0,
-            vec![vec![row("GET", "/api/stats", 100, 100, 0, 0)]; 6],
-        );
-        let t = Targets::default();
-        let facts = RunFacts::default();
-        let out = RunOutputs::prepare(dir.path(), "load", chrono::Local::now()).expect("prepare");
-        out.write_all(
-            &fast,
-            &judge(&fast, &t, &facts),
-            &t,
-            &facts,
-            &serde_json::Value::Null,
-            Vec::new(),
-        )
-        .expect("write");
-        let with_baseline = TargetOptions {
-            baseline: Some(out.metrics_json_path()),
-            ..TargetOptions::default()
-        }
-        .resolve()
-        .expect("targets");
-        let base = with_baseline.baseline.as_ref().expect("baseline summary");
-        assert_eq!(base.total_requests, 600);
-        let slow = run_of(
-            10.0,
-            vec![vec![row("GET", "/api/stats", 150, 100, 0, 0)]; 6],
-        );
-        let v = judge(&slow, &with_baseline, &facts);
-        let c = v.check("regression p95").expect("regression check");
-        assert!(c.failed(), "{c:?}");
-        assert!(c.advice.is_some());
-        assert!(judge(&fast, &with_baseline, &facts).passed);
-        let missing = TargetOptions {
-            baseline: Some(dir.path().join("nope.json")),
-            ..TargetOptions::default()
-        };
-        assert!(matches!(
-            missing.resolve(),
-            Err(crate::validate::ValidateError::Baseline(_))
-        ));
     }
 
     #[test]

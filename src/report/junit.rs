@@ -10,7 +10,7 @@
 
 use super::console::check_result;
 use crate::measure::MeasuredRun;
-use crate::validate::{Check, Verdict};
+use crate::verdict::{Check, Verdict};
 use chrono::{DateTime, Utc};
 use std::fmt::Write;
 
@@ -265,8 +265,8 @@ mod tests {
 
     #[test]
     fn the_verdict_is_one_case_per_check_and_parses() {
-        use crate::validate::testing::{row, run_of};
-        use crate::validate::{RunFacts, Targets, judge};
+        use crate::verdict::testing::{row, run_of};
+        use crate::verdict::{RunFacts, Targets, judge};
         // Slow and failing enough to miss the P95, success and error targets.
         let run = run_of(
             10.0,

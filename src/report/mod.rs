@@ -10,12 +10,14 @@ pub mod console;
 pub mod csv;
 pub mod json;
 pub mod junit;
+pub mod probes;
+pub mod saved;
 
 pub use atomic::write_atomic;
 pub use console::print_summary;
 
-use crate::measure::{Histogram, MeasuredRun, RequestKind};
-use crate::validate::{Rates, RunFacts, Targets, Verdict};
+use crate::measure::{Histogram, MeasuredRun, RequestKind, per_second};
+use crate::verdict::{Rates, RunFacts, Targets, Verdict};
 use chrono::{DateTime, TimeZone};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -230,10 +232,6 @@ impl Headline {
             status_codes: http.status_codes.clone(),
         }
     }
-}
-
-pub(crate) fn per_second(n: u64, secs: f64) -> f64 {
-    if secs > 0.0 { n as f64 / secs } else { 0.0 }
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@
 
 use clap::Parser;
 use lva_loadtest::cli::{Cli, Command};
-use lva_loadtest::flows::{UserClass, builtin_classes};
 use lva_loadtest::plan::Plan;
-use lva_loadtest::target::TargetArgs;
+use lva_loadtest::reference_server::ServerArgs;
+use lva_loadtest::user_classes::{UserClass, builtin_classes};
 use std::path::{Path, PathBuf};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_lva-loadtest");
@@ -231,7 +231,7 @@ pub fn check_tool_args(args: &[String], classes: Vec<UserClass>) -> Result<(), S
     };
     match cli.command {
         Some(Command::Validate(v)) => v.targets.resolve().map(|_| ()).map_err(|e| e.to_string()),
-        Some(Command::ServeTarget(t)) => t.into_config().map(|_| ()).map_err(|e| e.to_string()),
+        Some(Command::ReferenceServer(t)) => t.into_config().map(|_| ()).map_err(|e| e.to_string()),
         None if cli.run.list_scenarios => Ok(()),
         None => Plan::resolve(&cli.run, classes)
             .map(|_| ())
@@ -243,7 +243,7 @@ pub fn check_tool_args(args: &[String], classes: Vec<UserClass>) -> Result<(), S
 #[derive(Parser)]
 struct TargetCli {
     #[command(flatten)]
-    args: TargetArgs,
+    args: ServerArgs,
 }
 
 pub fn check_target_args(args: &[String]) -> Result<(), String> {

@@ -5,25 +5,27 @@
 
 use std::time::Duration;
 
-use lva_loadtest::target::{self, TargetConfig, TargetHandle};
+use lva_loadtest::reference_server::{self, ServerConfig, ServerHandle};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 pub const PASSWORD: &str = "Passw0rd-Test";
 
 /// Fast settings: bcrypt cost 4, short export delay, no rate limiting.
-pub fn config() -> TargetConfig {
-    let mut c = TargetConfig {
+pub fn config() -> ServerConfig {
+    let mut c = ServerConfig {
         bcrypt_cost: 4,
         export_delay: Duration::from_millis(300),
-        ..TargetConfig::default()
+        ..ServerConfig::default()
     };
     c.rate_limit.enabled = false;
     c
 }
 
-pub async fn server(config: TargetConfig) -> (TargetHandle, Api) {
-    let handle = target::start(config).await.expect("server starts");
+pub async fn server(config: ServerConfig) -> (ServerHandle, Api) {
+    let handle = reference_server::start(config)
+        .await
+        .expect("server starts");
     let api = Api::new(&handle.base_url());
     (handle, api)
 }
@@ -199,4 +201,63 @@ pub fn request_row(metrics: &Value, key: &str) -> Option<Value> {
             ) == key
         })
         .cloned()
+}
+
+/// The tool's binary, as the integration tests run it.
+pub const BIN: &str = env!("CARGO_BIN_EXE_lva-loadtest");
+
+/// A command line of the tool, built from its parts so the tests read as what they run:
+/// `Args::custom(4, 4, "6s").tags("health")` is a 6-second custom run of 4 users started
+/// at 4 a second doing health checks.
+#[derive(Debug, Clone, Default)]
+pub struct Args(Vec<String>);
+
+impl Args {
+    /// A run of a preset, with its own users, spawn rate and duration.
+    pub fn preset(name: &str) -> Args {
+        Args::default().with(&["--scenario", name])
+    }
+
+    /// A custom run: `users` users started at `spawn_rate` a second, for `duration`.
+    pub fn custom(users: u32, spawn_rate: u32, duration: &str) -> Args {
+        Args::preset("custom")
+            .users(users)
+            .spawn_rate(spawn_rate)
+            .duration(duration)
+    }
+
+    pub fn users(self, users: u32) -> Args {
+        self.with(&["--users", &users.to_string()])
+    }
+
+    pub fn spawn_rate(self, per_second: u32) -> Args {
+        self.with(&["--spawn-rate", &per_second.to_string()])
+    }
+
+    pub fn duration(self, duration: &str) -> Args {
+        self.with(&["--duration", duration])
+    }
+
+    pub fn tags(self, tags: &str) -> Args {
+        self.with(&["--tags", tags])
+    }
+
+    pub fn exclude_tags(self, tags: &str) -> Args {
+        self.with(&["--exclude-tags", tags])
+    }
+
+    /// Options for the built-in reference server (`--builtin-args`).
+    pub fn builtin(self, options: &str) -> Args {
+        self.with(&["--builtin-args", options])
+    }
+
+    /// Any other words, as they are.
+    pub fn with(mut self, words: &[&str]) -> Args {
+        self.0.extend(words.iter().map(|w| w.to_string()));
+        self
+    }
+
+    pub fn words(&self) -> &[String] {
+        &self.0
+    }
 }

@@ -1,0 +1,228 @@
+//! What every simulated user shares during a run: the ledger, the run's identity, the
+//! address of the server under test, the TLS configuration and the flow options.
+
+use crate::measure::Ledger;
+use crate::transport::{http_client, loopback_source, tls_config, ws_url_of};
+use rustls::ClientConfig;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use url::Url;
+
+/// How the WebSocket user behaves.
+#[derive(Debug, Clone)]
+pub struct WsOptions {
+    /// Send the access token as `?token=` (true) or as an `Authorization` header.
+    pub token_in_query: bool,
+    /// How long the long-lived session keeps its socket open.
+    pub hold: Duration,
+    /// Time between two `audio` messages of the long-lived session.
+    pub pace: Duration,
+    /// Size of the `audio` payload before base64.
+    pub payload_bytes: usize,
+    /// How long to wait for a reply before calling it a failure.
+    pub reply_timeout: Duration,
+    /// `Origin` header of the handshake, if any.
+    pub origin: Option<String>,
+}
+
+impl Default for WsOptions {
+    fn default() -> Self {
+        WsOptions {
+            token_in_query: true,
+            hold: Duration::from_secs(10),
+            pace: Duration::from_secs(1),
+            payload_bytes: 256,
+            reply_timeout: Duration::from_secs(10),
+            origin: None,
+        }
+    }
+}
+
+/// Options of the user flows that the command line sets.
+#[derive(Debug, Clone, Default)]
+pub struct FlowOptions {
+    /// Leave the accounts the run created in place at the end.
+    pub keep_accounts: bool,
+    /// Each user sends its own `X-Forwarded-For` from this many documentation addresses.
+    pub forwarded_for_pool: Option<u32>,
+    /// Each user connects from its own loopback address (127.0.x.y), so that a server on
+    /// this machine applies its per-client limits per simulated user.
+    pub loopback_sources: bool,
+    pub ws: WsOptions,
+    /// Request timeout of every user's client.
+    pub timeout: Option<Duration>,
+    /// Users are numbered from this + 1: the workers of a distributed run number theirs
+    /// apart, so loopback sources and forwarded-for addresses stay one per user.
+    pub first_user_index: u64,
+}
+
+/// Shared by every simulated user of one run.
+pub struct RunContext {
+    pub ledger: Arc<Ledger>,
+    /// Short id that makes this run's account addresses unique.
+    pub run_id: String,
+    base: String,
+    /// The host URL's path without its trailing `/` (empty for most hosts).
+    base_path: String,
+    pub host: Url,
+    pub options: FlowOptions,
+    tls: Arc<ClientConfig>,
+    next_user: AtomicU64,
+    /// Turns `true` once the run is ending; idle users wait on it.
+    stopping: tokio::sync::watch::Sender<bool>,
+}
+
+impl RunContext {
+    pub fn new(host: Url, options: FlowOptions, ledger: Arc<Ledger>) -> Result<Self, String> {
+        let tls = tls_config()?;
+        let base = host.as_str().trim_end_matches('/').to_string();
+        let base_path = host.path().trim_end_matches('/').to_string();
+        Ok(RunContext {
+            ledger,
+            run_id: new_run_id(),
+            base,
+            base_path,
+            host,
+            options,
+            tls: Arc::new(tls),
+            next_user: AtomicU64::new(0),
+            stopping: tokio::sync::watch::Sender::new(false),
+        })
+    }
+
+    /// The full URL of an API path (which may end in a query). Built from the host's parsed
+    /// URL, so the host is not parsed again for every request.
+    pub fn url(&self, path: &str) -> Url {
+        let (path, query) = match path.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path, None),
+        };
+        let mut url = self.host.clone();
+        url.set_path(&format!("{}{path}", self.base_path));
+        url.set_query(query);
+        url.set_fragment(None);
+        url
+    }
+
+    /// The WebSocket URL of a path: `ws://` or `wss://` after the host's scheme.
+    pub fn ws_url(&self, path: &str) -> String {
+        ws_url_of(&self.base, path)
+    }
+
+    pub fn tls(&self) -> Arc<ClientConfig> {
+        self.tls.clone()
+    }
+
+    /// A number for each simulated user of the run, from 1.
+    pub fn next_user_index(&self) -> u64 {
+        self.options.first_user_index + self.next_user.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Set when the run is ending: on_stop work keeps to a short budget.
+    pub fn begin_stopping(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// True once the run is ending: its time is up, or it was stopped (Ctrl-C, the
+    /// dashboard, `--abort-on-fail`), which Goose signals through its kill switch.
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow() || goose::is_killswitch_triggered()
+    }
+
+    /// Waits `at_most`, or less when the run begins stopping meanwhile.
+    pub async fn idle(&self, at_most: Duration) {
+        let mut stopping = self.stopping.subscribe();
+        tokio::select! {
+            _ = tokio::time::sleep(at_most) => {}
+            _ = stopping.wait_for(|stopping| *stopping) => {}
+        }
+    }
+
+    /// The `X-Forwarded-For` address of user `index`, when the pool is on: addresses from
+    /// the documentation ranges (RFC 5737), which route nowhere.
+    pub fn forwarded_for(&self, index: u64) -> Option<String> {
+        let pool = u64::from(self.options.forwarded_for_pool?.max(1));
+        let n = (index - 1) % pool;
+        let ranges = [[192, 0, 2], [198, 51, 100], [203, 0, 113]];
+        let range = ranges[((n / 254) % 3) as usize];
+        Some(format!(
+            "{}.{}.{}.{}",
+            range[0],
+            range[1],
+            range[2],
+            n % 254 + 1
+        ))
+    }
+
+    /// A client of the user's own: its own keep-alive connection and session cache, built
+    /// from the run's shared TLS configuration (cheap: no CA bundle parsed per user).
+    pub fn build_client(&self, index: u64) -> Result<reqwest::Client, String> {
+        let source = self
+            .options
+            .loopback_sources
+            .then(|| loopback_source(index));
+        http_client(&self.tls, self.options.timeout, source)
+            .map_err(|e| format!("could not build the HTTP client of user {index}: {e}"))
+    }
+}
+
+/// A short random id that makes a run's account addresses unique.
+pub fn new_run_id() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..8)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_pool_cycles_through_documentation_addresses() {
+        let ctx = RunContext::new(
+            Url::parse("http://127.0.0.1:1").expect("url"),
+            FlowOptions {
+                forwarded_for_pool: Some(3),
+                ..FlowOptions::default()
+            },
+            Arc::new(Ledger::new(Duration::from_secs(10))),
+        )
+        .expect("context");
+        let got: Vec<_> = (1..=4).filter_map(|i| ctx.forwarded_for(i)).collect();
+        assert_eq!(got, ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.1"]);
+        assert_eq!(ctx.ws_url("/ws/a"), "ws://127.0.0.1:1/ws/a");
+    }
+
+    #[test]
+    fn request_urls_keep_the_hosts_path_and_carry_the_query() {
+        for (host, path, want) in [
+            ("http://127.0.0.1:1", "/health", "http://127.0.0.1:1/health"),
+            (
+                "http://127.0.0.1:1/",
+                "/api/stats",
+                "http://127.0.0.1:1/api/stats",
+            ),
+            (
+                "http://[::1]:8000/lva/",
+                "/api/session/a b/history?limit=5&x=%2F",
+                "http://[::1]:8000/lva/api/session/a%20b/history?limit=5&x=%2F",
+            ),
+            (
+                "https://example.test/v1?q=1#top",
+                "/health",
+                "https://example.test/v1/health",
+            ),
+        ] {
+            let ctx = RunContext::new(
+                Url::parse(host).expect("url"),
+                FlowOptions::default(),
+                Arc::new(Ledger::new(Duration::from_secs(10))),
+            )
+            .expect("context");
+            assert_eq!(ctx.url(path).as_str(), want, "{host} + {path}");
+        }
+    }
+}

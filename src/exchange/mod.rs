@@ -1,0 +1,381 @@
+//! The client side of the simulated users: the run's shared [`context`], each user's
+//! [`session`], and the request exchange with the honest classification of answers.
+//!
+//! Every HTTP request of the load test goes through [`Exchange::send`]: it is sent with the
+//! simulated user's own client, timed to the end of the body (as Locust times it), classified
+//! (success, failure, rate limited, expected error) before anything is recorded, and then
+//! recorded once in Goose's metrics (so Goose's reports and dashboard show it under its
+//! template name) and once in the run's [`Ledger`](crate::measure::Ledger).
+
+pub mod context;
+pub mod session;
+
+use crate::measure::{Observation, Outcome, RequestKind};
+use context::RunContext;
+use goose::goose::{GooseUser, TransactionError};
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use session::UserSession;
+use std::time::{Duration, Instant};
+
+/// A body check: `Err(reason)` turns a 2xx answer into a failure.
+pub type BodyCheck = fn(&Value) -> Result<(), String>;
+
+/// What came back for one request.
+#[derive(Debug)]
+pub struct Reply {
+    /// `None` when the request never got an answer (connection refused, timeout, ...).
+    pub status: Option<StatusCode>,
+    /// The answer's headers (empty without an answer).
+    pub headers: HeaderMap,
+    /// The body as JSON, when it was JSON.
+    pub json: Option<Value>,
+    /// How the answer was classified and recorded.
+    pub outcome: Outcome,
+    /// From sending to the end of the body.
+    pub duration: Duration,
+}
+
+impl Reply {
+    /// Classified as a success (the expected status, and the body check held).
+    pub fn is_success(&self) -> bool {
+        matches!(self.outcome, Outcome::Success)
+    }
+
+    /// The status as a number.
+    pub fn status_u16(&self) -> Option<u16> {
+        self.status.map(|s| s.as_u16())
+    }
+
+    /// A string field of the JSON body.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.json.as_ref()?.get(name)?.as_str()
+    }
+}
+
+/// Body of a request.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// No body.
+    None,
+    /// A JSON body ([`Exchange::json`]).
+    Json(Value),
+    /// A form body ([`Exchange::form`]).
+    Form(Vec<(String, String)>),
+}
+
+/// One request, described before it is sent.
+pub struct Exchange {
+    method: Method,
+    /// Path with real ids, e.g. `/api/session/3f2a.../history`.
+    path: String,
+    /// Template name the reports group by, e.g. `/api/session/{id}/history`.
+    name: &'static str,
+    body: Body,
+    bearer: Option<String>,
+    /// Statuses that count as success (2xx when empty).
+    ok: &'static [u16],
+    /// Statuses the task's contract expects as errors: counted, shown, not failures.
+    expected_errors: &'static [u16],
+    check: Option<BodyCheck>,
+}
+
+impl Exchange {
+    /// A request to `path` (with real ids), reported under `name` (the template, e.g.
+    /// `/api/session/{id}/history`, or a name of one's own to keep requests apart). By
+    /// default any 2xx is a success.
+    pub fn new(method: Method, path: impl Into<String>, name: &'static str) -> Self {
+        Exchange {
+            method,
+            path: path.into(),
+            name,
+            body: Body::None,
+            bearer: None,
+            ok: &[],
+            expected_errors: &[],
+            check: None,
+        }
+    }
+
+    /// A GET; see [`Exchange::new`].
+    pub fn get(path: impl Into<String>, name: &'static str) -> Self {
+        Self::new(Method::GET, path, name)
+    }
+
+    /// A POST; see [`Exchange::new`].
+    pub fn post(path: impl Into<String>, name: &'static str) -> Self {
+        Self::new(Method::POST, path, name)
+    }
+
+    /// A PATCH; see [`Exchange::new`].
+    pub fn patch(path: impl Into<String>, name: &'static str) -> Self {
+        Self::new(Method::PATCH, path, name)
+    }
+
+    /// Sends `body` as JSON.
+    pub fn json(mut self, body: Value) -> Self {
+        self.body = Body::Json(body);
+        self
+    }
+
+    /// Sends `fields` as a form.
+    pub fn form(mut self, fields: Vec<(String, String)>) -> Self {
+        self.body = Body::Form(fields);
+        self
+    }
+
+    /// Sends `Authorization: Bearer TOKEN` when there is a token.
+    pub fn bearer(mut self, token: Option<&str>) -> Self {
+        self.bearer = token.map(str::to_string);
+        self
+    }
+
+    /// The statuses that count as success, instead of any 2xx.
+    pub fn ok(mut self, statuses: &'static [u16]) -> Self {
+        self.ok = statuses;
+        self
+    }
+
+    /// Statuses the task expects as errors: counted and shown apart, not failures (e.g.
+    /// 401 for a login to an account that does not exist).
+    pub fn expected_errors(mut self, statuses: &'static [u16]) -> Self {
+        self.expected_errors = statuses;
+        self
+    }
+
+    /// Checks the JSON body of a successful answer: `Err(reason)` makes it a failure with
+    /// that reason.
+    pub fn check(mut self, check: BodyCheck) -> Self {
+        self.check = Some(check);
+        self
+    }
+
+    /// Sends the request with the user's client, classifies the answer and records it.
+    /// Only a failure to record (Goose's metrics channel closed at shutdown) is an `Err`.
+    pub async fn send(
+        self,
+        user: &mut GooseUser,
+        ctx: &RunContext,
+    ) -> Result<Reply, Box<TransactionError>> {
+        let (client, class, forwarded_for) = match user.get_session_data::<UserSession>() {
+            Some(s) => (s.client.clone(), s.class, s.forwarded_for.clone()),
+            None => (user.client.clone(), "anonymous", None),
+        };
+        let url = ctx.url(&self.path);
+        let mut request = client.request(self.method.clone(), url);
+        if let Some(token) = &self.bearer {
+            request = request.bearer_auth(token);
+        }
+        if let Some(address) = forwarded_for {
+            request = request.header("X-Forwarded-For", address);
+        }
+        request = match &self.body {
+            Body::None => request,
+            Body::Json(value) => request.json(value),
+            Body::Form(fields) => request.form(fields),
+        };
+
+        let started = Instant::now();
+        let (status, headers, body) = match request.send().await {
+            Ok(mut response) => {
+                let status = response.status();
+                let headers = std::mem::take(response.headers_mut());
+                match response.bytes().await {
+                    Ok(bytes) => (Some(status), headers, Ok(bytes)),
+                    Err(e) => (Some(status), headers, Err(e)),
+                }
+            }
+            Err(e) => (None, HeaderMap::new(), Err(e)),
+        };
+        let duration = started.elapsed();
+        // Let the connection's own task put it back in the user's pool before the next
+        // request: without a wait between tasks, the next checkout would otherwise race a
+        // fresh connect and the pool would churn through connections.
+        tokio::task::yield_now().await;
+
+        let (outcome, json, bytes) = match body {
+            Ok(bytes) => {
+                let json = serde_json::from_slice::<Value>(&bytes).ok();
+                let status = status.unwrap_or(StatusCode::OK);
+                (
+                    self.classify(status, json.as_ref()),
+                    json,
+                    bytes.len() as u64,
+                )
+            }
+            Err(e) => (Outcome::Failure(transport_error(&e)), None, 0),
+        };
+        if matches!(outcome, Outcome::RateLimited) {
+            ctx.ledger.record_rate_limit_headers(
+                headers.contains_key("retry-after"),
+                headers.contains_key("x-ratelimit-limit")
+                    && headers.contains_key("x-ratelimit-remaining"),
+            );
+        }
+        let method = method_label(&self.method);
+        record(
+            user,
+            ctx,
+            &Observation {
+                kind: RequestKind::Http,
+                method,
+                name: self.name,
+                user_class: class,
+                started,
+                duration,
+                status: status.map(|s| s.as_u16()),
+                outcome: &outcome,
+                bytes,
+            },
+        )
+        .await?;
+        Ok(Reply {
+            status,
+            headers,
+            json,
+            outcome,
+            duration,
+        })
+    }
+
+    fn classify(&self, status: StatusCode, json: Option<&Value>) -> Outcome {
+        let code = status.as_u16();
+        let ok = if self.ok.is_empty() {
+            status.is_success()
+        } else {
+            self.ok.contains(&code)
+        };
+        if ok {
+            if let Some(check) = self.check {
+                let Some(json) = json else {
+                    return Outcome::Failure(format!("{code}: body is not JSON"));
+                };
+                if let Err(reason) = check(json) {
+                    return Outcome::Failure(format!("{code}: {reason}"));
+                }
+            }
+            return Outcome::Success;
+        }
+        if code == 429 {
+            return Outcome::RateLimited;
+        }
+        let detail = json
+            .and_then(|v| v.get("detail"))
+            .and_then(Value::as_str)
+            .map(|d| format!(" {d}"))
+            .unwrap_or_default();
+        let text = format!("{code}{detail}");
+        if self.expected_errors.contains(&code) {
+            Outcome::ExpectedError(text)
+        } else {
+            Outcome::Failure(text)
+        }
+    }
+}
+
+/// Records one operation in Goose's metrics and in the run's ledger.
+pub async fn record(
+    user: &mut GooseUser,
+    ctx: &RunContext,
+    obs: &Observation<'_>,
+) -> Result<(), Box<TransactionError>> {
+    ctx.ledger.record(obs);
+    let (success, error) = match obs.outcome {
+        Outcome::Success | Outcome::ExpectedError(_) => (true, None),
+        Outcome::Failure(text) => (false, Some(text.as_str())),
+        Outcome::RateLimited => (false, Some("429 rate limited")),
+    };
+    let label = match obs.kind {
+        RequestKind::Http => obs.method,
+        RequestKind::WebSocket => "WS",
+    };
+    user.record_custom_request_duration(label, obs.name, obs.duration, success, obs.status, error)
+        .await
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        _ => "OTHER",
+    }
+}
+
+/// A short, stable description of a transport error (no URLs, so errors group well).
+pub fn transport_error(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection refused or failed"
+    } else if e.is_body() || e.is_decode() {
+        "connection dropped while reading the body"
+    } else if e.is_request() {
+        "request could not be sent"
+    } else {
+        "transport error"
+    };
+    format!("0: {kind}")
+}
+
+/// `Retry-After` in seconds, if the answer had one.
+pub fn retry_after(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get("retry-after")
+        .and_then(|v: &HeaderValue| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn healthy(v: &Value) -> Result<(), String> {
+        match v.get("status").and_then(Value::as_str) {
+            Some("healthy") => Ok(()),
+            other => Err(format!("status is {other:?}, not healthy")),
+        }
+    }
+
+    #[test]
+    fn classification_is_honest() {
+        let x = Exchange::get("/health", "/health").check(healthy);
+        let good = json!({"status": "healthy"});
+        assert_eq!(x.classify(StatusCode::OK, Some(&good)), Outcome::Success);
+        let bad = json!({"status": "degraded"});
+        assert!(x.classify(StatusCode::OK, Some(&bad)).is_failure());
+        assert!(x.classify(StatusCode::OK, None).is_failure());
+        assert_eq!(
+            x.classify(StatusCode::TOO_MANY_REQUESTS, None),
+            Outcome::RateLimited
+        );
+        let err = json!({"detail": "boom"});
+        assert_eq!(
+            x.classify(StatusCode::INTERNAL_SERVER_ERROR, Some(&err)),
+            Outcome::Failure("500 boom".into())
+        );
+    }
+
+    #[test]
+    fn expected_errors_are_not_failures() {
+        let x =
+            Exchange::post("/api/auth/login/json", "/api/auth/login/json").expected_errors(&[401]);
+        assert_eq!(
+            x.classify(StatusCode::UNAUTHORIZED, None),
+            Outcome::ExpectedError("401".into())
+        );
+        assert!(x.classify(StatusCode::FORBIDDEN, None).is_failure());
+    }
+
+    #[test]
+    fn explicit_ok_statuses_replace_2xx() {
+        let x = Exchange::post("/api/auth/register", "/api/auth/register").ok(&[201]);
+        assert_eq!(x.classify(StatusCode::CREATED, None), Outcome::Success);
+        assert!(x.classify(StatusCode::OK, None).is_failure());
+    }
+}

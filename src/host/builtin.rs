@@ -1,0 +1,103 @@
+//! The built-in reference server, run as a child process of the tool so that its CPU and
+//! memory are its own, on an ephemeral loopback port with a temporary database.
+
+use super::HostError;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use url::Url;
+
+/// The reference server running as a child process, so its CPU and memory are its own.
+pub struct BuiltinServer {
+    child: Child,
+    pub url: Url,
+    pub pid: u32,
+    /// The server's database file, removed when it stops.
+    db: PathBuf,
+}
+
+impl BuiltinServer {
+    /// Starts `lva-loadtest reference-server` on an ephemeral loopback port and reads the
+    /// address from its first line.
+    pub async fn start(extra_args: &[String]) -> Result<BuiltinServer, HostError> {
+        let exe = std::env::current_exe()
+            .map_err(|e| HostError::Builtin(format!("cannot find this program's path: {e}")))?;
+        // A database file rather than memory: data the run stores then lives on disk, so
+        // the server's memory trend shows leaks, not the test's own data piling up.
+        let db = std::env::temp_dir().join(format!("lva-target-{}.sqlite", std::process::id()));
+        let mut command = Command::new(exe);
+        command
+            .arg("reference-server")
+            .args(["--bind", "127.0.0.1:0", "--bcrypt-cost", "4"]);
+        if !extra_args.iter().any(|a| a == "--db") {
+            command.arg("--db").arg(&db);
+        }
+        let mut child = command
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| HostError::Builtin(format!("could not start it: {e}")))?;
+        let pid = child.id().unwrap_or(0);
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| HostError::Builtin("no output from it".into()))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(15), lines.next_line()).await;
+        let line = match first {
+            Ok(Ok(Some(line))) => line,
+            Ok(Ok(None)) => {
+                let status = child.wait().await.ok();
+                let hint = if status.and_then(|s| s.code()) == Some(2) {
+                    " (check --builtin-args)"
+                } else {
+                    ""
+                };
+                return Err(HostError::Builtin(format!(
+                    "it exited before listening{hint}"
+                )));
+            }
+            Ok(Err(e)) => return Err(HostError::Builtin(format!("reading its output: {e}"))),
+            Err(_) => return Err(HostError::Builtin("it did not listen within 15 s".into())),
+        };
+        let url = line
+            .rsplit(' ')
+            .next()
+            .and_then(|u| Url::parse(u).ok())
+            .ok_or_else(|| HostError::Builtin(format!("unexpected first line '{line}'")))?;
+        // Keep draining its stdout so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(BuiltinServer {
+            child,
+            url,
+            pid,
+            db,
+        })
+    }
+
+    /// Asks it to stop (SIGTERM), and kills it if it has not within a few seconds.
+    pub async fn stop(mut self) {
+        if let Ok(pid) = i32::try_from(self.pid) {
+            // SAFETY: sending a signal to our own child process.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.db.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}

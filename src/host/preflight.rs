@@ -1,0 +1,38 @@
+//! The pre-flight check: `HOST/health` must answer before any traffic is sent.
+
+use super::HostError;
+use crate::transport::root_cause;
+use std::time::Duration;
+use url::Url;
+
+/// Calls `HOST/health`: unreachable is a configuration error; another status a warning.
+pub async fn preflight(host: &Url) -> Result<(), HostError> {
+    let url = format!("{}/health", host.as_str().trim_end_matches('/'));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| HostError::Preflight(format!("cannot build the pre-flight client: {e}")))?;
+    match client.get(&url).send().await {
+        Ok(r) if r.status() == reqwest::StatusCode::OK => Ok(()),
+        Ok(r) => {
+            eprintln!(
+                "warning: pre-flight GET {url} answered {} (expected 200); the run goes on",
+                r.status()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let why = if e.is_timeout() {
+                "timed out after 10 s".to_string()
+            } else if e.is_connect() {
+                format!("could not connect ({})", root_cause(&e))
+            } else {
+                root_cause(&e)
+            };
+            Err(HostError::Preflight(format!(
+                "pre-flight check failed: GET {url}: {why}. Is the server running at that address? \
+                 (--skip-preflight runs anyway)"
+            )))
+        }
+    }
+}

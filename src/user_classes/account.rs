@@ -1,0 +1,361 @@
+//! The account steps every user class with an account shares: setting a user up,
+//! register, login, refresh before expiry or on a 401, logout, cleanup.
+
+use super::{Hook, TaskFn, TaskResult};
+use crate::exchange::Exchange;
+use crate::exchange::context::RunContext;
+use crate::exchange::session::{Account, Tokens, UserSession, session, session_mut};
+use goose::goose::{GooseUser, TransactionError};
+use rand::Rng;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Refresh the access token when it has less than this left.
+const REFRESH_MARGIN: Duration = Duration::from_secs(30);
+
+pub type StepResult = Result<(), Box<TransactionError>>;
+
+/// Sets up a user: its own client, a fresh session id and its forwarded-for address.
+pub fn start_user(
+    user: &mut GooseUser,
+    ctx: &RunContext,
+    class: &'static str,
+) -> Result<(), Box<TransactionError>> {
+    let index = ctx.next_user_index();
+    let client = ctx
+        .build_client(index)
+        .map_err(|e| Box::new(TransactionError::Custom(e)))?;
+    user.set_session_data(UserSession {
+        index,
+        class,
+        client,
+        session_id: uuid::Uuid::new_v4().to_string(),
+        forwarded_for: ctx.forwarded_for(index),
+        generation: 0,
+        account: None,
+        tokens: None,
+        stopped: false,
+        export_id: None,
+        created_accounts: 0,
+    });
+    ctx.ledger.user_started();
+    Ok(())
+}
+
+/// A password the API's policy accepts: upper, lower and digit, 8 to 128 characters.
+fn new_password() -> String {
+    const ALNUM: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    let tail: String = (0..12)
+        .map(|_| char::from(ALNUM[rng.random_range(0..ALNUM.len())]))
+        .collect();
+    format!("Lt7{tail}x")
+}
+
+/// A new account for this user: unique per run, user and generation, on a domain the API
+/// accepts (`example.com` is reserved for documentation, never delivered to).
+fn new_account(ctx: &RunContext, session: &mut UserSession) -> Account {
+    session.generation += 1;
+    Account {
+        email: format!(
+            "lt-{}-{}-{}@loadtest.example.com",
+            ctx.run_id, session.index, session.generation
+        ),
+        password: new_password(),
+        deleted: false,
+    }
+}
+
+/// Registers a new account and logs in. On failure the user stops and the reason counts.
+pub async fn register_and_login(user: &mut GooseUser, ctx: &RunContext) -> StepResult {
+    let Some(s) = session_mut(user) else {
+        return Ok(());
+    };
+    let account = new_account(ctx, s);
+    s.account = Some(account.clone());
+    s.tokens = None;
+    let reply = Exchange::post("/api/auth/register", "/api/auth/register")
+        .json(json!({
+            "email": account.email,
+            "password": account.password,
+            "full_name": "Load Test User",
+        }))
+        .ok(&[200, 201])
+        .check(has_id)
+        .send(user, ctx)
+        .await?;
+    if reply.is_success() {
+        ctx.ledger.auth(|a| a.registered += 1);
+        ctx.ledger.cleanup(|c| c.accounts_created += 1);
+        if let Some(s) = session_mut(user) {
+            s.created_accounts += 1;
+        }
+    }
+    // The suite logs in even when registration failed (the account may exist already).
+    login(user, ctx).await?;
+    if session(user).is_some_and(|s| s.tokens.is_none()) {
+        let reason = match (reply.status_u16(), reply.is_success()) {
+            (_, true) => "login refused after registration".to_string(),
+            (Some(code), false) => format!("registration refused ({code})"),
+            (None, false) => "registration got no answer".to_string(),
+        };
+        stop_user(user, ctx, &reason);
+    }
+    Ok(())
+}
+
+/// Logs in with the user's account and keeps the tokens.
+pub async fn login(user: &mut GooseUser, ctx: &RunContext) -> StepResult {
+    let Some(account) = session(user).and_then(|s| s.account.clone()) else {
+        return Ok(());
+    };
+    let reply = Exchange::post("/api/auth/login/json", "/api/auth/login/json")
+        .json(json!({"email": account.email, "password": account.password}))
+        .check(has_tokens)
+        .send(user, ctx)
+        .await?;
+    if let Some(tokens) = reply
+        .json
+        .as_ref()
+        .and_then(tokens_from)
+        .filter(|_| reply.is_success())
+    {
+        ctx.ledger.auth(|a| a.logged_in += 1);
+        if let Some(s) = session_mut(user) {
+            s.tokens = Some(tokens);
+        }
+    }
+    Ok(())
+}
+
+/// Refreshes the access token; returns whether it worked. A failure is counted.
+pub async fn refresh(
+    user: &mut GooseUser,
+    ctx: &RunContext,
+) -> Result<bool, Box<TransactionError>> {
+    let Some(refresh_token) =
+        session(user).and_then(|s| s.tokens.as_ref().map(|t| t.refresh.clone()))
+    else {
+        return Ok(false);
+    };
+    let reply = Exchange::post("/api/auth/refresh", "/api/auth/refresh")
+        .json(json!({"refresh_token": refresh_token}))
+        .check(has_access_token)
+        .send(user, ctx)
+        .await?;
+    let fresh = reply.json.as_ref().and_then(|body| {
+        let mut tokens = tokens_from(body)?;
+        // Servers may keep the refresh token: keep whichever came back.
+        if tokens.refresh.is_empty() {
+            tokens.refresh = refresh_token.clone();
+        }
+        Some(tokens)
+    });
+    match fresh.filter(|_| reply.is_success()) {
+        Some(tokens) => {
+            ctx.ledger.auth(|a| a.refreshed += 1);
+            if let Some(s) = session_mut(user) {
+                s.tokens = Some(tokens);
+            }
+            Ok(true)
+        }
+        None => {
+            ctx.ledger.auth(|a| a.refresh_failed += 1);
+            Ok(false)
+        }
+    }
+}
+
+/// A usable access token: refreshed first when it is about to expire; when the refresh
+/// fails, a new login; when that fails too, the user stops.
+pub async fn access_token(
+    user: &mut GooseUser,
+    ctx: &RunContext,
+) -> Result<Option<String>, Box<TransactionError>> {
+    let expiring = session(user)
+        .and_then(|s| s.tokens.as_ref())
+        .map(|t| t.expires_at.saturating_duration_since(Instant::now()) < REFRESH_MARGIN);
+    match expiring {
+        None => return Ok(None),
+        Some(true) => {
+            renew(user, ctx).await?;
+        }
+        Some(false) => {}
+    }
+    Ok(session(user).and_then(|s| s.access_token().map(str::to_string)))
+}
+
+/// After a 401 or before expiry: refresh, else log in again, else stop the user.
+pub async fn renew(user: &mut GooseUser, ctx: &RunContext) -> Result<bool, Box<TransactionError>> {
+    if refresh(user, ctx).await? {
+        return Ok(true);
+    }
+    if let Some(s) = session_mut(user) {
+        s.tokens = None;
+    }
+    login(user, ctx).await?;
+    let renewed = session(user).is_some_and(|s| s.tokens.is_some());
+    if !renewed {
+        stop_user(user, ctx, "token expired and could not be renewed");
+    }
+    Ok(renewed)
+}
+
+/// Marks the user stopped and counts why.
+pub fn stop_user(user: &mut GooseUser, ctx: &RunContext, reason: &str) {
+    if let Some(s) = session_mut(user).filter(|s| !s.stopped) {
+        s.stopped = true;
+        ctx.ledger.user_refused(reason);
+        log::info!("user {} stops: {reason}", s.index);
+    }
+}
+
+/// End of the user's run: log out, and delete the account unless `--keep-accounts`.
+pub async fn clean_up(user: &mut GooseUser, ctx: &RunContext) -> StepResult {
+    let Some(s) = session(user) else {
+        return Ok(());
+    };
+    if s.account.as_ref().is_none_or(|a| a.deleted) {
+        return Ok(());
+    }
+    // The access token may have expired since the user's last task: renew it first.
+    let access = if s.tokens.is_some() {
+        access_token(user, ctx).await?
+    } else {
+        None
+    };
+    let refresh = session(user).and_then(|s| s.tokens.as_ref().map(|t| t.refresh.clone()));
+    let (Some(access), Some(refresh)) = (access, refresh) else {
+        ctx.ledger.cleanup(|c| c.failed += 1);
+        return Ok(());
+    };
+    if !ctx.options.keep_accounts {
+        let reply = Exchange::post("/api/gdpr/delete", "/api/gdpr/delete")
+            .bearer(Some(&access))
+            .json(json!({"confirm": true, "reason": "load test cleanup"}))
+            .send(user, ctx)
+            .await?;
+        if reply.is_success() {
+            ctx.ledger.cleanup(|c| c.deleted += 1);
+            if let Some(a) = session_mut(user).and_then(|s| s.account.as_mut()) {
+                a.deleted = true;
+            }
+            return Ok(());
+        }
+        ctx.ledger.cleanup(|c| c.failed += 1);
+    }
+    let reply = Exchange::post("/api/auth/logout", "/api/auth/logout")
+        .bearer(Some(&access))
+        .json(json!({"refresh_token": refresh}))
+        .ok(&[200, 204])
+        .send(user, ctx)
+        .await?;
+    if reply.is_success() {
+        ctx.ledger.cleanup(|c| c.logged_out += 1);
+        if let Some(s) = session_mut(user) {
+            s.tokens = None;
+        }
+    }
+    Ok(())
+}
+
+fn tokens_from(body: &Value) -> Option<Tokens> {
+    let access = body.get("access_token")?.as_str()?.to_string();
+    let refresh = body
+        .get("refresh_token")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let lifetime = body
+        .get("expires_in")
+        .and_then(Value::as_u64)
+        .unwrap_or(900);
+    Some(Tokens {
+        access,
+        refresh,
+        expires_at: Instant::now() + Duration::from_secs(lifetime),
+    })
+}
+
+fn has_id(body: &Value) -> Result<(), String> {
+    body.get("id")
+        .map(|_| ())
+        .ok_or_else(|| "no id in the registered user".to_string())
+}
+
+fn has_access_token(body: &Value) -> Result<(), String> {
+    match body.get("access_token").and_then(Value::as_str) {
+        Some(t) if !t.is_empty() => Ok(()),
+        _ => Err("no access_token in the answer".to_string()),
+    }
+}
+
+fn has_tokens(body: &Value) -> Result<(), String> {
+    has_access_token(body)?;
+    match body.get("refresh_token").and_then(Value::as_str) {
+        Some(t) if !t.is_empty() => Ok(()),
+        _ => Err("no refresh_token in the answer".to_string()),
+    }
+}
+
+/// The start and stop work of every user class that has an account: `on_start` sets the
+/// user up under its class name (see [`start_with_account`]); at the end, [`clean_up`].
+pub fn account_hooks(on_start: TaskFn) -> (Option<Hook>, Option<Hook>) {
+    (
+        Some(Hook {
+            name: "on_start register and login",
+            requests: &["POST /api/auth/register", "POST /api/auth/login/json"],
+            run: on_start,
+        }),
+        Some(Hook {
+            name: "on_stop logout and clean up",
+            requests: &[
+                "POST /api/auth/logout",
+                "POST /api/gdpr/delete",
+                "POST /api/auth/refresh",
+                "POST /api/auth/login/json",
+            ],
+            run: crate::task_fn!(on_stop_clean_up),
+        }),
+    )
+}
+
+/// Sets the user up as one of `class`, then registers and logs in.
+pub async fn start_with_account(
+    user: &mut GooseUser,
+    ctx: Arc<RunContext>,
+    class: &'static str,
+) -> TaskResult {
+    start_user(user, &ctx, class)?;
+    register_and_login(user, &ctx).await
+}
+
+async fn on_stop_clean_up(user: &mut GooseUser, ctx: Arc<RunContext>) -> TaskResult {
+    clean_up(user, &ctx).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_meet_the_policy() {
+        for _ in 0..100 {
+            let p = new_password();
+            assert!((8..=128).contains(&p.len()));
+            assert!(p.chars().any(|c| c.is_ascii_uppercase()));
+            assert!(p.chars().any(|c| c.is_ascii_lowercase()));
+            assert!(p.chars().any(|c| c.is_ascii_digit()));
+        }
+    }
+
+    #[test]
+    fn token_answers_are_read() {
+        let body = json!({"access_token": "a", "refresh_token": "r", "expires_in": 60});
+        let t = tokens_from(&body).expect("tokens");
+        assert_eq!((t.access.as_str(), t.refresh.as_str()), ("a", "r"));
+        assert!(has_tokens(&body).is_ok());
+        assert!(has_tokens(&json!({"access_token": "a"})).is_err());
+    }
+}

@@ -1,0 +1,336 @@
+//! The user classes of the load test, their tasks with weights and tags, the tag filter,
+//! and the Goose scenarios built from them.
+//!
+//! A [`UserClass`] is what Locust calls a user class (Goose builds a `Scenario` of it): a
+//! weight (how many users of the kind are spawned), a wait between tasks, on-start and
+//! on-stop work, and weighted [`Task`]s. Each task carries Locust-style tags; a
+//! [`TagFilter`] keeps the tasks a run asks for, and a class left with no task is not
+//! spawned. Each task also lists the request names it can make, so targets can be checked
+//! against them before a run.
+//!
+//! A task is a plain `async fn(&mut GooseUser, Arc<RunContext>) -> TaskResult` and one
+//! [`task!`](crate::task) line in its class's table. A user that has stopped (it could not
+//! authenticate) runs no task: the check is made once, here, for every task of every class.
+
+pub mod account;
+pub mod authenticated;
+pub mod gdpr;
+pub mod rate_limit;
+pub mod websocket;
+
+use crate::exchange::context::RunContext;
+use crate::exchange::session::is_stopped;
+use goose::GooseError;
+/// The simulated user a task runs as (Goose's), re-exported so that a program adding its
+/// own classes needs no Goose dependency of its own.
+pub use goose::goose::GooseUser;
+use goose::goose::{Scenario, Transaction, TransactionFunction, TransactionResult};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a task returns: `Ok(())`, or Goose's error when a request could not be recorded.
+pub type TaskResult = TransactionResult;
+
+/// The future a task returns; it borrows the user for its lifetime.
+pub type TaskFuture<'a> = Pin<Box<dyn Future<Output = TaskResult> + Send + 'a>>;
+
+/// A task body: the user and the run's shared context. [`task_fn!`](crate::task_fn) makes
+/// one of an `async fn`.
+pub type TaskFn = for<'a> fn(&'a mut GooseUser, Arc<RunContext>) -> TaskFuture<'a>;
+
+/// The [`TaskFn`] of an `async fn(&mut GooseUser, Arc<RunContext>) -> TaskResult`.
+#[macro_export]
+macro_rules! task_fn {
+    ($body:path) => {{
+        fn boxed(
+            user: &mut $crate::user_classes::GooseUser,
+            ctx: ::std::sync::Arc<$crate::exchange::context::RunContext>,
+        ) -> $crate::user_classes::TaskFuture<'_> {
+            ::std::boxed::Box::pin($body(user, ctx))
+        }
+        boxed as $crate::user_classes::TaskFn
+    }};
+}
+
+/// One line of a class's task table: `task!(body, weight, [tags...], [requests...])`, where
+/// `body` is the task's `async fn` and gives the task its name.
+#[macro_export]
+macro_rules! task {
+    ($body:ident, $weight:expr, [$($tag:expr),* $(,)?], [$($request:expr),* $(,)?] $(,)?) => {
+        $crate::user_classes::Task {
+            name: stringify!($body),
+            weight: $weight,
+            tags: &[$($tag),*],
+            requests: &[$($request),*],
+            run: $crate::task_fn!($body),
+        }
+    };
+}
+
+/// How long a stopped user idles per turn: it wakes this often to let Goose stop it, and
+/// never spins (a stopped user with no wait between tasks would otherwise starve the run).
+const STOPPED_USER_IDLE: Duration = Duration::from_secs(1);
+
+/// One task of a user class.
+#[derive(Clone)]
+pub struct Task {
+    /// The name Goose shows for it (Locust's method name).
+    pub name: &'static str,
+    /// How often it is picked against the class's other tasks.
+    pub weight: usize,
+    /// Locust-style tags, for `--tags` and `--exclude-tags`.
+    pub tags: &'static [&'static str],
+    /// The request keys (`"METHOD name"`) this task can make.
+    pub requests: &'static [&'static str],
+    /// The body.
+    pub run: TaskFn,
+}
+
+/// Work done once per user, at its start or its end, whatever the tag filter.
+#[derive(Clone)]
+pub struct Hook {
+    /// The name Goose shows for it.
+    pub name: &'static str,
+    /// The request keys (`"METHOD name"`) it can make.
+    pub requests: &'static [&'static str],
+    /// The body: an `on_start` hook sets the user up, typically with
+    /// [`account::start_user`] or [`account::start_with_account`].
+    pub run: TaskFn,
+}
+
+/// A kind of simulated user.
+#[derive(Clone)]
+pub struct UserClass {
+    /// The class name: reports and the rate-limit check group its users' requests under it.
+    pub name: &'static str,
+    /// Its share of the run's users against the other classes.
+    pub weight: usize,
+    /// Wait between two tasks, picked uniformly in this range.
+    pub wait: (Duration, Duration),
+    /// Run once when a user starts (see [`account::account_hooks`] for the usual pair).
+    pub on_start: Option<Hook>,
+    /// Run once when a user stops, also when the run is interrupted.
+    pub on_stop: Option<Hook>,
+    /// What the user does, in a weighted random order.
+    pub tasks: Vec<Task>,
+}
+
+/// The built-in user classes, as the Locust suite defines them.
+pub fn builtin_classes() -> Vec<UserClass> {
+    vec![
+        authenticated::class(),
+        gdpr::class(),
+        rate_limit::class(),
+        websocket::class(),
+    ]
+}
+
+/// Locust-style tag filter: keep tasks with any included tag, drop tasks with any
+/// excluded tag. On-start and on-stop work is always kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TagFilter {
+    /// `--tags`: when not empty, a task needs one of these.
+    pub include: Vec<String>,
+    /// `--exclude-tags`: a task with one of these is dropped.
+    pub exclude: Vec<String>,
+}
+
+impl TagFilter {
+    /// Whether a task with `tags` is kept.
+    pub fn keeps(&self, tags: &[&str]) -> bool {
+        let included =
+            self.include.is_empty() || tags.iter().any(|t| self.include.iter().any(|i| i == t));
+        let excluded = tags.iter().any(|t| self.exclude.iter().any(|e| e == t));
+        included && !excluded
+    }
+
+    /// Every tag named must exist on some task; the error lists the ones that do.
+    pub fn check_known(&self, classes: &[UserClass]) -> Result<(), String> {
+        let known = known_tags(classes);
+        for tag in self.include.iter().chain(&self.exclude) {
+            if !known.contains(tag.as_str()) {
+                return Err(format!(
+                    "unknown tag '{tag}': valid tags are {}",
+                    known.iter().copied().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every tag of every task of `classes`.
+pub fn known_tags(classes: &[UserClass]) -> BTreeSet<&'static str> {
+    classes
+        .iter()
+        .flat_map(|c| c.tasks.iter().flat_map(|t| t.tags.iter().copied()))
+        .collect()
+}
+
+/// The classes a run spawns, each with the tasks the filter kept.
+pub struct Selection {
+    /// The classes spawned, each with only its kept tasks.
+    pub classes: Vec<UserClass>,
+    /// Classes left with no task, which are not spawned.
+    pub skipped: Vec<&'static str>,
+}
+
+impl Selection {
+    /// Applies `filter` to every class's tasks.
+    pub fn new(classes: Vec<UserClass>, filter: &TagFilter) -> Selection {
+        let mut kept = Vec::new();
+        let mut skipped = Vec::new();
+        for mut class in classes {
+            class.tasks.retain(|t| filter.keeps(t.tags));
+            if class.tasks.is_empty() {
+                skipped.push(class.name);
+            } else {
+                kept.push(class);
+            }
+        }
+        Selection {
+            classes: kept,
+            skipped,
+        }
+    }
+
+    /// The names of the spawned classes.
+    pub fn class_names(&self) -> Vec<&'static str> {
+        self.classes.iter().map(|c| c.name).collect()
+    }
+
+    /// Every request key the selected work can make, sorted.
+    pub fn request_keys(&self) -> Vec<String> {
+        let mut keys = BTreeSet::new();
+        for class in &self.classes {
+            let hooks = class.on_start.iter().chain(&class.on_stop);
+            for key in hooks
+                .flat_map(|h| h.requests.iter())
+                .chain(class.tasks.iter().flat_map(|t| t.requests.iter()))
+            {
+                keys.insert((*key).to_string());
+            }
+        }
+        keys.into_iter().collect()
+    }
+
+    /// The selection as Goose scenarios (one per class), each task bound to the run's context.
+    pub fn goose_scenarios(&self, ctx: &Arc<RunContext>) -> Result<Vec<Scenario>, GooseError> {
+        let mut scenarios = Vec::new();
+        for class in &self.classes {
+            let mut scenario = Scenario::new(class.name).set_weight(class.weight)?;
+            if !class.wait.1.is_zero() {
+                scenario = scenario.set_wait_time(class.wait.0, class.wait.1)?;
+            }
+            if let Some(hook) = &class.on_start {
+                scenario =
+                    scenario.register_transaction(hook_transaction(hook, ctx).set_on_start());
+            }
+            for task in &class.tasks {
+                scenario = scenario
+                    .register_transaction(task_transaction(task, ctx).set_weight(task.weight)?);
+            }
+            if let Some(hook) = &class.on_stop {
+                scenario = scenario.register_transaction(hook_transaction(hook, ctx).set_on_stop());
+            }
+            scenarios.push(scenario);
+        }
+        Ok(scenarios)
+    }
+}
+
+/// On-start and on-stop work runs whatever the user's state.
+fn hook_transaction(hook: &Hook, ctx: &Arc<RunContext>) -> Transaction {
+    let (ctx, run) = (ctx.clone(), hook.run);
+    let function: TransactionFunction =
+        Arc::new(move |user: &mut GooseUser| run(user, ctx.clone()));
+    Transaction::new(function).set_name(hook.name)
+}
+
+/// A task runs only for a user that has not stopped; a stopped user idles instead.
+fn task_transaction(task: &Task, ctx: &Arc<RunContext>) -> Transaction {
+    let (ctx, run) = (ctx.clone(), task.run);
+    let function: TransactionFunction = Arc::new(move |user: &mut GooseUser| {
+        let ctx = ctx.clone();
+        Box::pin(async move {
+            if is_stopped(user) {
+                ctx.idle(STOPPED_USER_IDLE).await;
+                return Ok(());
+            }
+            run(user, ctx).await
+        })
+    });
+    Transaction::new(function).set_name(task.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(include: &[&str], exclude: &[&str]) -> TagFilter {
+        TagFilter {
+            include: include.iter().map(|s| s.to_string()).collect(),
+            exclude: exclude.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn tag_filter_follows_locust() {
+        let f = filter(&["gdpr"], &["delete"]);
+        assert!(f.keeps(&["gdpr", "export"]));
+        assert!(!f.keeps(&["gdpr", "delete"]));
+        assert!(!f.keeps(&["health"]));
+        assert!(filter(&[], &[]).keeps(&["anything"]));
+        assert!(!filter(&[], &["health"]).keeps(&["health", "unauthenticated"]));
+    }
+
+    #[test]
+    fn classes_mirror_the_suite() {
+        let classes = builtin_classes();
+        let weights: Vec<_> = classes.iter().map(|c| (c.name, c.weight)).collect();
+        assert_eq!(
+            weights,
+            [
+                ("AuthenticatedUser", 10),
+                ("GDPRTestUser", 1),
+                ("RateLimitTestUser", 1),
+                ("WebSocketUser", 2)
+            ]
+        );
+        for class in &classes {
+            assert!(class.on_start.is_some(), "{} has no on_start", class.name);
+            assert!(class.wait.0 <= class.wait.1);
+        }
+    }
+
+    #[test]
+    fn a_class_left_without_tasks_is_skipped() {
+        let selection = Selection::new(builtin_classes(), &filter(&["gdpr"], &[]));
+        assert_eq!(selection.class_names(), ["GDPRTestUser"]);
+        assert_eq!(
+            selection.skipped,
+            ["AuthenticatedUser", "RateLimitTestUser", "WebSocketUser"]
+        );
+        let keys = selection.request_keys();
+        assert!(keys.contains(&"POST /api/gdpr/export".to_string()));
+        // on_start work is kept whatever the filter.
+        assert!(keys.contains(&"POST /api/auth/register".to_string()));
+        assert!(!keys.contains(&"GET /health".to_string()));
+    }
+
+    #[test]
+    fn unknown_tags_are_named_with_the_valid_ones() {
+        let err = filter(&["nope"], &[])
+            .check_known(&builtin_classes())
+            .expect_err("unknown tag");
+        assert!(err.contains("'nope'") && err.contains("gdpr") && err.contains("rate-limit"));
+        assert!(
+            filter(&["authenticated"], &["refresh"])
+                .check_known(&builtin_classes())
+                .is_ok()
+        );
+    }
+}

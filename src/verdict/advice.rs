@@ -1,0 +1,70 @@
+//! What to look at when a check fails, after the guide's warning signs. Each check picks
+//! its own advice; these are the texts several checks share.
+
+use super::fmt_ms;
+use crate::measure::{MeasuredRun, RequestKind};
+use std::collections::BTreeMap;
+
+/// The slowest rows of `kind` by P95, for advice.
+pub(super) fn slowest(run: &MeasuredRun, kind: RequestKind, n: usize) -> String {
+    let mut rows: Vec<_> = run
+        .requests
+        .iter()
+        .filter(|r| r.kind == Some(kind) && r.times.count > 0)
+        .collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.times.percentile_us(95.0)));
+    rows.iter()
+        .take(n)
+        .map(|r| format!("{} (P95 {})", r.key(), fmt_ms(r.times.percentile_ms(95.0))))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Slow answers: where to look, naming the slowest requests of `kind`.
+pub(super) fn latency(run: &MeasuredRun, kind: RequestKind) -> String {
+    format!(
+        "Slow responses (database bottleneck?): check query performance and profile the \
+         slowest endpoints: {}.",
+        slowest(run, kind, 3)
+    )
+}
+
+/// Failed answers: what the status codes say, and where the details are. 429s are named
+/// only when `with_429s` (not for the rate-limiting check itself).
+pub(super) fn errors(run: &MeasuredRun, with_429s: bool) -> String {
+    let mut codes = BTreeMap::<u16, u64>::new();
+    for r in &run.requests {
+        for (code, n) in &r.status_codes {
+            *codes.entry(*code).or_insert(0) += n;
+        }
+    }
+    let server: u64 = codes.range(500..600).map(|(_, n)| n).sum();
+    let transport = codes.get(&0).copied().unwrap_or(0);
+    let throttled = codes.get(&429).copied().unwrap_or(0);
+    let mut parts = Vec::new();
+    if server > 0 {
+        parts.push(format!(
+            "{server} server errors (5xx): application errors, check the server logs for exceptions."
+        ));
+    }
+    if transport > 0 {
+        parts.push(format!(
+            "{transport} connection errors or timeouts (status 0): resource exhaustion, check \
+             connection limits and timeouts, scale horizontally."
+        ));
+    }
+    if throttled > 0 && with_429s {
+        parts.push(format!(
+            "{throttled} rate-limited answers (429): rate limiting triggered, expected under \
+             load or adjust the limits."
+        ));
+    }
+    if parts.is_empty() {
+        parts.push(
+            "Look at the failures table (_failures.csv) for the errors and the requests \
+             that got them."
+                .to_string(),
+        );
+    }
+    parts.join(" ")
+}
