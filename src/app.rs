@@ -58,8 +58,12 @@ pub async fn main_with_classes(args: Vec<String>, classes: Vec<UserClass>) -> Ex
 fn validate_saved(args: &ValidateArgs) -> Exit {
     match conclude::rejudge(&args.file, &args.targets) {
         Ok((verdict, measured)) => {
-            let _ = report::print_summary(&mut std::io::stdout(), &measured, &verdict);
-            verdict.exit()
+            let mut out = std::io::stdout();
+            let _ = report::print_summary(&mut out, &measured, &verdict);
+            let exit = verdict.exit();
+            let words = report::outcome_words(&verdict);
+            let _ = report::print_result(&mut out, &words, exit, verdict.rate_limited);
+            exit
         }
         Err(e) => Exit::config_error(e),
     }
@@ -109,10 +113,11 @@ async fn load_test(args: &RunArgs, distributed: &DistributedArgs, classes: Vec<U
 /// A run on this machine against a ready host.
 async fn test_host(plan: &Plan, host: &Host, outputs: &RunOutputs) -> Exit {
     println!("{}", plan.describe(&host.url));
-    if plan.web {
+    if let Some(web) = &plan.web {
         println!(
-            "Web dashboard: http://127.0.0.1:{}/ (start, watch, change users and stop the run there)",
-            plan.web_port
+            "Web dashboard: {} (press Start there; the run ends after its {}, or with Stop)",
+            web.address(),
+            crate::duration::HumanDuration(plan.duration)
         );
     }
 
@@ -130,14 +135,11 @@ async fn test_host(plan: &Plan, host: &Host, outputs: &RunOutputs) -> Exit {
         }
     };
     for (from, to) in partial.iter().zip([&html, &goose_json]) {
-        if from.exists()
-            && let Err(e) = std::fs::rename(from, to)
-        {
-            eprintln!(
-                "warning: could not move {} to {}: {e}",
-                from.display(),
-                to.display()
-            );
+        // Goose writes its reports only when it ends by itself: an abandoned run's are
+        // incomplete, and no `.partial` file outlives the run.
+        let moved = !result.abandoned && from.exists() && std::fs::rename(from, to).is_ok();
+        if !moved && from.exists() {
+            let _ = std::fs::remove_file(from);
         }
     }
 

@@ -78,6 +78,9 @@ pub struct RunArgs {
     /// Port of the web dashboard (0 picks a free one).
     #[arg(long, default_value_t = 5118)]
     pub web_port: u16,
+    /// With --web: keep the dashboard up this long after the run ends (for a last look).
+    #[arg(long, value_name = "DURATION", requires = "web")]
+    pub web_linger: Option<String>,
     /// Directory for the reports.
     #[arg(short = 'o', long, default_value = "reports/load_tests")]
     pub output: PathBuf,
@@ -118,6 +121,17 @@ pub struct RunArgs {
     /// Request timeout of the simulated users.
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub request_timeout: String,
+    /// How long a stopping run may take to finish its requests and delete its accounts,
+    /// after its planned end or a stop signal; then it ends with what it measured.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub stop_timeout: String,
+    /// Trust this CA certificate (PEM) too, beside the system's: for a staging server with
+    /// a private CA.
+    #[arg(long, value_name = "FILE.pem")]
+    pub ca_cert: Option<PathBuf>,
+    /// Accept any TLS certificate (self-signed, expired, another name). Every output says so.
+    #[arg(long)]
+    pub insecure: bool,
     /// Options for the built-in reference server, e.g. "--fault-error-rate 0.05".
     #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
     pub builtin_args: Option<String>,
@@ -127,9 +141,35 @@ pub struct RunArgs {
     /// Sample `process_resident_memory_bytes` from this Prometheus endpoint.
     #[arg(long, value_name = "URL")]
     pub memory_url: Option<String>,
-    /// Stop the run as soon as a target is clearly missed (twice the target).
+    /// Stop the run as soon as a target is clearly missed: P95 or the error rate worse than
+    /// --abort-factor times its target, once --abort-min-requests requests were judged and
+    /// --abort-min-time has passed.
     #[arg(long)]
     pub abort_on_fail: bool,
+    /// With --abort-on-fail: how many times worse than its target a figure must be.
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 2.0,
+        requires = "abort_on_fail"
+    )]
+    pub abort_factor: f64,
+    /// With --abort-on-fail: judged requests needed before the run may be aborted.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100,
+        requires = "abort_on_fail"
+    )]
+    pub abort_min_requests: u64,
+    /// With --abort-on-fail: time into the run before it may be aborted.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "10s",
+        requires = "abort_on_fail"
+    )]
+    pub abort_min_time: String,
     /// Send the WebSocket access token in an Authorization header instead of ?token=.
     #[arg(long)]
     pub ws_token_in_header: bool,
@@ -209,7 +249,7 @@ pub struct DistributedArgs {
 
 /// The run's options, which a worker takes from the manager and refuses on its own command
 /// line (the targets and `--output` are the manager's business and ignored by a worker).
-const WORKER_REFUSES: [&str; 22] = [
+const WORKER_REFUSES: [&str; 27] = [
     "scenario",
     "host",
     "users",
@@ -222,6 +262,11 @@ const WORKER_REFUSES: [&str; 22] = [
     "server_pid",
     "memory_url",
     "abort_on_fail",
+    "abort_factor",
+    "abort_min_requests",
+    "abort_min_time",
+    "stop_timeout",
+    "web_linger",
     "keep_accounts",
     "skip_preflight",
     "forwarded_for_pool",

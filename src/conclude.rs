@@ -35,7 +35,9 @@ pub fn with_probes(verdict: Exit, report: Option<&ProbeReport>, report_only: boo
     }
 }
 
-/// Judges, prints and writes a run; returns how it ended.
+/// Judges, prints and writes a run; returns how it ended. The last line printed names the
+/// exit code returned, whatever happened on the way (a finding, a file that could not be
+/// written).
 pub fn conclude(
     plan: &Plan,
     host: &url::Url,
@@ -48,17 +50,40 @@ pub fn conclude(
     }
     let facts = plan.facts();
     let mut verdict = verdict::judge(&end.measured, &plan.targets, &facts);
-    verdict.checks.extend(end.extra_checks);
+    verdict.checks.extend(end.extra_checks.iter().cloned());
     verdict.passed = verdict.checks.iter().all(|c| !c.failed());
     let mut out = std::io::stdout();
     let _ = report::print_summary(&mut out, &end.measured, &verdict);
     if let Some(r) = &end.probes {
         let _ = report::probes::print_report(&mut out, r, plan.probes_report_only);
     }
-    let exit = with_probes(verdict.exit(), end.probes.as_ref(), plan.probes_report_only);
-    if plan.no_reports {
-        return exit;
+    let mut exit = with_probes(verdict.exit(), end.probes.as_ref(), plan.probes_report_only);
+    let mut words = report::outcome_words(&verdict);
+    if exit != verdict.exit() {
+        words.push_str(", but a high-severity finding fails the run");
     }
+    if !plan.no_reports {
+        let written = write_outputs(plan, host, builtin_server, outputs, &end, &verdict);
+        if let Err(e) = written {
+            eprintln!("error: {e}");
+            words.push_str("; the reports could not all be written");
+            exit = exit.worst(Exit::Failed);
+        }
+    }
+    let _ = report::print_result(&mut out, &words, exit, verdict.rate_limited);
+    exit
+}
+
+/// Writes every output file of the run and lists them; the first failure names its file.
+fn write_outputs(
+    plan: &Plan,
+    host: &url::Url,
+    builtin_server: bool,
+    outputs: &RunOutputs,
+    end: &RunEnd,
+    verdict: &Verdict,
+) -> Result<(), report::ReportError> {
+    let facts = plan.facts();
     let mut extra = serde_json::json!({
         "host": host.as_str(),
         "builtin_server": builtin_server,
@@ -72,7 +97,7 @@ pub fn conclude(
         "goose_error": end.goose_error,
     });
     if let Some(map) = extra.as_object_mut() {
-        map.extend(end.extra);
+        map.extend(end.extra.clone());
     }
     if let Some(r) = &end.probes {
         (extra["probes"], extra["findings"]) = r.json_parts();
@@ -82,42 +107,37 @@ pub fn conclude(
         .iter()
         .map(|r| report::probes::junit_suite(r, plan.probes_report_only))
         .collect();
-    match outputs.write_all(
+    let mut files = outputs.write_all(
         &end.measured,
-        &verdict,
+        verdict,
         &plan.targets,
         &facts,
         &extra,
         probe_suites,
-    ) {
-        Ok(mut files) => {
-            if let Some(r) = &end.probes {
-                let path = outputs.findings_md_path();
-                let heading = format!(
-                    "Scenario {} against {host} ({})",
-                    plan.scenario, outputs.stem
-                );
-                let text = report::probes::findings_markdown(r, &heading, plan.probes_report_only);
-                if let Err(e) = report::write_atomic(&path, text.as_bytes()) {
-                    eprintln!("error: writing {} failed: {e}", path.display());
-                    return Exit::Failed;
-                }
-                files.push(path);
+    )?;
+    if let Some(r) = &end.probes {
+        let path = outputs.findings_md_path();
+        let heading = format!(
+            "Scenario {} against {host} ({})",
+            plan.scenario, outputs.stem
+        );
+        let text = report::probes::findings_markdown(r, &heading, plan.probes_report_only);
+        report::write_atomic(&path, text.as_bytes()).map_err(|source| {
+            report::ReportError::Write {
+                path: path.clone(),
+                source,
             }
-            println!("\nReports:");
-            for file in files
-                .iter()
-                .chain(end.goose_reports.iter().filter(|p| p.exists()))
-            {
-                println!("  {}", file.display());
-            }
-        }
-        Err(e) => {
-            eprintln!("error: writing the reports failed: {e}");
-            return Exit::Failed;
-        }
+        })?;
+        files.push(path);
     }
-    exit
+    println!("\nReports:");
+    for file in files
+        .iter()
+        .chain(end.goose_reports.iter().filter(|p| p.exists()))
+    {
+        println!("  {}", file.display());
+    }
+    Ok(())
 }
 
 /// Why a saved run could not be re-judged. Configuration errors (exit code 2).

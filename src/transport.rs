@@ -1,9 +1,14 @@
 //! How the tool reaches a server: HTTP clients built from one shared TLS configuration,
 //! per-user loopback source addresses, and transport errors described in words.
 
-use rustls::ClientConfig;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use rustls_platform_verifier::BuilderVerifierExt;
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
@@ -42,32 +47,186 @@ pub fn ws_url_of(base: &str, path: &str) -> String {
     format!("{rest}{path}")
 }
 
-/// Source address of user `index` on the loopback network: 127.0.x.y, never 127.0.0.1
-/// (kept for everything else on the machine) nor a broadcast-looking .0 or .255.
-pub fn loopback_source(index: u64) -> IpAddr {
-    let n = index % (250 * 250);
-    let (hi, lo) = (n / 250, n % 250);
+/// How many loopback source addresses there are for users: `127.a.b.c` with `a` from 1 to
+/// 254, `b` any, and `c` from 2 to 254 (127.0.x.x, which holds 127.0.0.1, is kept for
+/// everything else on the machine; `.0`, `.1` and `.255` endings are left out).
+pub const LOOPBACK_SOURCES: u64 = 254 * 256 * 253;
+
+/// Loopback source address number `n` (taken modulo [`LOOPBACK_SOURCES`]). A run numbers
+/// its users from a random offset, so back-to-back runs use other addresses and never
+/// inherit each other's per-client rate-limit budget.
+pub fn loopback_source(n: u64) -> IpAddr {
+    let n = n % LOOPBACK_SOURCES;
     IpAddr::V4(Ipv4Addr::new(
         127,
-        1 + (hi / 250) as u8,
-        (hi % 250) as u8,
-        2 + lo as u8,
+        1 + (n / (256 * 253)) as u8,
+        ((n / 253) % 256) as u8,
+        2 + (n % 253) as u8,
     ))
 }
 
-/// The TLS configuration of every client of a run: the platform's certificate verifier,
-/// HTTP/1.1 only.
-pub fn tls_config() -> Result<ClientConfig, String> {
+/// How the run's clients trust servers: the platform's certificate store, plus a private CA
+/// (`--ca-cert`), or nothing at all (`--insecure`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// A PEM file of CA certificates trusted beside the platform's.
+    pub ca_cert: Option<PathBuf>,
+    /// Accept any certificate; the handshake's signatures are still checked.
+    pub insecure: bool,
+}
+
+/// Why the TLS configuration could not be built: a configuration error, found before any
+/// traffic.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("--ca-cert {}: {reason} (give a PEM file of CA certificates)", path.display())]
+    CaCert { path: PathBuf, reason: String },
+    #[error("TLS setup failed: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// The TLS configuration of every client of a run: the platform's verifier (with the extra
+/// CA, or none with `--insecure`), HTTP/1.1 only.
+pub fn tls_config(options: &TlsOptions) -> Result<ClientConfig, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup failed: {e}"))?
-        .with_platform_verifier()
-        .map_err(|e| format!("TLS certificate verifier setup failed: {e}"))?
-        .with_no_client_auth();
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = if options.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+    } else if let Some(path) = &options.ca_cert {
+        let extra = read_ca_certs(path)?;
+        let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider)?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+    } else {
+        builder.with_platform_verifier()?
+    };
+    let mut config = builder.with_no_client_auth();
     // Goose's reqwest speaks HTTP/1.1 only.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+fn read_ca_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let bad = |reason: String| TlsSetupError::CaCert {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("not a PEM certificate file ({e:?})")))?;
+    if certs.is_empty() {
+        return Err(bad("it holds no certificate".into()));
+    }
+    Ok(certs)
+}
+
+/// `--insecure`: any certificate is accepted, but the handshake is still signed with the
+/// certificate's key, so the connection is encrypted to whoever holds it.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The TLS error inside a transport error, when the failure was the handshake's.
+pub fn tls_failure<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut cause = Some(e);
+    while let Some(error) = cause {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        // An I/O error's `source()` skips the error it wraps (which may be another I/O
+        // error around the TLS one): follow what it holds instead.
+        cause = match error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
+    }
+    None
+}
+
+/// A failed TLS handshake in words, with the way out.
+pub fn explain_tls(error: &rustls::Error) -> String {
+    use rustls::{CertificateError, Error, OtherError};
+    let way_out = "pass --ca-cert FILE (the CA's certificate, PEM) or --insecure";
+    match error {
+        Error::InvalidCertificate(CertificateError::UnknownIssuer) => format!(
+            "the server's certificate is self-signed or signed by a CA this machine does not \
+             trust: {way_out}"
+        ),
+        Error::InvalidCertificate(CertificateError::Other(OtherError(other)))
+            if format!("{other:?}").contains("CaUsedAsEndEntity") =>
+        {
+            format!(
+                "the server's certificate is self-signed (a CA certificate used as its own): {way_out}"
+            )
+        }
+        Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => "the server's certificate is for another name than the host's: use the name it \
+              was issued for, or --insecure"
+            .to_string(),
+        Error::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        ) => "the server's certificate has expired: renew it, or pass --insecure".to_string(),
+        Error::InvalidCertificate(other) => {
+            format!("the server's certificate was refused ({other:?}): {way_out}")
+        }
+        Error::InvalidMessage(_) => {
+            "the server did not answer in TLS: is it plain http:// on this port?".to_string()
+        }
+        other => format!("the TLS handshake failed: {other}"),
+    }
 }
 
 /// True when the URL's host is this machine's loopback.
@@ -94,9 +253,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_tls_error_is_found_inside_nested_io_errors() {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let inner = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+        let outer = std::io::Error::other(inner);
+        let found = tls_failure(&outer).expect("found");
+        assert!(explain_tls(found).contains("--ca-cert FILE"));
+        assert!(tls_failure(&std::io::Error::other("plain")).is_none());
+    }
+
+    #[test]
     fn loopback_sources_are_distinct_and_never_127_0_0_1() {
         let mut seen = std::collections::HashSet::new();
-        for i in 1..=5000 {
+        // Across the wrap from the last address back to the first, too.
+        for i in (LOOPBACK_SOURCES - 2500)..(LOOPBACK_SOURCES + 2500) {
             let ip = loopback_source(i);
             assert_ne!(ip, IpAddr::V4(Ipv4Addr::LOCALHOST));
             assert!(ip.is_loopback());

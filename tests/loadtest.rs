@@ -92,6 +92,31 @@ fn smoke_runs_every_user_class_writes_the_reports_and_passes() {
         "{}",
         r.stdout
     );
+    // Each check reads measure first, target apart; the last progress line counts the
+    // summary's requests.
+    for line in [
+        "[PASS] Run Completed: ran to its end (target: runs its planned 20 s)",
+        "[PASS] Users Started: 10 of 10 users started (target: every user starts)",
+        "(target: below 500 ms)",
+        "(target: at least 99.5%)",
+    ] {
+        assert!(r.stdout.contains(line), "no {line:?} in\n{}", r.stdout);
+    }
+    let total = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Total Requests:"))
+        .map(|n| n.trim().to_string())
+        .expect("total requests");
+    let done = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("[done "))
+        .unwrap_or_else(|| panic!("no final progress line in\n{}", r.stderr));
+    assert!(
+        done.contains(&format!("| requests {total} |")),
+        "{done} vs {total}"
+    );
     for key in [
         "GET /health",
         "POST /api/auth/register",
@@ -667,4 +692,241 @@ fn a_clean_smoke_run_reports_no_findings() {
     assert_eq!(r.code, 0, "{}", context(&r));
     assert!(!r.stdout.contains("SECURITY PROBES"), "{}", context(&r));
     assert!(r.file_ending("_findings.md").is_none());
+}
+
+// ------------------------------------------------------------------ a verdict that never lies
+
+/// The JUnit file's failures count, and whether a case of that name failed.
+fn junit_failed(r: &Run, case: &str) -> (u64, bool) {
+    let path = r.file_ending("_junit.xml").expect("JUnit file");
+    let xml = std::fs::read_to_string(path).expect("read");
+    let doc = roxmltree::Document::parse(&xml).expect("XML");
+    let suite = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite"))
+        .expect("suite");
+    let failures = suite
+        .attribute("failures")
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0);
+    let failed = doc.descendants().any(|n| {
+        n.has_tag_name("testcase")
+            && n.attribute("name").is_some_and(|name| name.contains(case))
+            && n.children().any(|c| c.has_tag_name("failure"))
+    });
+    (failures, failed)
+}
+
+/// Users the server's rate limiter refused at registration fail the run, with the reason and
+/// what to do.
+#[test]
+fn users_refused_at_their_start_fail_the_run() {
+    let r = run(&Args::preset("gdpr-only")
+        .users(5)
+        .spawn_rate(5)
+        .duration("5s")
+        .builtin("--rate-limit-auth 2")
+        .with(&["--no-loopback-sources"]));
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("[FAIL] Users Started: "))
+        .unwrap_or_else(|| panic!("no failing Users Started in\n{}", r.stdout));
+    assert!(line.contains("GDPRTestUser users started"), "{line}");
+    assert!(line.contains("registration refused (429) ×"), "{line}");
+    assert!(r.stdout.contains("--forwarded-for-pool"), "{}", r.stdout);
+    assert!(r.stdout.contains("(exit code 1)"), "{}", r.stdout);
+    let (failures, failed) = junit_failed(&r, "Users Started");
+    assert!(failures > 0 && failed);
+}
+
+/// Ordinary users throttled by the server fail the run, rate-limit traffic or not.
+#[test]
+fn throttled_ordinary_users_fail_every_run() {
+    let r = run(&Args::custom(3, 3, "5s")
+        .tags("health")
+        .builtin("--rate-limit-health 30")
+        .with(&["--no-loopback-sources", "--no-wait"]));
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("[FAIL] Throttled Users: "),
+        "{}",
+        r.stdout
+    );
+}
+
+/// Back-to-back runs against a server with a tight auth limit both start every user: each
+/// run's users come from addresses of their own.
+#[test]
+fn back_to_back_runs_do_not_inherit_the_rate_limit_budget() {
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_lva-target"))
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--bcrypt-cost",
+            "4",
+            "--rate-limit-auth",
+            "3",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start lva-target");
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().expect("stdout")),
+        &mut first,
+    )
+    .expect("listening line");
+    let host = first.trim().rsplit(' ').next().expect("url").to_string();
+    for round in 1..=2 {
+        let r = run(&Args::preset("gdpr-only")
+            .users(3)
+            .spawn_rate(3)
+            .duration("4s")
+            .with(&["--host", &host]));
+        assert_eq!(r.code, 0, "run {round}:\n{}\n{}", r.stdout, r.stderr);
+        assert!(
+            r.stdout
+                .contains("[PASS] Users Started: 3 of 3 users started"),
+            "run {round}:\n{}",
+            r.stdout
+        );
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// A run whose reports cannot be written says which and why, and the exit code it prints is
+/// the one it returns.
+#[test]
+fn a_failure_to_write_the_reports_is_one_exit_code() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("reports");
+    let child = Command::new(BIN)
+        .arg("--output")
+        .arg(&out)
+        .args(Args::custom(2, 2, "4s").tags("health").words())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    // The folder was prepared before the traffic; take it away before the run ends.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    std::fs::remove_dir_all(&out).expect("remove the output folder");
+    let output = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("cannot write"), "{stderr}");
+    assert!(stderr.contains("_stats.csv"), "{stderr}");
+    assert!(
+        stdout.contains("the reports could not all be written (exit code 1)"),
+        "{stdout}"
+    );
+}
+
+/// The dashboard: a port already taken is a configuration error before any traffic; Quit
+/// before Start fails the run for want of work.
+#[test]
+fn the_dashboard_never_passes_a_run_that_did_nothing() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let r = run(&Args::custom(2, 2, "5s").with(&["--web", "--web-port", &port]));
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains(&format!("--web-port {port}")),
+        "{}",
+        r.stderr
+    );
+    drop(taken);
+
+    let dir = tempfile::tempdir().expect("dir");
+    let mut child = Command::new(BIN)
+        .arg("--output")
+        .arg(dir.path())
+        .args(
+            Args::custom(2, 2, "5s")
+                .with(&["--web", "--web-port", "0", "--no-probes"])
+                .words(),
+        )
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut url = String::new();
+    while !url.contains("Web dashboard: ") {
+        url.clear();
+        let n = std::io::BufRead::read_line(&mut stdout, &mut url).expect("read");
+        assert!(n > 0, "no dashboard address");
+    }
+    let address = url
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("address");
+    let (base, token) = address.split_once("/?token=").expect("token");
+    let authority = base.trim_start_matches("http://");
+    // The address is printed before the dashboard is up: try for a while.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut stream = loop {
+        match std::net::TcpStream::connect(authority) {
+            Ok(stream) => break stream,
+            Err(e) if std::time::Instant::now() > deadline => panic!("connect: {e}"),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    };
+    std::io::Write::write_all(
+        &mut stream,
+        format!(
+            "POST /api/v1/control/quit HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer \
+             {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .expect("quit");
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
+    let status = child.wait().expect("exit");
+    assert_eq!(status.code(), Some(1), "{rest}");
+    assert!(
+        rest.contains("[FAIL] Work Done: 0 judged requests"),
+        "{rest}"
+    );
+    assert!(rest.contains("before Start"), "{rest}");
+}
+
+/// `--abort-on-fail` with half the answers failing stops a 20 s run early, and the run says
+/// why; its rule is the one given.
+#[test]
+fn abort_on_fail_stops_a_failing_run_early() {
+    let started = std::time::Instant::now();
+    let r = run(&Args::custom(4, 4, "20s")
+        .tags("health,stats")
+        .builtin("--fault-error-rate 0.5")
+        .with(&[
+            "--abort-on-fail",
+            "--abort-min-time",
+            "3s",
+            "--abort-min-requests",
+            "20",
+            "--no-wait",
+        ]));
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(18),
+        "not aborted early"
+    );
+    assert!(
+        r.stdout.contains("[FAIL] Run Completed: INTERRUPTED at "),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("(--abort-on-fail: error rate"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.metrics()["verdict"]["aborted"].is_string());
 }

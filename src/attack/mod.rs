@@ -3,6 +3,8 @@
 
 mod abort;
 mod progress;
+mod stop;
+mod terminal;
 
 use crate::exchange::context::RunContext;
 use crate::measure::{Ledger, MeasuredRun, MemorySource};
@@ -14,6 +16,7 @@ use goose::metrics::GooseMetrics;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use stop::Stop;
 use url::Url;
 
 /// Why a run could not produce a result.
@@ -30,6 +33,9 @@ pub struct AttackResult {
     pub measured: MeasuredRun,
     pub goose: Option<GooseMetrics>,
     pub goose_error: Option<String>,
+    /// The users were not waited for (the stop timeout ran out, or a second signal): Goose
+    /// wrote no report of its own.
+    pub abandoned: bool,
 }
 
 /// Runs the attack against `host` and returns everything it measured, even when it was
@@ -79,13 +85,15 @@ pub async fn attack_with_ledger(
         .iter()
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
-    if plan.web {
+    if let Some(web) = &plan.web {
         config.dashboard = true;
-        config.dashboard_port = Some(plan.web_port);
+        config.dashboard_port = Some(web.port);
         config.dashboard_host = Some("127.0.0.1".into());
         config.dashboard_control = true;
-        config.dashboard_no_auth = true;
+        config.dashboard_auth_token = Some(web.token.clone());
         config.no_autostart = true;
+        // The dashboard's saved runs go with the run's other files.
+        config.output_dir = Some(web.folder.to_string_lossy().into_owned());
     }
 
     let mut goose = GooseAttack::initialize_with_config(config)
@@ -100,35 +108,63 @@ pub async fn attack_with_ledger(
         goose = goose.register_scenario(scenario);
     }
 
+    if plan.web.is_some() {
+        ledger.measure_from_first_user();
+    }
+    let stop = Stop::new(ctx.clone(), plan.stop_timeout);
+    let signals = stop::watch_signals(stop.clone())
+        .map_err(|e| RunError::Goose(format!("cannot watch for stop signals: {e}")))?;
     let sampler = memory.map(|source| source.sample_into(ledger.clone()));
     let monitor = tokio::spawn(progress::monitor(
         ctx.clone(),
-        plan.duration,
-        plan.abort_on_fail.then(|| plan.targets.clone()),
-        plan.web,
+        stop.clone(),
+        progress::Watch {
+            duration: plan.duration,
+            abort: plan.abort.map(|rule| (rule, plan.targets.clone())),
+            web: plan.web.is_some(),
+            linger: plan.web.as_ref().map_or(Duration::ZERO, |w| w.linger),
+        },
     ));
     let started = Instant::now();
-    let outcome = goose.execute().await;
+    // Goose runs until its plan is over and its users have stopped; a run that cannot stop
+    // within its stop timeout (or gets a second signal) is not waited for.
+    let outcome = tokio::select! {
+        outcome = goose.execute() => Some(outcome),
+        _ = stop.wait_given_up() => None,
+    };
     ctx.begin_stopping();
+    ctx.ledger.mark_stop();
     monitor.abort();
+    signals.abort();
     if let Some(sampler) = sampler {
         sampler.abort();
     }
-    progress::finish_line();
 
-    let elapsed = started.elapsed();
     let (goose_metrics, goose_error) = match outcome {
-        Ok(metrics) => (Some(metrics), None),
-        Err(e) => (None, Some(format!("{e:?}"))),
+        Some(Ok(metrics)) => (Some(metrics), None),
+        Some(Err(e)) => (None, Some(format!("{e:?}"))),
+        None => (None, None),
     };
-    // Stopped by Ctrl-C (Goose's kill switch) or ended early, and not by --abort-on-fail.
-    let aborted = ctx.ledger.snapshot(&plan.scenario, false).aborted.is_some();
-    let ended_early = !plan.web && elapsed + Duration::from_secs(1) < plan.duration;
-    let interrupted = !aborted && (goose::is_killswitch_triggered() || ended_early);
+    if !stop.completed() && ctx.ledger.interruption().is_none() {
+        let why = match (&plan.web, ctx.ledger.first_user_secs()) {
+            (Some(_), None) => "the dashboard's Quit, before Start",
+            (Some(_), Some(_)) => "the dashboard's Quit",
+            (None, _) if started.elapsed() + Duration::from_secs(1) < plan.duration => {
+                "the run ended before its planned time"
+            }
+            (None, _) => "",
+        };
+        if !why.is_empty() {
+            ctx.ledger.set_interruption(why);
+        }
+    }
+    let interrupted = ctx.ledger.interruption().is_some();
     let measured = ctx.ledger.snapshot(&plan.scenario, interrupted);
+    progress::final_line(&measured);
     Ok(AttackResult {
         measured,
         goose: goose_metrics,
         goose_error,
+        abandoned: stop.given_up(),
     })
 }

@@ -1,97 +1,179 @@
-//! What the run shows and checks once a second while it goes: the progress line, the
-//! users over time, the end of the planned time, and the abort rule.
+//! What the run shows and checks once a second while it goes: the progress line, the users
+//! over time, the end of the planned time (a dashboard run's too), the stop timeout, and the
+//! abort rule.
+//!
+//! On a terminal the progress line is redrawn in place, with the cursor left on the line
+//! below it, so that a line something else prints lands on its own line; the tool's own
+//! messages go through [`say`]. Elsewhere a line is printed every five seconds.
 
 use super::abort;
+use super::stop::Stop;
+use super::terminal::{draw, on_terminal, say};
 use crate::duration::HumanDuration;
 use crate::exchange::context::RunContext;
-use crate::measure::RequestKind;
+use crate::measure::{Ledger, MeasuredRun, RequestKind};
+use crate::plan::AbortRule;
 use crate::verdict::Targets;
-use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// How long past its duration a run may go on (on-stop work) before it is stopped.
-const OVERRUN_LIMIT: Duration = Duration::from_secs(60);
+/// Goose's own plan starts with the page's Start, a little before the first user: its users
+/// may end this much before the planned end as measured here.
+const STOP_GRACE: f64 = 2.0;
 
-/// Live progress, user samples, the end of the planned time and `--abort-on-fail`, once a
-/// second.
-pub(super) async fn monitor(
-    ctx: Arc<RunContext>,
-    duration: Duration,
-    abort_targets: Option<Targets>,
-    web: bool,
-) {
+/// What the monitor follows: the planned time, the abort rule, and a dashboard run's wait.
+pub(super) struct Watch {
+    pub duration: Duration,
+    pub abort: Option<(AbortRule, Targets)>,
+    pub web: bool,
+    /// With `--web`: how long the dashboard stays up after the run.
+    pub linger: Duration,
+}
+
+/// Once a second: user samples, the planned end, the stop timeout, the abort rule, and the
+/// progress line.
+pub(super) async fn monitor(ctx: Arc<RunContext>, stop: Arc<Stop>, watch: Watch) {
     let ledger = ctx.ledger.clone();
-    let terminal = std::io::stderr().is_terminal();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_requests = 0u64;
     let mut last_at = Instant::now();
     let mut seconds = 0u64;
+    // Where the measured time starts: at once, or when the dashboard's Start launched the
+    // first user.
+    let mut origin = (!watch.web).then_some(0.0);
+    let mut shut_down_at: Option<f64> = None;
     loop {
         tick.tick().await;
         seconds += 1;
-        let users = ledger.live.users.load(Ordering::Relaxed);
-        ledger.sample_users(users);
-        if !web && ledger.elapsed() >= duration {
-            ctx.begin_stopping();
+        let running = running_users(&ledger);
+        ledger.sample_users(running);
+        let elapsed = ledger.elapsed().as_secs_f64();
+        if origin.is_none() {
+            origin = ledger.first_user_secs();
         }
-        // A run always stops by itself: past its end by more than a minute (stuck on-stop
-        // work, a server that never answers), Goose is told to stop.
-        if !web && ledger.elapsed() >= duration + OVERRUN_LIMIT && !goose::is_killswitch_triggered()
+        if let Some(start) = origin {
+            let planned_end = start + watch.duration.as_secs_f64();
+            let launched = ledger.live.users.load(Ordering::Relaxed);
+            if !stop.is_stopping() && elapsed >= planned_end {
+                stop.planned_end();
+                if watch.web {
+                    shut_down_at = Some(elapsed + watch.linger.as_secs_f64());
+                }
+            } else if watch.web
+                && !stop.is_stopping()
+                && launched > 0
+                && running == 0
+                && elapsed + STOP_GRACE < planned_end
+            {
+                // Every user ended well before the planned end: the page's Stop.
+                stop.interrupt("the dashboard's Stop");
+            }
+        }
+        if let Some(at) = shut_down_at
+            && elapsed >= at
         {
-            eprintln!("\nthe run is {OVERRUN_LIMIT:?} past its duration: stopping it");
-            goose::trigger_killswitch("run exceeded its duration");
+            stop.shut_down_completed();
+            shut_down_at = None;
         }
+        if let Some(deadline) = stop.deadline()
+            && tokio::time::Instant::now() >= deadline
+            && !stop.given_up()
+            && shut_down_at.is_none()
+        {
+            say("the stop timeout ran out: ending the run with what was measured");
+            stop.give_up();
+        }
+
         let requests = ledger.live.requests.load(Ordering::Relaxed);
         let rps = (requests - last_requests) as f64 / last_at.elapsed().as_secs_f64().max(0.001);
         last_requests = requests;
         last_at = Instant::now();
-        let recent = ledger.recent(RequestKind::Http);
-        let judged = recent.total() - recent.rate_limited;
-        let error_share = if judged == 0 {
-            0.0
-        } else {
-            recent.failures as f64 * 100.0 / judged as f64
+        let line = match (stop.deadline(), origin) {
+            (Some(deadline), _) if shut_down_at.is_none() => stopping_line(&ledger, deadline),
+            (Some(_), _) => format!(
+                "[done] the dashboard stays up {} more (--web-linger)",
+                HumanDuration(Duration::from_secs(
+                    shut_down_at.map_or(0.0, |at| (at - elapsed).max(0.0)) as u64
+                ))
+            ),
+            (None, None) => "[waiting] press Start in the dashboard".to_string(),
+            (None, Some(start)) => {
+                running_line(&ledger, elapsed - start, watch.duration, running, rps)
+            }
         };
-        let elapsed = ledger.elapsed();
-        let line = format!(
-            "[{} / {}] users {users}  {rps:.1} req/s  p95 {:.0} ms  errors {error_share:.2}%  429s {}  requests {requests}",
-            HumanDuration(Duration::from_secs(elapsed.as_secs())),
-            if web {
-                "web".to_string()
-            } else {
-                format!(
-                    "{} left",
-                    HumanDuration(Duration::from_secs(
-                        duration.saturating_sub(elapsed).as_secs()
-                    ))
-                )
-            },
-            recent.times.percentile_ms(95.0),
-            ledger.live.rate_limited.load(Ordering::Relaxed),
-        );
-        if terminal {
-            eprint!("\r\x1b[2K{line}");
-            let _ = std::io::stderr().flush();
-        } else if seconds.is_multiple_of(5) {
-            eprintln!("{line}");
+        if on_terminal() || seconds.is_multiple_of(5) {
+            draw(&line);
         }
-        if let Some(targets) = &abort_targets
-            && let Some(reason) = abort::clearly_missed(&ledger, targets)
+        if let Some((rule, targets)) = &watch.abort
+            && !stop.is_stopping()
+            && let Some(reason) = abort::clearly_missed(&ledger, rule, targets)
         {
-            ledger.set_aborted(reason.clone());
-            eprintln!("\n--abort-on-fail: {reason}; stopping the run");
-            // Goose stops gracefully, keeping everything measured so far.
-            goose::trigger_killswitch(&reason);
-            return;
+            say(&format!("--abort-on-fail: {reason}; stopping the run"));
+            stop.abort(&reason);
         }
     }
 }
 
-/// Ends the progress line on a terminal, so that what follows starts on its own line.
-pub(super) fn finish_line() {
-    if std::io::stderr().is_terminal() {
-        eprintln!();
-    }
+/// Users launched and not yet done.
+fn running_users(ledger: &Ledger) -> u64 {
+    let launched = ledger.live.users.load(Ordering::Relaxed);
+    launched.saturating_sub(ledger.live.users_done.load(Ordering::Relaxed))
+}
+
+fn running_line(
+    ledger: &Ledger,
+    elapsed: f64,
+    duration: Duration,
+    running: u64,
+    rps: f64,
+) -> String {
+    let recent = ledger.recent(RequestKind::Http);
+    let judged = recent.total() - recent.rate_limited;
+    let error_share = if judged == 0 {
+        0.0
+    } else {
+        recent.failures as f64 * 100.0 / judged as f64
+    };
+    let live = &ledger.live;
+    format!(
+        "[{} / {} left] users {running} | {rps:.1} req/s | P95 {:.0} ms | errors {error_share:.2}% | 429s {} | requests {} | ws ops {}",
+        HumanDuration(Duration::from_secs(elapsed.max(0.0) as u64)),
+        HumanDuration(Duration::from_secs(
+            (duration.as_secs_f64() - elapsed).max(0.0) as u64
+        )),
+        recent.times.percentile_ms(95.0),
+        live.rate_limited.load(Ordering::Relaxed),
+        live.requests.load(Ordering::Relaxed),
+        live.ws_operations.load(Ordering::Relaxed),
+    )
+}
+
+fn stopping_line(ledger: &Ledger, deadline: tokio::time::Instant) -> String {
+    let live = &ledger.live;
+    let in_flight = live.in_flight.load(Ordering::Relaxed);
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    format!(
+        "[stopping] waiting for {in_flight} request{} in flight and {} user{} to clean up, {} at most",
+        if in_flight == 1 { "" } else { "s" },
+        running_users(ledger),
+        if running_users(ledger) == 1 { "" } else { "s" },
+        HumanDuration(Duration::from_secs(left.as_secs())),
+    )
+}
+
+/// The last progress line, from the run as measured: its request count is the summary's.
+pub(super) fn final_line(run: &MeasuredRun) {
+    let http = run.combined(RequestKind::Http);
+    let ws = run.combined(RequestKind::WebSocket);
+    draw(&format!(
+        "[done {}] users {} at most | requests {} | ws ops {} | failed {} | 429s {}",
+        HumanDuration(Duration::from_secs(run.duration_secs as u64)),
+        run.max_users,
+        http.total(),
+        ws.total(),
+        http.failures + ws.failures,
+        http.rate_limited + ws.rate_limited,
+    ));
+    super::terminal::leave_line();
 }

@@ -56,12 +56,12 @@ pub fn check_plan(plan: &Plan, options: &DistributedArgs) -> Result<(), ConfigEr
             plan.users
         )));
     }
-    if plan.web {
+    if plan.web.is_some() {
         return Err(ConfigError::new(
             "--web is not available with --manager: Goose's dashboard shows one process; the manager's console shows the totals",
         ));
     }
-    if plan.abort_on_fail {
+    if plan.abort.is_some() {
         return Err(ConfigError::new(
             "--abort-on-fail is not available with --manager yet; Ctrl-C on the manager stops every worker",
         ));

@@ -173,7 +173,7 @@ async fn session(link: &mut Link, args: &RunArgs, url: &str) -> Exit {
         Err(e) => return refuse_share(link, e.to_string()),
     };
     if !plan.skip_preflight
-        && let Err(e) = crate::host::preflight(&host).await
+        && let Err(e) = crate::host::preflight(&host, &plan.flow_options.tls).await
     {
         return refuse_share(link, e.to_string());
     }

@@ -2,7 +2,9 @@
 //! address of the server under test, the TLS configuration and the flow options.
 
 use crate::measure::Ledger;
-use crate::transport::{http_client, loopback_source, tls_config, ws_url_of};
+use crate::transport::{
+    LOOPBACK_SOURCES, TlsOptions, http_client, loopback_source, tls_config, ws_url_of,
+};
 use rustls::ClientConfig;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,6 +57,11 @@ pub struct FlowOptions {
     /// Users are numbered from this + 1: the workers of a distributed run number theirs
     /// apart, so loopback sources and forwarded-for addresses stay one per user.
     pub first_user_index: u64,
+    /// Where this run's loopback source addresses start (random per run, see
+    /// [`loopback_source`]).
+    pub source_offset: u64,
+    /// How the clients trust the server's certificate.
+    pub tls: TlsOptions,
 }
 
 /// Shared by every simulated user of one run.
@@ -75,7 +82,7 @@ pub struct RunContext {
 
 impl RunContext {
     pub fn new(host: Url, options: FlowOptions, ledger: Arc<Ledger>) -> Result<Self, String> {
-        let tls = tls_config()?;
+        let tls = tls_config(&options.tls).map_err(|e| e.to_string())?;
         let base = host.as_str().trim_end_matches('/').to_string();
         let base_path = host.path().trim_end_matches('/').to_string();
         Ok(RunContext {
@@ -161,10 +168,16 @@ impl RunContext {
         let source = self
             .options
             .loopback_sources
-            .then(|| loopback_source(index));
+            .then(|| loopback_source(self.options.source_offset + index));
         http_client(&self.tls, self.options.timeout, source)
             .map_err(|e| format!("could not build the HTTP client of user {index}: {e}"))
     }
+}
+
+/// A random start for a run's loopback source addresses.
+pub fn new_source_offset() -> u64 {
+    use rand::Rng;
+    rand::rng().random_range(0..LOOPBACK_SOURCES)
 }
 
 /// A short random id that makes a run's account addresses unique.

@@ -52,6 +52,34 @@ impl Reply {
     pub fn field(&self, name: &str) -> Option<&str> {
         self.json.as_ref()?.get(name)?.as_str()
     }
+
+    /// What the server said in an error body: `detail`, or the first message of a 422's
+    /// list, shortened.
+    pub fn detail(&self) -> Option<String> {
+        let detail = self.json.as_ref()?.get("detail")?;
+        let text = match detail {
+            Value::String(text) => text.clone(),
+            Value::Array(items) => items.first()?.get("msg")?.as_str()?.to_string(),
+            _ => return None,
+        };
+        Some(shorten(&text, 80))
+    }
+
+    /// Why the request got no answer (a reset, a timeout), when it got none.
+    pub fn transport_failure(&self) -> Option<&str> {
+        match (&self.status, &self.outcome) {
+            (None, Outcome::Failure(text)) => Some(text.trim_start_matches("0: ")),
+            _ => None,
+        }
+    }
+}
+
+/// `text` cut to `max` characters, with an ellipsis when cut.
+fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
 }
 
 /// Body of a request.
@@ -177,6 +205,7 @@ impl Exchange {
         };
 
         let started = Instant::now();
+        let in_flight = InFlight::new(&ctx.ledger.live.in_flight);
         let (status, headers, body) = match request.send().await {
             Ok(mut response) => {
                 let status = response.status();
@@ -189,6 +218,7 @@ impl Exchange {
             Err(e) => (None, HeaderMap::new(), Err(e)),
         };
         let duration = started.elapsed();
+        drop(in_flight);
         // Let the connection's own task put it back in the user's pool before the next
         // request: without a wait between tasks, the next checkout would otherwise race a
         // fresh connect and the pool would churn through connections.
@@ -274,6 +304,22 @@ impl Exchange {
     }
 }
 
+/// Counts a request in flight until it is dropped (answered, failed, or its task cancelled).
+struct InFlight<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn new(counter: &'a std::sync::atomic::AtomicU64) -> Self {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Records one operation in Goose's metrics and in the run's ledger.
 pub async fn record(
     user: &mut GooseUser,
@@ -308,6 +354,12 @@ fn method_label(method: &Method) -> &'static str {
 
 /// A short, stable description of a transport error (no URLs, so errors group well).
 pub fn transport_error(e: &reqwest::Error) -> String {
+    if let Some(tls) = crate::transport::tls_failure(e) {
+        return format!(
+            "0: TLS handshake failed: {}",
+            crate::transport::explain_tls(tls)
+        );
+    }
     let kind = if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {

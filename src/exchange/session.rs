@@ -9,6 +9,9 @@ use std::time::Instant;
 pub struct Account {
     pub email: String,
     pub password: String,
+    /// Known to exist on the server: its registration or a login succeeded. Only such an
+    /// account can fail to be cleaned up.
+    pub exists: bool,
     /// Deleted through the GDPR endpoint (nothing left to clean up).
     pub deleted: bool,
 }
@@ -34,6 +37,9 @@ pub struct UserSession {
     pub generation: u32,
     pub account: Option<Account>,
     pub tokens: Option<Tokens>,
+    /// Its class's on-start work is done and it was not refused: a stop from now on is a
+    /// stop during the run, not a refusal at start.
+    pub ready: bool,
     /// The user could not authenticate: its tasks do nothing until the run ends.
     pub stopped: bool,
     pub export_id: Option<String>,

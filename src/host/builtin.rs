@@ -30,9 +30,14 @@ impl BuiltinServer {
         let mut command = Command::new(exe);
         command
             .arg("reference-server")
-            .args(["--bind", "127.0.0.1:0", "--bcrypt-cost", "4"]);
+            .args(["--bind", "127.0.0.1:0", "--bcrypt-cost", "4"])
+            // It never outlives the tool, even one killed with SIGKILL.
+            .arg("--exit-with-parent")
+            // Its own process group: a Ctrl-C at the terminal stops the tool, which then
+            // cleans up its accounts on this server before stopping it.
+            .process_group(0);
         if !extra_args.iter().any(|a| a == "--db") {
-            command.arg("--db").arg(&db);
+            command.arg("--db").arg(&db).arg("--temporary-db");
         }
         let mut child = command
             .args(extra_args)
@@ -94,10 +99,6 @@ impl BuiltinServer {
         {
             let _ = self.child.kill().await;
         }
-        for suffix in ["", "-wal", "-shm"] {
-            let mut path = self.db.clone().into_os_string();
-            path.push(suffix);
-            let _ = std::fs::remove_file(path);
-        }
+        crate::reference_server::remove_database(&self.db);
     }
 }

@@ -58,7 +58,7 @@ impl Host {
             builtin,
         };
         if !plan.skip_preflight
-            && let Err(e) = preflight(&host.url).await
+            && let Err(e) = preflight(&host.url, &plan.flow_options.tls).await
         {
             host.release().await;
             return Err(e);

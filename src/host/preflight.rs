@@ -1,16 +1,16 @@
 //! The pre-flight check: `HOST/health` must answer before any traffic is sent.
 
 use super::HostError;
-use crate::transport::root_cause;
+use crate::transport::{TlsOptions, explain_tls, http_client, root_cause, tls_config, tls_failure};
 use std::time::Duration;
 use url::Url;
 
-/// Calls `HOST/health`: unreachable is a configuration error; another status a warning.
-pub async fn preflight(host: &Url) -> Result<(), HostError> {
+/// Calls `HOST/health` with the run's TLS settings: unreachable is a configuration error
+/// (a refused certificate is explained, with the way out); another status a warning.
+pub async fn preflight(host: &Url, tls: &TlsOptions) -> Result<(), HostError> {
     let url = format!("{}/health", host.as_str().trim_end_matches('/'));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
+    let config = tls_config(tls).map_err(|e| HostError::Preflight(e.to_string()))?;
+    let client = http_client(&config, Some(Duration::from_secs(10)), None)
         .map_err(|e| HostError::Preflight(format!("cannot build the pre-flight client: {e}")))?;
     match client.get(&url).send().await {
         Ok(r) if r.status() == reqwest::StatusCode::OK => Ok(()),
@@ -22,6 +22,12 @@ pub async fn preflight(host: &Url) -> Result<(), HostError> {
             Ok(())
         }
         Err(e) => {
+            if let Some(tls) = tls_failure(&e) {
+                return Err(HostError::Preflight(format!(
+                    "pre-flight check failed: GET {url}: {}",
+                    explain_tls(tls)
+                )));
+            }
             let why = if e.is_timeout() {
                 "timed out after 10 s".to_string()
             } else if e.is_connect() {

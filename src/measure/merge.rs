@@ -44,6 +44,7 @@ pub fn merge(runs: &[MeasuredRun]) -> Result<MeasuredRun, MergeError> {
         window_secs,
         interrupted: runs.iter().any(|r| r.interrupted),
         aborted: runs.iter().find_map(|r| r.aborted.clone()),
+        interruption: runs.iter().find_map(|r| r.interruption.clone()),
         ..MeasuredRun::default()
     };
 
@@ -72,6 +73,13 @@ pub fn merge(runs: &[MeasuredRun]) -> Result<MeasuredRun, MergeError> {
         merged.rate_limit.merge(&run.rate_limit);
         merged.websocket.merge(&run.websocket);
         merged.cleanup.merge(&run.cleanup);
+        for (class, starts) in &run.user_starts {
+            merged
+                .user_starts
+                .entry(class.clone())
+                .or_default()
+                .merge(starts);
+        }
     }
 
     for (i, window) in windows.iter_mut().enumerate() {
@@ -199,8 +207,8 @@ mod tests {
         }
         workers[0].auth(|a| a.registered += 2);
         workers[2].auth(|a| a.registered += 3);
-        workers[1].user_refused("login failed");
-        workers[2].user_refused("login failed");
+        workers[1].user_refused("AuthenticatedUser", "login failed", true);
+        workers[2].user_refused("AuthenticatedUser", "login failed", true);
         workers[0].websocket_opened();
         workers[1].websocket_opened();
         workers[1].websocket_closed(Some(1000));
@@ -220,6 +228,10 @@ mod tests {
         }
         assert_eq!(merged.auth.registered, 5);
         assert_eq!(merged.auth.users_refused["login failed"], 2);
+        assert_eq!(
+            merged.user_starts["AuthenticatedUser"].refused["login failed"],
+            2
+        );
         assert_eq!(merged.websocket.connections_opened, 2);
         assert_eq!(
             merged.websocket.peak_concurrent, 2,

@@ -113,8 +113,19 @@ impl RequestStats {
         self.bytes_received += other.bytes_received;
     }
 
-    fn record(&mut self, status: Option<u16>, duration_us: u64, outcome: &Outcome, bytes: u64) {
-        self.times.record(duration_us);
+    /// Counts one answer; its time goes into the histogram when `timed` (a failed WebSocket
+    /// step is a failure, but its time, often a timeout, is not a round trip's).
+    fn record(
+        &mut self,
+        status: Option<u16>,
+        duration_us: u64,
+        outcome: &Outcome,
+        bytes: u64,
+        timed: bool,
+    ) {
+        if timed {
+            self.times.record(duration_us);
+        }
         match outcome {
             Outcome::Success => self.successes += 1,
             Outcome::Failure(_) => self.failures += 1,
@@ -182,6 +193,31 @@ impl AuthOutcomes {
         self.refreshed += other.refreshed;
         self.refresh_failed += other.refresh_failed;
         add_counts(&mut self.users_refused, &other.users_refused);
+    }
+}
+
+/// How the users of one class started: launched (their on-start work began), started (it
+/// ended with the user ready), refused (it ended with the user stopped, by reason); and users
+/// that stopped later (for example a token that could not be renewed), by reason.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClassStarts {
+    pub launched: u64,
+    pub started: u64,
+    pub refused: BTreeMap<String, u64>,
+    pub stopped_later: BTreeMap<String, u64>,
+}
+
+impl ClassStarts {
+    pub fn refused_total(&self) -> u64 {
+        self.refused.values().sum()
+    }
+
+    pub fn merge(&mut self, other: &ClassStarts) {
+        self.launched += other.launched;
+        self.started += other.started;
+        add_counts(&mut self.refused, &other.refused);
+        add_counts(&mut self.stopped_later, &other.stopped_later);
     }
 }
 
@@ -300,10 +336,17 @@ pub struct MeasuredRun {
     pub first_user_secs: Option<f64>,
     pub last_user_secs: Option<f64>,
     pub memory: Option<MemorySeries>,
-    /// The run was stopped early by Ctrl-C or the controller.
+    /// The run was stopped before its planned end (a signal, the dashboard, a lost
+    /// manager, `--abort-on-fail`).
     pub interrupted: bool,
     /// Why the run was aborted early by `--abort-on-fail`, if it was.
     pub aborted: Option<String>,
+    /// What stopped an interrupted run, in words: `Ctrl-C`, `SIGTERM`, `the dashboard's Stop`.
+    #[serde(default)]
+    pub interruption: Option<String>,
+    /// Per user class: how its users started.
+    #[serde(default)]
+    pub user_starts: BTreeMap<String, ClassStarts>,
 }
 
 impl MeasuredRun {
@@ -337,15 +380,30 @@ struct LedgerState {
     last_user_secs: Option<f64>,
     memory: Option<MemorySeries>,
     aborted: Option<String>,
+    interruption: Option<String>,
+    user_starts: BTreeMap<String, ClassStarts>,
+    /// Seconds from the ledger's start to the start of what is measured: the first user's
+    /// start in a dashboard run (which waits for Start), 0 otherwise.
+    origin_secs: f64,
+    /// When the run began to stop (its planned end, or an interruption).
+    stop_secs: Option<f64>,
 }
 
 /// Live totals for the progress line, readable without the lock.
 #[derive(Debug, Default)]
 pub struct LiveCounters {
+    /// HTTP requests answered (or failed): the summary's Total Requests.
     pub requests: AtomicU64,
+    /// WebSocket operations (handshakes, round trips, closes).
+    pub ws_operations: AtomicU64,
     pub failures: AtomicU64,
     pub rate_limited: AtomicU64,
+    /// Users launched so far.
     pub users: AtomicU64,
+    /// Users whose work has ended (they stopped, or the run is ending).
+    pub users_done: AtomicU64,
+    /// Requests sent and not yet answered.
+    pub in_flight: AtomicU64,
 }
 
 /// The run's collector: every request, authentication and WebSocket event reports here.
@@ -354,6 +412,10 @@ pub struct Ledger {
     started: Instant,
     started_at: DateTime<Utc>,
     window: Duration,
+    /// Measure from the first user's start (see [`Ledger::measure_from_first_user`]).
+    from_first_user: std::sync::atomic::AtomicBool,
+    /// The origin, in nanoseconds after `started`, for the request path (no lock).
+    origin_nanos: AtomicU64,
     state: Mutex<LedgerState>,
     pub live: LiveCounters,
 }
@@ -379,6 +441,8 @@ impl Ledger {
             started: Instant::now(),
             started_at: Utc::now(),
             window: window.max(Duration::from_millis(100)),
+            from_first_user: std::sync::atomic::AtomicBool::new(false),
+            origin_nanos: AtomicU64::new(0),
             state: Mutex::new(LedgerState::default()),
             live: LiveCounters::default(),
         }
@@ -400,7 +464,10 @@ impl Ledger {
     }
 
     pub fn record(&self, obs: &Observation<'_>) {
-        self.live.requests.fetch_add(1, Ordering::Relaxed);
+        match obs.kind {
+            RequestKind::Http => self.live.requests.fetch_add(1, Ordering::Relaxed),
+            RequestKind::WebSocket => self.live.ws_operations.fetch_add(1, Ordering::Relaxed),
+        };
         match obs.outcome {
             Outcome::Failure(_) => {
                 self.live.failures.fetch_add(1, Ordering::Relaxed);
@@ -410,7 +477,8 @@ impl Ledger {
             }
             _ => {}
         }
-        let offset = obs.started.saturating_duration_since(self.started);
+        let origin = Duration::from_nanos(self.origin_nanos.load(Ordering::Relaxed));
+        let offset = obs.started.saturating_duration_since(self.started + origin);
         let index = (offset.as_nanos() / self.window.as_nanos()) as usize;
         let duration_us = obs.duration.as_micros() as u64;
         let key = (obs.method, obs.name);
@@ -421,7 +489,8 @@ impl Ledger {
         let (_, stats) = state.windows[index]
             .entry(key)
             .or_insert_with(|| (obs.kind, RequestStats::default()));
-        stats.record(obs.status, duration_us, obs.outcome, obs.bytes);
+        let timed = !(obs.kind == RequestKind::WebSocket && obs.outcome.is_failure());
+        stats.record(obs.status, duration_us, obs.outcome, obs.bytes, timed);
         // Looked up by &str first: no allocation per request once the class is known.
         let classes = &mut state.rate_limit.by_user_class;
         if !classes.contains_key(obs.user_class) {
@@ -458,13 +527,36 @@ impl Ledger {
         update(&mut self.lock().cleanup);
     }
 
-    pub fn user_refused(&self, reason: &str) {
-        *self
-            .lock()
+    /// A user stopped: refused while starting (`at_start`), or later. Counted in the
+    /// run's refusals by reason, and in its class's starts.
+    pub fn user_refused(&self, class: &str, reason: &str, at_start: bool) {
+        let mut state = self.lock();
+        *state
             .auth
             .users_refused
             .entry(reason.to_string())
             .or_insert(0) += 1;
+        let starts = state.user_starts.entry(class.to_string()).or_default();
+        let by_reason = if at_start {
+            &mut starts.refused
+        } else {
+            &mut starts.stopped_later
+        };
+        *by_reason.entry(reason.to_string()).or_insert(0) += 1;
+    }
+
+    /// A user's on-start work ended with the user ready to run its tasks.
+    pub fn user_ready(&self, class: &str) {
+        self.lock()
+            .user_starts
+            .entry(class.to_string())
+            .or_default()
+            .started += 1;
+    }
+
+    /// A user's work ended (its on-stop work is done).
+    pub fn user_done(&self) {
+        self.live.users_done.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn websocket_opened(&self) {
@@ -493,13 +585,55 @@ impl Ledger {
         self.lock().open_websockets
     }
 
-    /// A simulated user has started: counted live, and its time kept.
-    pub fn user_started(&self) {
+    /// A simulated user of `class` has been launched: counted live, and its time kept.
+    pub fn user_started(&self, class: &str) {
         self.live.users.fetch_add(1, Ordering::Relaxed);
-        let t_secs = self.elapsed().as_secs_f64();
+        let elapsed = self.elapsed();
+        let t_secs = elapsed.as_secs_f64();
         let mut state = self.lock();
+        if state.first_user_secs.is_none() && self.from_first_user.load(Ordering::Relaxed) {
+            // Before any request of this user: every window counts from here.
+            state.origin_secs = t_secs;
+            self.origin_nanos
+                .store(elapsed.as_nanos() as u64, Ordering::Relaxed);
+        }
         state.first_user_secs.get_or_insert(t_secs);
         state.last_user_secs = Some(t_secs);
+        state
+            .user_starts
+            .entry(class.to_string())
+            .or_default()
+            .launched += 1;
+    }
+
+    /// Seconds since the ledger started when the first user was launched.
+    pub fn first_user_secs(&self) -> Option<f64> {
+        self.lock().first_user_secs
+    }
+
+    /// Measures from the first user's start: a dashboard run starts when the page's Start
+    /// is pressed, not when the tool does. Call before any user starts.
+    pub fn measure_from_first_user(&self) {
+        self.from_first_user.store(true, Ordering::Relaxed);
+    }
+
+    /// Notes that the run began to stop now (its planned end, or an interruption): the
+    /// measured time ends here. The first call counts.
+    pub fn mark_stop(&self) {
+        let t_secs = self.elapsed().as_secs_f64();
+        self.lock().stop_secs.get_or_insert(t_secs);
+    }
+
+    /// Notes what interrupted the run; the first reason counts.
+    pub fn set_interruption(&self, reason: &str) {
+        self.lock()
+            .interruption
+            .get_or_insert_with(|| reason.to_string());
+    }
+
+    /// What interrupted the run, if something did.
+    pub fn interruption(&self) -> Option<String> {
+        self.lock().interruption.clone()
     }
 
     pub fn sample_users(&self, users: u64) {
@@ -543,9 +677,14 @@ impl Ledger {
     }
 
     /// Everything measured so far, as one value.
+    ///
+    /// Time in it counts from the origin (see [`Ledger::measure_from_first_user`]); the measured duration
+    /// ends when the run began to stop (see [`Ledger::mark_stop`]), or now.
     pub fn snapshot(&self, scenario: &str, interrupted: bool) -> MeasuredRun {
         let state = self.lock();
         let window_secs = self.window.as_secs_f64();
+        let origin = state.origin_secs;
+        let shift = |t: f64| (t - origin).max(0.0);
         let mut totals: BTreeMap<String, RequestStats> = BTreeMap::new();
         let windows = state
             .windows
@@ -586,11 +725,18 @@ impl Ledger {
             .map(|s| s.users)
             .max()
             .unwrap_or(0);
+        let end_secs = state
+            .stop_secs
+            .unwrap_or_else(|| self.elapsed().as_secs_f64());
+        let started_at =
+            self.started_at + chrono::Duration::milliseconds((origin * 1000.0).round() as i64);
+        let ended_at =
+            self.started_at + chrono::Duration::milliseconds((end_secs * 1000.0).round() as i64);
         MeasuredRun {
             scenario: scenario.to_string(),
-            started_at: Some(self.started_at),
-            ended_at: Some(Utc::now()),
-            duration_secs: self.elapsed().as_secs_f64(),
+            started_at: Some(started_at),
+            ended_at: Some(ended_at),
+            duration_secs: shift(end_secs),
             window_secs,
             requests: totals.into_values().collect(),
             windows,
@@ -599,13 +745,34 @@ impl Ledger {
             rate_limit: state.rate_limit.clone(),
             websocket: state.websocket.clone(),
             cleanup: state.cleanup.clone(),
-            users_over_time: state.users_over_time.clone(),
+            users_over_time: state
+                .users_over_time
+                .iter()
+                .filter(|s| s.t_secs >= origin)
+                .map(|s| UserSample {
+                    t_secs: shift(s.t_secs),
+                    users: s.users,
+                })
+                .collect(),
             max_users,
-            first_user_secs: state.first_user_secs,
-            last_user_secs: state.last_user_secs,
-            memory: state.memory.clone(),
+            first_user_secs: state.first_user_secs.map(shift),
+            last_user_secs: state.last_user_secs.map(shift),
+            memory: state.memory.as_ref().map(|m| MemorySeries {
+                source: m.source.clone(),
+                samples: m
+                    .samples
+                    .iter()
+                    .filter(|s| s.t_secs >= origin)
+                    .map(|s| MemorySample {
+                        t_secs: shift(s.t_secs),
+                        rss_bytes: s.rss_bytes,
+                    })
+                    .collect(),
+            }),
             interrupted,
             aborted: state.aborted.clone(),
+            interruption: state.interruption.clone(),
+            user_starts: state.user_starts.clone(),
         }
     }
 }
@@ -636,9 +803,9 @@ mod tests {
     fn user_starts_are_counted_and_their_first_and_latest_times_kept() {
         let ledger = Ledger::new(Duration::from_secs(10));
         assert_eq!(ledger.snapshot("smoke", false).first_user_secs, None);
-        ledger.user_started();
+        ledger.user_started("AuthenticatedUser");
         std::thread::sleep(Duration::from_millis(20));
-        ledger.user_started();
+        ledger.user_started("AuthenticatedUser");
         let run = ledger.snapshot("smoke", false);
         assert_eq!(ledger.live.users.load(Ordering::Relaxed), 2);
         let (first, last) = (

@@ -24,7 +24,7 @@ mod revocation;
 mod token_types;
 
 use crate::exchange::context::{FlowOptions, new_run_id};
-use crate::transport::{is_loopback_host, tls_config};
+use crate::transport::{TlsOptions, is_loopback_host, tls_config};
 use kit::Kit;
 use rustls::ClientConfig;
 use serde::Serialize;
@@ -220,6 +220,8 @@ pub struct ProbeSettings {
     pub timeout: Duration,
     /// Log the probe accounts out at the end instead of deleting them.
     pub keep_accounts: bool,
+    /// How the probe clients trust the server's certificate (the run's own).
+    pub tls: TlsOptions,
 }
 
 /// Probe clients take loopback indexes from here up, far above any run's user count, so
@@ -236,6 +238,7 @@ impl ProbeSettings {
             source_base,
             timeout: Duration::from_secs(15),
             keep_accounts: false,
+            tls: TlsOptions::default(),
         }
     }
 }
@@ -245,13 +248,14 @@ impl ProbeSettings {
     /// theirs, at most the users' request timeout, and `--keep-accounts` honoured.
     pub fn for_run(host: Url, flow: &FlowOptions) -> ProbeSettings {
         let mut settings = ProbeSettings::new(host);
-        if !flow.loopback_sources {
-            settings.source_base = None;
-        }
+        settings.source_base = flow
+            .loopback_sources
+            .then_some(flow.source_offset + PROBE_SOURCE_BASE);
         if let Some(timeout) = flow.timeout {
             settings.timeout = settings.timeout.min(timeout);
         }
         settings.keep_accounts = flow.keep_accounts;
+        settings.tls = flow.tls.clone();
         settings
     }
 }
@@ -278,9 +282,9 @@ impl BesideRun {
 /// Runs every probe concurrently and returns their outcomes, secrets scrubbed. Bounded:
 /// every request has a timeout and every probe a deadline.
 pub async fn run(settings: ProbeSettings) -> ProbeReport {
-    let tls = match tls_config() {
+    let tls = match tls_config(&settings.tls) {
         Ok(tls) => Arc::new(tls),
-        Err(e) => return unavailable(&e),
+        Err(e) => return unavailable(&e.to_string()),
     };
     run_with_tls(settings, tls).await
 }

@@ -189,6 +189,30 @@ pub struct ServerArgs {
     /// Turn on all four --flaw-* options.
     #[arg(long)]
     pub flaws_all: bool,
+
+    /// Serve HTTPS and WSS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE.pem", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE.pem", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Shut down when the process that started this one ends (the load tool's built-in
+    /// server, which must never outlive it).
+    #[arg(long, hide = true)]
+    pub exit_with_parent: bool,
+
+    /// Remove the --db file (and its journal) when shutting down: a temporary database.
+    #[arg(long, hide = true, requires = "db")]
+    pub temporary_db: bool,
+}
+
+/// The certificate and key the server serves TLS with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Rate-limit settings: one limit per category, all sharing one window length.
@@ -255,6 +279,8 @@ pub struct ServerConfig {
     pub allowed_origins: Option<Vec<String>>,
     pub faults: FaultConfig,
     pub flaws: Flaws,
+    /// Serve HTTPS and WSS instead of HTTP and WS.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServerConfig {
@@ -273,6 +299,7 @@ impl Default for ServerConfig {
             allowed_origins: None,
             faults: FaultConfig::default(),
             flaws: Flaws::default(),
+            tls: None,
         }
     }
 }
@@ -400,6 +427,10 @@ impl ServerArgs {
                 refresh_as_access: self.flaw_refresh_as_access || self.flaws_all,
                 trust_forwarded_for: self.flaw_trust_forwarded_for || self.flaws_all,
                 no_rate_limit: self.flaw_no_rate_limit || self.flaws_all,
+            },
+            tls: match (self.tls_cert, self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                _ => None,
             },
         })
     }

@@ -35,6 +35,7 @@ mod input;
 mod metrics;
 mod rate_limit;
 mod storage;
+mod tls;
 mod users;
 mod ws;
 
@@ -109,7 +110,8 @@ impl ServerHandle {
         self.addr
     }
 
-    /// `http://IP:PORT`; an unspecified bind address (0.0.0.0, ::) is given as loopback.
+    /// `http://IP:PORT` (`https://` with TLS); an unspecified bind address (0.0.0.0, ::) is
+    /// given as loopback.
     pub fn base_url(&self) -> String {
         let mut addr = self.addr;
         if addr.ip().is_unspecified() {
@@ -119,7 +121,12 @@ impl ServerHandle {
                 std::net::Ipv6Addr::LOCALHOST.into()
             });
         }
-        format!("http://{addr}")
+        let scheme = if self.state.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{addr}")
     }
 
     /// WebSocket sessions open now.
@@ -277,17 +284,29 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
 
     let app = router(Arc::clone(&state)).into_make_service_with_connect_info::<SocketAddr>();
     let mut signal = stopped;
-    let task = tokio::spawn(async move {
-        // No Nagle delay: a reply and the close frame that follows it leave at once.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = signal.wait_for(|s| *s).await;
+    let shutdown = async move {
+        let _ = signal.wait_for(|s| *s).await;
+    };
+    let task = match &state.config.tls {
+        None => tokio::spawn(async move {
+            // No Nagle delay: a reply and the close frame that follows it leave at once.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }),
+        Some(files) => {
+            let listener = tls::TlsListener::new(listener, tls::server_config(files)?)?;
+            tokio::spawn(async move {
+                // The acceptor sets no Nagle delay on each connection itself.
+                axum::serve(listener.tap_io(|_| {}), app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
             })
-            .await
-    });
+        }
+    };
     Ok(ServerHandle {
         addr,
         stop,
@@ -313,13 +332,18 @@ async fn wait_for_signal() -> std::io::Result<()> {
 }
 
 /// The server as a program (`lva-target`, and the load tool's built-in server): checks the
-/// options, serves until SIGINT or SIGTERM; a bad option or an address it cannot bind is a
-/// configuration error.
+/// options, serves until SIGINT or SIGTERM (or, for the built-in server, until the tool that
+/// started it is gone); a bad option or an address it cannot bind is a configuration error.
 pub async fn main(args: ServerArgs) -> Exit {
+    let temporary_db = args.db.clone().filter(|_| args.temporary_db);
+    let exit_with_parent = args.exit_with_parent;
     let result = match args.into_config() {
-        Ok(config) => serve_until_signal(config).await,
+        Ok(config) => serve_until(config, stop_requested(exit_with_parent)).await,
         Err(e) => Err(e),
     };
+    if let Some(db) = temporary_db {
+        remove_database(&db);
+    }
     match result {
         Ok(()) => Exit::Passed,
         Err(e) => {
@@ -329,16 +353,51 @@ pub async fn main(args: ServerArgs) -> Exit {
     }
 }
 
+/// Removes an SQLite database file and its journal files.
+pub fn remove_database(db: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = db.as_os_str().to_owned();
+        path.push(suffix);
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM, or when the parent process is gone (`watch_parent`):
+/// its children are then adopted by another process.
+async fn stop_requested(watch_parent: bool) -> std::io::Result<()> {
+    let parent = std::os::unix::process::parent_id();
+    let parent_gone = async move {
+        if !watch_parent {
+            return std::future::pending().await;
+        }
+        while std::os::unix::process::parent_id() == parent {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    tokio::select! {
+        result = wait_for_signal() => result,
+        () = parent_gone => Ok(()),
+    }
+}
+
 /// Runs the server as a program: prints `lva-target listening on URL` as the
 /// first line of stdout, serves until SIGINT or SIGTERM, then shuts down cleanly.
 pub async fn serve_until_signal(config: ServerConfig) -> Result<(), ServerError> {
+    serve_until(config, wait_for_signal()).await
+}
+
+/// Like [`serve_until_signal`], until `stop` resolves.
+async fn serve_until(
+    config: ServerConfig,
+    stop: impl Future<Output = std::io::Result<()>>,
+) -> Result<(), ServerError> {
     let handle = start(config).await?;
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "lva-target listening on {}", handle.base_url())?;
         out.flush()?;
     }
-    let waited = wait_for_signal().await;
+    let waited = stop.await;
     handle.shutdown().await;
     waited?;
     Ok(())

@@ -3,6 +3,7 @@
 //! with one `[PASS]`/`[FAIL]`/`[SKIP]` line per check and what to look at for each failure.
 
 use super::{Headline, TimeSummary};
+use crate::exit::Exit;
 use crate::measure::{MeasuredRun, RequestKind, RequestStats};
 use crate::verdict::{Check, Verdict};
 use std::io::{self, Write};
@@ -21,17 +22,17 @@ fn rate(judged: u64, value: f64) -> String {
     }
 }
 
-/// A check as one line: `[PASS] P95 Response Time: 145.0ms < 500ms target`.
+/// A check as one line: `[PASS] P95 Response Time: 145.0 ms (target: below 500 ms)`.
 fn check_line(c: &Check) -> String {
     format!("[{}] {}", c.status(), check_result(c))
 }
 
-/// A check's result without its status: `P95 Response Time: 145.0ms < 500ms target`.
+/// A check's result without its status: the measure, then the target apart, so that a
+/// failing line cannot be read as a pass: `P95 Response Time: 2007 ms (target: below 500
+/// ms)`. A skipped check gives its reason instead.
 pub(crate) fn check_result(c: &Check) -> String {
     if c.skipped {
         format!("{}: {}", c.label, c.actual)
-    } else if c.target.starts_with(['<', '>', '=']) {
-        format!("{}: {} {} target", c.label, c.actual, c.target)
     } else {
         format!("{}: {} (target: {})", c.label, c.actual, c.target)
     }
@@ -81,8 +82,8 @@ pub fn print_summary(out: &mut impl Write, run: &MeasuredRun, verdict: &Verdict)
     writeln!(out)?;
     writeln!(out, "{RULE}")?;
     writeln!(out, "LOAD TEST RESULTS: {}", verdict.scenario)?;
-    if let Some(reason) = &verdict.aborted {
-        writeln!(out, "ABORTED EARLY: {reason}")?;
+    if let Some(when) = &verdict.stopped_early {
+        writeln!(out, "{when}: judged on what was measured before the stop")?;
     } else if verdict.interrupted {
         writeln!(
             out,
@@ -217,16 +218,30 @@ pub fn print_summary(out: &mut impl Write, run: &MeasuredRun, verdict: &Verdict)
             writeln!(out, "- {}: {text}", labels.join(", "))?;
         }
     }
-    let outcome = if verdict.passed {
-        "ALL TARGETS MET"
-    } else {
-        "TARGETS MISSED"
-    };
+    Ok(())
+}
+
+/// The verdict in words, as the result line starts: `ALL TARGETS MET`, `TARGETS MISSED`, or
+/// `INTERRUPTED at 7.0 s of 20 s (Ctrl-C)`.
+pub fn outcome_words(verdict: &Verdict) -> String {
+    match &verdict.stopped_early {
+        Some(when) => when.clone(),
+        None if verdict.passed => "ALL TARGETS MET".to_string(),
+        None => "TARGETS MISSED".to_string(),
+    }
+}
+
+/// The last line of a run's output: how it ended and the exit code the process returns.
+pub fn print_result(
+    out: &mut impl Write,
+    words: &str,
+    exit: Exit,
+    rate_limited: u64,
+) -> io::Result<()> {
     writeln!(
         out,
-        "\nResult: {outcome} (exit code {}); {} rate-limited answers (429)",
-        verdict.exit_code(),
-        verdict.rate_limited
+        "\nResult: {words} (exit code {}); {rate_limited} rate-limited answers (429)",
+        exit.code()
     )
 }
 
@@ -239,6 +254,13 @@ mod tests {
     fn printed(run: &MeasuredRun, verdict: &Verdict) -> String {
         let mut out = Vec::new();
         print_summary(&mut out, run, verdict).expect("print");
+        print_result(
+            &mut out,
+            &outcome_words(verdict),
+            verdict.exit(),
+            verdict.rate_limited,
+        )
+        .expect("print");
         String::from_utf8(out).expect("utf8")
     }
 
@@ -266,9 +288,9 @@ mod tests {
             "Rate Limited (429): 3 (not in the rates)",
             "Success Rate:       100.00%",
             "P95:                100.00",
-            "[PASS] P95 Response Time: 100.0ms < 500ms target",
-            "[PASS] Success Rate: 100.00% >= 99.5% target",
-            "[PASS] Error Rate: 0.00% <= 0.5% target",
+            "[PASS] P95 Response Time: 100.0 ms (target: below 500 ms)",
+            "[PASS] Success Rate: 100.00% (target: at least 99.5%)",
+            "[PASS] Error Rate: 0.00% (target: at most 0.5%)",
             "[SKIP] Memory Stability: no memory samples",
             "Closes by Code:     1000: 2",
             "WS message /ws/{session_id}",
@@ -290,14 +312,15 @@ mod tests {
         let text = printed(&run, &v);
         assert!(text.contains("INTERRUPTED"), "{text}");
         assert!(
-            text.contains("[FAIL] P95 Response Time: 900.0ms < 500ms target"),
+            text.contains("[FAIL] P95 Response Time: 900.0 ms (target: below 500 ms)"),
             "{text}"
         );
+        assert!(text.contains("[FAIL] Run Completed: INTERRUPTED"), "{text}");
         assert!(text.contains("What to look at:"), "{text}");
         assert!(text.contains("- P95 Response Time: "), "{text}");
         assert!(text.contains("- Success Rate, Error Rate: "), "{text}");
         assert!(
-            text.contains("POST /api/conversation (P95 900.0ms)"),
+            text.contains("POST /api/conversation (P95 900.0 ms)"),
             "{text}"
         );
         assert!(text.contains("check the server logs"), "{text}");

@@ -304,7 +304,7 @@ mod tests {
             .expect("P95 failed");
         assert_eq!(
             p95.attribute("message"),
-            Some("P95 Response Time: 900.0ms < 500ms target")
+            Some("P95 Response Time: 900.0 ms (target: below 500 ms)")
         );
         assert!(p95.text().is_some_and(|t| t.contains("What to look at")));
     }

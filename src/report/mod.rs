@@ -14,7 +14,7 @@ pub mod probes;
 pub mod saved;
 
 pub use atomic::write_atomic;
-pub use console::print_summary;
+pub use console::{outcome_words, print_result, print_summary};
 
 use crate::measure::{Histogram, MeasuredRun, RequestKind, per_second};
 use crate::verdict::{Rates, RunFacts, Targets, Verdict};

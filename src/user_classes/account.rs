@@ -2,9 +2,9 @@
 //! register, login, refresh before expiry or on a 401, logout, cleanup.
 
 use super::{Hook, TaskFn, TaskResult};
-use crate::exchange::Exchange;
 use crate::exchange::context::RunContext;
 use crate::exchange::session::{Account, Tokens, UserSession, session, session_mut};
+use crate::exchange::{Exchange, Reply};
 use goose::goose::{GooseUser, TransactionError};
 use rand::Rng;
 use serde_json::{Value, json};
@@ -13,6 +13,11 @@ use std::time::{Duration, Instant};
 
 /// Refresh the access token when it has less than this left.
 const REFRESH_MARGIN: Duration = Duration::from_secs(30);
+
+/// How often an account step that got no answer at all (a reset, a timeout) is sent again
+/// before the user gives up, and the pause before the first retry (doubled each time).
+const NO_ANSWER_RETRIES: u32 = 3;
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 pub type StepResult = Result<(), Box<TransactionError>>;
 
@@ -35,12 +40,47 @@ pub fn start_user(
         generation: 0,
         account: None,
         tokens: None,
+        ready: false,
         stopped: false,
         export_id: None,
         created_accounts: 0,
     });
-    ctx.ledger.user_started();
     Ok(())
+}
+
+/// Sends the exchange `build` makes; when it gets no answer at all, sends it again after a
+/// pause, a bounded number of times (not once the run is stopping).
+async fn send_retrying(
+    user: &mut GooseUser,
+    ctx: &RunContext,
+    build: impl Fn() -> Exchange,
+) -> Result<Reply, Box<TransactionError>> {
+    let mut pause = FIRST_RETRY_PAUSE;
+    let mut reply = build().send(user, ctx).await?;
+    for _ in 0..NO_ANSWER_RETRIES {
+        if reply.status.is_some() || ctx.is_stopping() {
+            break;
+        }
+        ctx.idle(pause).await;
+        pause *= 2;
+        reply = build().send(user, ctx).await?;
+    }
+    Ok(reply)
+}
+
+/// Why an account step failed, in words: `registration refused (429)`, `login refused (401:
+/// Invalid email or password)`, `login got no answer (timeout)`.
+fn step_failure(step: &str, reply: &Reply) -> String {
+    if let Some(why) = reply.transport_failure() {
+        return format!("{step} got no answer ({why})");
+    }
+    match (reply.status_u16(), reply.detail()) {
+        (Some(429), _) | (Some(_), None) => {
+            format!("{step} refused ({})", reply.status_u16().unwrap_or(0))
+        }
+        (Some(code), Some(detail)) => format!("{step} refused ({code}: {detail})"),
+        (None, _) => format!("{step} failed"),
+    }
 }
 
 /// A password the API's policy accepts: upper, lower and digit, 8 to 128 characters.
@@ -63,6 +103,7 @@ fn new_account(ctx: &RunContext, session: &mut UserSession) -> Account {
             ctx.run_id, session.index, session.generation
         ),
         password: new_password(),
+        exists: false,
         deleted: false,
     }
 }
@@ -75,46 +116,62 @@ pub async fn register_and_login(user: &mut GooseUser, ctx: &RunContext) -> StepR
     let account = new_account(ctx, s);
     s.account = Some(account.clone());
     s.tokens = None;
-    let reply = Exchange::post("/api/auth/register", "/api/auth/register")
-        .json(json!({
-            "email": account.email,
-            "password": account.password,
-            "full_name": "Load Test User",
-        }))
-        .ok(&[200, 201])
-        .check(has_id)
-        .send(user, ctx)
-        .await?;
+    let body = json!({
+        "email": account.email,
+        "password": account.password,
+        "full_name": "Load Test User",
+    });
+    let reply = send_retrying(user, ctx, || {
+        Exchange::post("/api/auth/register", "/api/auth/register")
+            .json(body.clone())
+            .ok(&[200, 201])
+            .check(has_id)
+    })
+    .await?;
     if reply.is_success() {
         ctx.ledger.auth(|a| a.registered += 1);
         ctx.ledger.cleanup(|c| c.accounts_created += 1);
         if let Some(s) = session_mut(user) {
             s.created_accounts += 1;
+            if let Some(a) = s.account.as_mut() {
+                a.exists = true;
+            }
         }
     }
-    // The suite logs in even when registration failed (the account may exist already).
-    login(user, ctx).await?;
+    // The suite logs in even when registration failed (the account may exist already,
+    // for example when an earlier attempt registered it but its answer was lost).
+    let login_reply = login(user, ctx).await?;
     if session(user).is_some_and(|s| s.tokens.is_none()) {
-        let reason = match (reply.status_u16(), reply.is_success()) {
-            (_, true) => "login refused after registration".to_string(),
-            (Some(code), false) => format!("registration refused ({code})"),
-            (None, false) => "registration got no answer".to_string(),
+        // A registration that said "already registered" (400) is not the reason; the login is.
+        let reason = match (
+            &login_reply,
+            reply.is_success() || reply.status_u16() == Some(400),
+        ) {
+            (_, false) => step_failure("registration", &reply),
+            (Some(login), true) => step_failure("login", login),
+            (None, true) => "login failed".to_string(),
         };
         stop_user(user, ctx, &reason);
     }
     Ok(())
 }
 
-/// Logs in with the user's account and keeps the tokens.
-pub async fn login(user: &mut GooseUser, ctx: &RunContext) -> StepResult {
+/// Logs in with the user's account and keeps the tokens; returns the answer (`None` without
+/// an account).
+pub async fn login(
+    user: &mut GooseUser,
+    ctx: &RunContext,
+) -> Result<Option<Reply>, Box<TransactionError>> {
     let Some(account) = session(user).and_then(|s| s.account.clone()) else {
-        return Ok(());
+        return Ok(None);
     };
-    let reply = Exchange::post("/api/auth/login/json", "/api/auth/login/json")
-        .json(json!({"email": account.email, "password": account.password}))
-        .check(has_tokens)
-        .send(user, ctx)
-        .await?;
+    let body = json!({"email": account.email, "password": account.password});
+    let reply = send_retrying(user, ctx, || {
+        Exchange::post("/api/auth/login/json", "/api/auth/login/json")
+            .json(body.clone())
+            .check(has_tokens)
+    })
+    .await?;
     if let Some(tokens) = reply
         .json
         .as_ref()
@@ -124,9 +181,12 @@ pub async fn login(user: &mut GooseUser, ctx: &RunContext) -> StepResult {
         ctx.ledger.auth(|a| a.logged_in += 1);
         if let Some(s) = session_mut(user) {
             s.tokens = Some(tokens);
+            if let Some(a) = s.account.as_mut() {
+                a.exists = true;
+            }
         }
     }
-    Ok(())
+    Ok(Some(reply))
 }
 
 /// Refreshes the access token; returns whether it worked. A failure is counted.
@@ -202,11 +262,11 @@ pub async fn renew(user: &mut GooseUser, ctx: &RunContext) -> Result<bool, Box<T
     Ok(renewed)
 }
 
-/// Marks the user stopped and counts why.
+/// Marks the user stopped and counts why: refused at its start, or stopped later.
 pub fn stop_user(user: &mut GooseUser, ctx: &RunContext, reason: &str) {
     if let Some(s) = session_mut(user).filter(|s| !s.stopped) {
         s.stopped = true;
-        ctx.ledger.user_refused(reason);
+        ctx.ledger.user_refused(s.class, reason, !s.ready);
         log::info!("user {} stops: {reason}", s.index);
     }
 }
@@ -216,7 +276,8 @@ pub async fn clean_up(user: &mut GooseUser, ctx: &RunContext) -> StepResult {
     let Some(s) = session(user) else {
         return Ok(());
     };
-    if s.account.as_ref().is_none_or(|a| a.deleted) {
+    // Nothing to clean up for an account that was deleted, or never came to exist.
+    if s.account.as_ref().is_none_or(|a| a.deleted || !a.exists) {
         return Ok(());
     }
     // The access token may have expired since the user's last task: renew it first.

@@ -19,7 +19,7 @@ pub mod rate_limit;
 pub mod websocket;
 
 use crate::exchange::context::RunContext;
-use crate::exchange::session::is_stopped;
+use crate::exchange::session::{is_stopped, session_mut};
 use goose::GooseError;
 /// The simulated user a task runs as (Goose's), re-exported so that a program adding its
 /// own classes needs no Goose dependency of its own.
@@ -225,29 +225,61 @@ impl Selection {
             if !class.wait.1.is_zero() {
                 scenario = scenario.set_wait_time(class.wait.0, class.wait.1)?;
             }
-            if let Some(hook) = &class.on_start {
-                scenario =
-                    scenario.register_transaction(hook_transaction(hook, ctx).set_on_start());
-            }
+            scenario = scenario.register_transaction(start_transaction(class, ctx).set_on_start());
             for task in &class.tasks {
                 scenario = scenario
                     .register_transaction(task_transaction(task, ctx).set_weight(task.weight)?);
             }
-            if let Some(hook) = &class.on_stop {
-                scenario = scenario.register_transaction(hook_transaction(hook, ctx).set_on_stop());
-            }
+            scenario = scenario.register_transaction(stop_transaction(class, ctx).set_on_stop());
             scenarios.push(scenario);
         }
         Ok(scenarios)
     }
 }
 
-/// On-start and on-stop work runs whatever the user's state.
-fn hook_transaction(hook: &Hook, ctx: &Arc<RunContext>) -> Transaction {
-    let (ctx, run) = (ctx.clone(), hook.run);
-    let function: TransactionFunction =
-        Arc::new(move |user: &mut GooseUser| run(user, ctx.clone()));
-    Transaction::new(function).set_name(hook.name)
+/// A user's start: counted as launched, its class's on-start work, then counted as started
+/// unless that work stopped it (a refusal, counted with its reason by the work itself).
+fn start_transaction(class: &UserClass, ctx: &Arc<RunContext>) -> Transaction {
+    let (ctx, name) = (ctx.clone(), class.name);
+    let hook = class.on_start.as_ref().map(|h| h.run);
+    let function: TransactionFunction = Arc::new(move |user: &mut GooseUser| {
+        let ctx = ctx.clone();
+        Box::pin(async move {
+            ctx.ledger.user_started(name);
+            let result = match hook {
+                Some(run) => run(user, ctx.clone()).await,
+                None => Ok(()),
+            };
+            if !is_stopped(user) {
+                if let Some(s) = session_mut(user) {
+                    s.ready = true;
+                }
+                ctx.ledger.user_ready(name);
+            }
+            result
+        })
+    });
+    let label = class.on_start.as_ref().map_or("on_start", |h| h.name);
+    Transaction::new(function).set_name(label)
+}
+
+/// A user's end: its class's on-stop work (whatever its state), then counted as done.
+fn stop_transaction(class: &UserClass, ctx: &Arc<RunContext>) -> Transaction {
+    let ctx = ctx.clone();
+    let hook = class.on_stop.as_ref().map(|h| h.run);
+    let function: TransactionFunction = Arc::new(move |user: &mut GooseUser| {
+        let ctx = ctx.clone();
+        Box::pin(async move {
+            let result = match hook {
+                Some(run) => run(user, ctx.clone()).await,
+                None => Ok(()),
+            };
+            ctx.ledger.user_done();
+            result
+        })
+    });
+    let label = class.on_stop.as_ref().map_or("on_stop", |h| h.name);
+    Transaction::new(function).set_name(label)
 }
 
 /// A task runs only for a user that has not stopped; a stopped user idles instead.

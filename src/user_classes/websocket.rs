@@ -281,7 +281,26 @@ fn handshake_error(e: &WsError) -> (Option<u16>, String) {
             };
             (Some(code), reason)
         }
-        WsError::Io(io) => (None, format!("connection failed: {}", io.kind())),
+        WsError::Tls(tls) => match crate::transport::tls_failure(tls) {
+            Some(rustls) => (
+                None,
+                format!(
+                    "TLS handshake failed: {}",
+                    crate::transport::explain_tls(rustls)
+                ),
+            ),
+            None => (None, format!("TLS handshake failed: {tls}")),
+        },
+        WsError::Io(io) => match crate::transport::tls_failure(io) {
+            Some(rustls) => (
+                None,
+                format!(
+                    "TLS handshake failed: {}",
+                    crate::transport::explain_tls(rustls)
+                ),
+            ),
+            None => (None, format!("connection failed: {}", io.kind())),
+        },
         other => (None, format!("handshake failed: {other}")),
     }
 }

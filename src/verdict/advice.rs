@@ -29,11 +29,23 @@ pub(super) fn latency(run: &MeasuredRun, kind: RequestKind) -> String {
     )
 }
 
-/// Failed answers: what the status codes say, and where the details are. 429s are named
-/// only when `with_429s` (not for the rate-limiting check itself).
-pub(super) fn errors(run: &MeasuredRun, with_429s: bool) -> String {
+/// Failed answers of `kind`: what the status codes say, and where the details are. 429s are
+/// named only when `with_429s` (they count as failures only with `--count-429-as-failure`).
+pub(super) fn errors(run: &MeasuredRun, kind: RequestKind, with_429s: bool) -> String {
+    if kind == RequestKind::WebSocket {
+        let failed: u64 = run
+            .requests
+            .iter()
+            .filter(|r| r.kind == Some(kind))
+            .map(|r| r.failures)
+            .sum();
+        return format!(
+            "{failed} WebSocket operations failed (handshakes, replies or closes): the \
+             failures table (_failures.csv) says which step and why."
+        );
+    }
     let mut codes = BTreeMap::<u16, u64>::new();
-    for r in &run.requests {
+    for r in run.requests.iter().filter(|r| r.kind == Some(kind)) {
         for (code, n) in &r.status_codes {
             *codes.entry(*code).or_insert(0) += n;
         }
@@ -49,14 +61,14 @@ pub(super) fn errors(run: &MeasuredRun, with_429s: bool) -> String {
     }
     if transport > 0 {
         parts.push(format!(
-            "{transport} connection errors or timeouts (status 0): resource exhaustion, check \
+            "{transport} connection errors or timeouts (no answer): resource exhaustion, check \
              connection limits and timeouts, scale horizontally."
         ));
     }
     if throttled > 0 && with_429s {
         parts.push(format!(
-            "{throttled} rate-limited answers (429): rate limiting triggered, expected under \
-             load or adjust the limits."
+            "{throttled} rate-limited answers (429), counted as failures here: rate limiting \
+             triggered, expected under load or adjust the limits."
         ));
     }
     if parts.is_empty() {

@@ -73,7 +73,7 @@ pub(super) fn check(run: &MeasuredRun, t: &Targets, base: &BaselineSummary) -> C
         now.requests_per_second,
         change(now.requests_per_second, base.requests_per_second)
     ));
-    let target = format!("<= {}% worse", trim_num(t.regression_limit));
+    let target = format!("at most {}% worse", trim_num(t.regression_limit));
     let (Some(b), Some(n)) = (base.p95_ms, now.p95_ms) else {
         return Check::skipped(
             "regression p95",
@@ -87,7 +87,7 @@ pub(super) fn check(run: &MeasuredRun, t: &Targets, base: &BaselineSummary) -> C
     Check::judged(
         "regression p95",
         label,
-        format!("{target} (<= {})", fmt_ms(allowed)),
+        format!("{target} (P95 at most {})", fmt_ms(allowed)),
         format!("{} ({} vs {})", change(n, b), fmt_ms(n), fmt_ms(b)),
         n <= allowed,
     )
@@ -122,7 +122,7 @@ mod tests {
         assert!(
             c.details
                 .iter()
-                .any(|d| d.starts_with("P95: 100.0ms -> 130.0ms"))
+                .any(|d| d.starts_with("P95: 100.0 ms -> 130.0 ms"))
         );
         assert!(check(&run_at(115), &t, &base).passed);
         assert!(check(&run_at(80), &t, &base).passed);

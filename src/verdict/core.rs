@@ -30,7 +30,7 @@ pub(super) fn checks(run: &MeasuredRun, t: &Targets) -> Vec<Check> {
     let rates = figures.rates;
     let mut checks = Vec::new();
 
-    let p95_target = format!("< {}ms", trim_num(t.p95_ms));
+    let p95_target = format!("below {} ms", trim_num(t.p95_ms));
     checks.push(match figures.p95_ms {
         None => Check::skipped("p95", "P95 Response Time", p95_target, "no HTTP requests"),
         Some(p95) => Check::judged(
@@ -44,8 +44,8 @@ pub(super) fn checks(run: &MeasuredRun, t: &Targets) -> Vec<Check> {
     });
 
     let judged_note = judged_note(&rates, t.count_429_as_failure);
-    let success_target = format!(">= {}%", trim_num(t.success_rate));
-    let error_target = format!("<= {}%", trim_num(t.error_rate));
+    let success_target = format!("at least {}%", trim_num(t.success_rate));
+    let error_target = format!("at most {}%", trim_num(t.error_rate));
     if rates.judged == 0 {
         let reason = "no judged HTTP requests";
         checks.push(Check::skipped(
@@ -73,7 +73,7 @@ pub(super) fn checks(run: &MeasuredRun, t: &Targets) -> Vec<Check> {
                 "{} of {} judged requests succeeded, {} of them expected errors",
                 rates.successes, rates.judged, rates.expected_errors
             )])
-            .advise(|| advice::errors(run, true)),
+            .advise(|| advice::errors(run, RequestKind::Http, t.count_429_as_failure)),
         );
         checks.push(
             Check::judged(
@@ -84,7 +84,7 @@ pub(super) fn checks(run: &MeasuredRun, t: &Targets) -> Vec<Check> {
                 rates.error_rate <= t.error_rate,
             )
             .with_details(vec![judged_note])
-            .advise(|| advice::errors(run, true)),
+            .advise(|| advice::errors(run, RequestKind::Http, t.count_429_as_failure)),
         );
     }
 
@@ -92,7 +92,7 @@ pub(super) fn checks(run: &MeasuredRun, t: &Targets) -> Vec<Check> {
     for row in run.requests.iter().filter(|r| is_round_trip(r)) {
         round_trips.merge(row);
     }
-    let ws_target = format!("< {}ms", trim_num(t.ws_p95_ms));
+    let ws_target = format!("below {} ms", trim_num(t.ws_p95_ms));
     checks.push(if round_trips.times.count == 0 {
         Check::skipped(
             "ws_p95",
@@ -117,7 +117,7 @@ pub(super) fn checks(run: &MeasuredRun, t: &Targets) -> Vec<Check> {
         &run.combined(RequestKind::WebSocket),
         t.count_429_as_failure,
     );
-    let ws_error_target = format!("<= {}%", trim_num(t.ws_error_rate));
+    let ws_error_target = format!("at most {}%", trim_num(t.ws_error_rate));
     checks.push(if ws.judged == 0 {
         Check::skipped(
             "ws_error_rate",
@@ -137,7 +137,7 @@ pub(super) fn checks(run: &MeasuredRun, t: &Targets) -> Vec<Check> {
             "{} failed of {} operations (connect, messages, close)",
             ws.failures, ws.judged
         )])
-        .advise(|| advice::errors(run, true))
+        .advise(|| advice::errors(run, RequestKind::WebSocket, t.count_429_as_failure))
     });
     checks
 }
@@ -159,8 +159,8 @@ fn judged_note(rates: &Rates, count_429: bool) -> String {
 fn time_text(actual: f64, target: f64) -> String {
     let text = fmt_ms(actual);
     // Keep a miss from printing like the target (499.96ms is not "500.0ms").
-    if text == format!("{}ms", trim_num(target)) || text == fmt_ms(target) {
-        precise(actual, target, 2, "ms")
+    if text == format!("{} ms", trim_num(target)) || text == fmt_ms(target) {
+        precise(actual, target, 2, " ms")
     } else {
         text
     }
@@ -230,7 +230,7 @@ fn rule_check(run: &MeasuredRun, t: &Targets, rule: &Rule) -> Check {
         if rule.metric.is_time() {
             advice::latency(run, RequestKind::Http)
         } else {
-            advice::errors(run, true)
+            advice::errors(run, RequestKind::Http, t.count_429_as_failure)
         }
     })
 }
@@ -308,7 +308,7 @@ mod tests {
         let v = judge(&run, &Targets::default(), &RunFacts::default());
         let p95 = v.check("p95").expect("p95");
         assert!(p95.passed, "{p95:?}");
-        assert_eq!(p95.actual, "10.0ms");
+        assert_eq!(p95.actual, "10.0 ms");
         let ws = v.check("ws_p95").expect("ws");
         assert!(ws.failed(), "{ws:?}");
         // At exactly the target, "<" fails.
@@ -338,7 +338,7 @@ mod tests {
         let v = judge(&run, &Targets::default(), &RunFacts::default());
         let ws = v.check("ws_p95").expect("ws");
         assert!(ws.passed, "{ws:?}");
-        assert_eq!(ws.actual, "40.0ms");
+        assert_eq!(ws.actual, "40.0 ms");
     }
 
     #[test]

@@ -34,7 +34,7 @@ fn ramp_end_secs(run: &MeasuredRun) -> f64 {
 pub(super) fn degradation(run: &MeasuredRun, t: &Targets, facts: &super::RunFacts) -> Check {
     let limit_ms_per_min = t.degradation_limit_percent_per_min * t.p95_ms / 100.0;
     let target = format!(
-        "P95 rising <= {}ms/min ({}% of the P95 target per minute)",
+        "P95 rising at most {} ms/min ({}% of the P95 target per minute)",
         trim_num(limit_ms_per_min),
         trim_num(t.degradation_limit_percent_per_min)
     );
@@ -82,7 +82,7 @@ pub(super) fn degradation(run: &MeasuredRun, t: &Targets, facts: &super::RunFact
         "degradation",
         label,
         target,
-        format!("{rise:+.1}ms/min"),
+        format!("{rise:+.1} ms/min"),
         rise <= limit_ms_per_min,
     )
     .with_details(vec![
@@ -103,7 +103,7 @@ pub(super) fn degradation(run: &MeasuredRun, t: &Targets, facts: &super::RunFact
 
 pub(super) fn recovery(run: &MeasuredRun, t: &Targets, facts: &super::RunFacts) -> Check {
     let target = format!(
-        "last third: P95 < {}ms, error rate <= {}%, no failure in the last window",
+        "last third: P95 below {} ms, error rate at most {}%, no failure in the last window",
         trim_num(t.p95_ms),
         trim_num(t.error_rate)
     );
@@ -177,7 +177,7 @@ pub(super) fn recovery(run: &MeasuredRun, t: &Targets, facts: &super::RunFacts) 
         if rates.failures > 0 {
             format!(
                 "The system kept failing after the surge. {}",
-                advice::errors(run, true)
+                advice::errors(run, RequestKind::Http, t.count_429_as_failure)
             )
         } else {
             advice::latency(run, RequestKind::Http)
@@ -223,7 +223,7 @@ mod tests {
         let c = degradation(&rising, &Targets::default(), &endurance());
         assert!(c.failed(), "{c:?}");
         assert!(
-            c.details[0].contains("first window 0s-10s P95 100.0ms"),
+            c.details[0].contains("first window 0s-10s P95 100.0 ms"),
             "{:?}",
             c.details
         );

@@ -67,7 +67,7 @@ pub fn memory_summary(run: &MeasuredRun, t: &Targets) -> Option<MemorySummary> {
 
 pub(super) fn check(run: &MeasuredRun, t: &Targets) -> Check {
     let target = format!(
-        "<= {} MiB/min after warm-up",
+        "at most {} MiB/min after warm-up",
         trim_num(t.memory_growth_limit_mib_per_min)
     );
     let label = "Memory Stability";

@@ -23,12 +23,14 @@ mod rate_limit;
 pub mod rules;
 mod spikes;
 pub mod targets;
+mod work;
 
 pub use baseline::BaselineSummary;
 pub use core::{CoreFigures, core_figures};
 pub use memory::{MemorySummary, memory_summary};
 pub use rules::{Comparison, RULE_SYNTAX, Rule, RuleMetric, parse_rule};
 pub use targets::{TargetOptions, Targets};
+pub use work::interruption_text;
 
 use crate::exit::Exit;
 use crate::measure::{MeasuredRun, RequestKind, RequestStats};
@@ -80,6 +82,10 @@ pub struct RunFacts {
     pub ordinary_user_classes: Vec<String>,
     /// User classes that hammer the API on purpose to trigger rate limiting.
     pub rate_limit_user_classes: Vec<String>,
+    /// How long the run was planned to last, in seconds (0 when unknown).
+    pub planned_secs: f64,
+    /// The server's certificate was not verified (`--insecure`).
+    pub insecure_tls: bool,
 }
 
 /// The result of one target.
@@ -180,6 +186,9 @@ pub struct Verdict {
     pub rate_limited_counted_as_failures: bool,
     pub aborted: Option<String>,
     pub interrupted: bool,
+    /// `INTERRUPTED at 7.0 s of 20 s (Ctrl-C)` when the run stopped before its planned end.
+    #[serde(default)]
+    pub stopped_early: Option<String>,
 }
 
 impl Verdict {
@@ -263,8 +272,14 @@ pub fn is_round_trip(stats: &RequestStats) -> bool {
 
 /// Judges `run` against `targets`.
 pub fn judge(run: &MeasuredRun, targets: &Targets, facts: &RunFacts) -> Verdict {
-    let mut checks = core::checks(run, targets);
+    let mut checks = vec![
+        work::run_completed(run, facts),
+        work::work_done(run, targets),
+        work::users_started(run, targets),
+    ];
+    checks.extend(core::checks(run, targets));
     checks.extend(core::rule_checks(run, targets));
+    checks.push(rate_limit::throttled(run, targets, facts));
     checks.push(rate_limit::check(run, targets, facts));
     checks.push(spikes::check(run, targets));
     checks.push(memory::check(run, targets));
@@ -273,21 +288,13 @@ pub fn judge(run: &MeasuredRun, targets: &Targets, facts: &RunFacts) -> Verdict 
     if let Some(base) = &targets.baseline {
         checks.push(baseline::check(run, targets, base));
     }
-    if let Some(reason) = &run.aborted {
-        checks.push(
-            Check::judged(
-                "aborted",
-                "Run Completed",
-                "ran to the end",
-                format!("aborted: {reason}"),
-                false,
-            )
-            .with_details(vec![format!("stopped after {:.1}s", run.duration_secs)])
-            .advise(|| {
-                "The run was stopped early by --abort-on-fail: see the check that tripped it."
-                    .to_string()
-            }),
-        );
+    if facts.insecure_tls {
+        checks.push(Check::skipped(
+            "tls",
+            "Certificates Verified",
+            "the server's certificate is verified",
+            "NOT VERIFIED: --insecure accepted any certificate",
+        ));
     }
     let rate_limited = run.requests.iter().map(|r| r.rate_limited).sum();
     Verdict {
@@ -301,12 +308,13 @@ pub fn judge(run: &MeasuredRun, targets: &Targets, facts: &RunFacts) -> Verdict 
         rate_limited,
         rate_limited_counted_as_failures: targets.count_429_as_failure,
         aborted: run.aborted.clone(),
-        interrupted: run.interrupted,
+        interrupted: run.interrupted || run.aborted.is_some(),
+        stopped_early: work::interruption_text(run, facts),
     }
 }
 
 /// A number without trailing zeros: 500, 99.5, 0.25.
-pub(crate) fn trim_num(value: f64) -> String {
+pub fn trim_num(value: f64) -> String {
     let text = format!("{value:.3}");
     let text = text.trim_end_matches('0').trim_end_matches('.');
     if text == "-0" {
@@ -316,14 +324,24 @@ pub(crate) fn trim_num(value: f64) -> String {
     }
 }
 
-/// Milliseconds for people: 145.4ms, 2.35ms, 1203ms.
+/// Milliseconds for people: 145.4 ms, 2.35 ms, 1203 ms.
 pub fn fmt_ms(ms: f64) -> String {
     if ms >= 1000.0 {
-        format!("{ms:.0}ms")
+        format!("{ms:.0} ms")
     } else if ms >= 1.0 {
-        format!("{ms:.1}ms")
+        format!("{ms:.1} ms")
     } else {
-        format!("{ms:.2}ms")
+        format!("{ms:.2} ms")
+    }
+}
+
+/// A comparison in words, as targets read: `below`, `at most`, `at least`, `above`.
+pub(crate) fn bound_words(op: Comparison) -> &'static str {
+    match op {
+        Comparison::Lt => "below",
+        Comparison::Le => "at most",
+        Comparison::Gt => "above",
+        Comparison::Ge => "at least",
     }
 }
 
@@ -487,16 +505,18 @@ mod tests {
     }
 
     #[test]
-    fn aborted_runs_fail_with_the_reason_and_interrupted_ones_are_judged() {
+    fn interrupted_and_aborted_runs_fail_with_the_reason() {
         let mut run = healthy();
         run.interrupted = true;
         let v = judge(&run, &Targets::default(), &RunFacts::default());
-        assert!(v.passed && v.interrupted);
+        assert!(!v.passed && v.interrupted);
+        assert!(v.check("run_completed").expect("check").failed());
+        run.interrupted = false;
         run.aborted = Some("p95 1200ms over 500ms".into());
         let v = judge(&run, &Targets::default(), &RunFacts::default());
         assert!(!v.passed);
-        let c = v.check("aborted").expect("aborted check");
-        assert!(c.actual.contains("p95 1200ms"), "{c:?}");
+        let c = v.check("run_completed").expect("run completed check");
+        assert!(c.actual.contains("--abort-on-fail: p95 1200ms"), "{c:?}");
         assert_eq!(v.aborted.as_deref(), Some("p95 1200ms over 500ms"));
     }
 
@@ -524,7 +544,7 @@ mod tests {
         assert_eq!(precise(99.5, 99.5, 2, "%"), "99.50%");
         assert_eq!(trim_num(500.0), "500");
         assert_eq!(trim_num(0.25), "0.25");
-        assert_eq!(fmt_ms(145.408), "145.4ms");
+        assert_eq!(fmt_ms(145.408), "145.4 ms");
     }
 
     #[test]

@@ -95,10 +95,14 @@ impl Rule {
         }
     }
 
-    /// The target as the summary shows it, for example `< 2000ms`.
+    /// The target as the summary shows it, for example `below 2000 ms`.
     pub fn target_text(&self) -> String {
-        let unit = if self.metric.is_time() { "ms" } else { "%" };
-        format!("{} {}{unit}", self.op.symbol(), trim_num(self.value))
+        let unit = if self.metric.is_time() { " ms" } else { "%" };
+        format!(
+            "{} {}{unit}",
+            super::bound_words(self.op),
+            trim_num(self.value)
+        )
     }
 
     pub(super) fn same_subject(&self, other: &Rule) -> bool {
@@ -254,7 +258,7 @@ mod tests {
         assert_eq!(r.value, 2000.0);
         assert_eq!(r.request.as_deref(), Some("POST /api/conversation"));
         assert_eq!(r.id(), "p95 POST /api/conversation");
-        assert_eq!(r.target_text(), "< 2000ms");
+        assert_eq!(r.target_text(), "below 2000 ms");
 
         let r = parse_rule("error-rate <= 1% for get /api/stats").expect("rule");
         assert_eq!(

@@ -54,7 +54,7 @@ pub(crate) fn top_failing(window: &WindowStats, count_429: bool, n: usize) -> Ve
 pub(super) fn check(run: &MeasuredRun, t: &Targets) -> Check {
     let threshold = t.spike_factor * t.error_rate;
     let target = format!(
-        "no {}s window over {}% errors with >= {} failures",
+        "no {}s window over {}% errors with at least {} failures",
         trim_num(t.spike_window_secs),
         trim_num(threshold),
         t.spike_min_errors
@@ -143,7 +143,7 @@ pub(super) fn check(run: &MeasuredRun, t: &Targets) -> Check {
             format!(
                 "Errors came in a burst, not spread out: look at what happened in that window \
                  (restarts, pool exhaustion, pauses). {}",
-                advice::errors(run, true)
+                advice::errors(run, RequestKind::Http, t.count_429_as_failure)
             )
         })
 }

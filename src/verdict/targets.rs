@@ -308,6 +308,8 @@ declare_targets! {
         "Highest acceptable error rate of WebSocket operations, in percent";
     max_throttled_share (max_throttled_share): Percent = "5", "max-throttled-share", "PERCENT",
         "Share of an ordinary user class's requests allowed to be rate limited, in percent";
+    max_refused_users (max_refused_users): Percent = "0", "max-refused-users", "PERCENT",
+        "Share of a user class's users allowed to be refused at their start (registration or login), in percent";
     spike_window_secs (spike_window): Window = "10s", "spike-window", "DURATION",
         "Length of the windows errors are counted in, for example 10s";
     spike_factor (spike_factor): Positive = "5", "spike-factor", "X",

@@ -1,10 +1,12 @@
 //! A resolved run: preset and flags combined and checked before any traffic.
 
+pub mod limits;
+
 use crate::cli::{RunArgs, split_list};
 use crate::duration::{HumanDuration, parse_duration};
-use crate::exchange::context::{FlowOptions, WsOptions};
+use crate::exchange::context::{FlowOptions, WsOptions, new_source_offset};
 use crate::presets::{self, PresetChecks};
-use crate::transport::is_loopback_host;
+use crate::transport::{TlsOptions, is_loopback_host};
 use crate::user_classes::{Selection, TagFilter, UserClass};
 use crate::verdict::{RunFacts, Targets};
 use std::path::PathBuf;
@@ -54,13 +56,19 @@ pub struct Plan {
     /// `None`: start the built-in reference server.
     pub host: Option<Url>,
     pub builtin_args: Vec<String>,
-    pub web: bool,
-    pub web_port: u16,
+    /// The dashboard, with `--web`.
+    pub web: Option<Web>,
     pub output: PathBuf,
     /// Write no report files (the verdict and summary still come).
     pub no_reports: bool,
     pub skip_preflight: bool,
-    pub abort_on_fail: bool,
+    /// `--abort-on-fail`'s rule, when it is on.
+    pub abort: Option<AbortRule>,
+    /// How long a stopping run may take to finish its requests and clean up.
+    pub stop_timeout: Duration,
+    /// What the user should know before the run starts (a spawn rate the duration cut short,
+    /// users that will share one source address).
+    pub warnings: Vec<String>,
     /// `--server-pid`: the local process whose memory is sampled.
     pub server_pid: Option<u32>,
     pub memory_url: Option<Url>,
@@ -71,6 +79,50 @@ pub struct Plan {
     pub probes_report_only: bool,
     pub targets: Targets,
     pub goose_args: Vec<String>,
+}
+
+/// The run's dashboard (`--web`): on a port checked free before any traffic, with a token
+/// of its own for control.
+#[derive(Debug, Clone)]
+pub struct Web {
+    /// The port it listens on (a free one when `--web-port 0`).
+    pub port: u16,
+    /// The token the page sends with every control request (given in the printed address).
+    pub token: String,
+    /// How long the dashboard stays up after the run ends.
+    pub linger: Duration,
+    /// Where the dashboard's saved runs go: beside the run's other files.
+    pub folder: PathBuf,
+}
+
+impl Web {
+    /// The address to open, token included.
+    pub fn address(&self) -> String {
+        format!("http://127.0.0.1:{}/?token={}", self.port, self.token)
+    }
+
+    /// Checks `port` is free on 127.0.0.1 (or picks a free one for 0).
+    fn claim_port(port: u16) -> Result<u16, ConfigError> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).map_err(|e| {
+            ConfigError(format!(
+                "--web-port {port}: the dashboard cannot listen on 127.0.0.1:{port} ({e}): \
+                 choose another port, or 0 for a free one"
+            ))
+        })?;
+        listener
+            .local_addr()
+            .map(|a| a.port())
+            .map_err(|e| ConfigError(format!("--web-port {port}: {e}")))
+    }
+}
+
+/// When `--abort-on-fail` stops a run: a figure worse than `factor` times its target, once
+/// `min_requests` requests were judged and `min_elapsed` has passed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AbortRule {
+    pub factor: f64,
+    pub min_requests: u64,
+    pub min_elapsed: Duration,
 }
 
 impl Plan {
@@ -119,6 +171,10 @@ impl Plan {
                 HumanDuration(duration)
             )));
         }
+        limits::check_duration(duration)?;
+        let mut warnings = Vec::new();
+        // The banner keeps the asked rate; the note says what the run really does.
+        warnings.extend(limits::effective_spawn_rate(users, spawn_rate, duration).1);
 
         let mut include = split_list(args.tags.as_deref());
         if let (true, Some(p)) = (include.is_empty(), preset) {
@@ -175,16 +231,80 @@ impl Plan {
                 .map_err(|e| ConfigError(format!("--ws-timeout: {e}")))?,
             origin: args.ws_origin.clone(),
         };
+        if ws.reply_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "--ws-timeout must be more than 0s (for example 10s)",
+            ));
+        }
         let timeout = parse_duration(&args.request_timeout)
             .map_err(|e| ConfigError(format!("--request-timeout: {e}")))?;
-        let loopback_target = host.as_ref().is_none_or(is_loopback_host);
+        if timeout.is_zero() {
+            return Err(ConfigError::new(
+                "--request-timeout must be more than 0s (for example 30s)",
+            ));
+        }
+        let stop_timeout = parse_duration(&args.stop_timeout)
+            .map_err(|e| ConfigError(format!("--stop-timeout: {e}")))?;
+        let web_linger = args
+            .web_linger
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|e| ConfigError(format!("--web-linger: {e}")))?
+            .unwrap_or_default();
+        let abort = if args.abort_on_fail {
+            if !(args.abort_factor.is_finite() && args.abort_factor >= 1.0) {
+                return Err(ConfigError(format!(
+                    "--abort-factor must be 1 or more (got {})",
+                    args.abort_factor
+                )));
+            }
+            Some(AbortRule {
+                factor: args.abort_factor,
+                min_requests: args.abort_min_requests,
+                min_elapsed: parse_duration(&args.abort_min_time)
+                    .map_err(|e| ConfigError(format!("--abort-min-time: {e}")))?,
+            })
+        } else {
+            None
+        };
+        let tls = TlsOptions {
+            ca_cert: args.ca_cert.clone(),
+            insecure: args.insecure,
+        };
+        if tls.ca_cert.is_some() && tls.insecure {
+            return Err(ConfigError::new(
+                "--ca-cert and --insecure contradict each other: give one",
+            ));
+        }
+        // Per-user source addresses are IPv4 loopback addresses: only for a server reached
+        // over IPv4 loopback.
+        let loopback_sources = !args.no_loopback_sources
+            && match &host {
+                None => true,
+                Some(url) => {
+                    let ipv4 = reaches_over_ipv4_loopback(url);
+                    if !ipv4 && is_loopback_host(url) {
+                        warnings.push(format!(
+                            "{url} is reached over IPv6 loopback, where users cannot each have \
+                             their own source address: per-client rate limits will see all \
+                             users as one client (--forwarded-for-pool N gives each its own \
+                             X-Forwarded-For where the server trusts it)"
+                        ));
+                    }
+                    ipv4
+                }
+            };
+        limits::check_users(users, loopback_sources, None)?;
         let flow_options = FlowOptions {
             keep_accounts: args.keep_accounts,
             forwarded_for_pool: args.forwarded_for_pool.filter(|n| *n > 0),
-            loopback_sources: loopback_target && !args.no_loopback_sources,
+            loopback_sources,
             ws,
             timeout: Some(timeout),
             first_user_index: 0,
+            source_offset: new_source_offset(),
+            tls,
         };
 
         for word in &args.goose_args {
@@ -220,12 +340,22 @@ impl Plan {
             selection,
             host,
             builtin_args,
-            web: args.web,
-            web_port: args.web_port,
+            web: if args.web {
+                Some(Web {
+                    port: Web::claim_port(args.web_port)?,
+                    token: crate::exchange::context::new_run_id(),
+                    linger: web_linger,
+                    folder: args.output.join("dashboard"),
+                })
+            } else {
+                None
+            },
             output: args.output.clone(),
             no_reports: args.no_reports,
             skip_preflight: args.skip_preflight,
-            abort_on_fail: args.abort_on_fail,
+            abort,
+            stop_timeout,
+            warnings,
             server_pid: args.server_pid,
             memory_url,
             flow_options,
@@ -295,6 +425,20 @@ impl Plan {
                 self.selection.skipped.join(", ")
             ));
         }
+        if self.flow_options.tls.insecure {
+            lines.push(
+                "TLS: --insecure: the server's certificate is NOT verified (any is accepted)"
+                    .to_string(),
+            );
+        } else if let Some(ca) = &self.flow_options.tls.ca_cert {
+            lines.push(format!(
+                "TLS: trusting {} beside the system's CAs",
+                ca.display()
+            ));
+        }
+        for warning in &self.warnings {
+            lines.push(format!("Note: {warning}"));
+        }
         lines.join("\n")
     }
 
@@ -318,6 +462,30 @@ impl Plan {
                 .filter(|n| **n == rate_limit::NAME)
                 .map(|n| n.to_string())
                 .collect(),
+            planned_secs: self.duration.as_secs_f64(),
+            insecure_tls: self.flow_options.tls.insecure,
+        }
+    }
+}
+
+/// True when every address `url` names is an IPv4 loopback address: an IPv4 literal, or a
+/// name (such as `localhost`) that resolves to IPv4 loopback addresses.
+fn reaches_over_ipv4_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(_)) | None => false,
+        Some(url::Host::Domain(name)) => {
+            use std::net::ToSocketAddrs;
+            let port = url.port_or_known_default().unwrap_or(80);
+            let Ok(addresses) = (name, port).to_socket_addrs() else {
+                return false;
+            };
+            let addresses: Vec<_> = addresses.collect();
+            !addresses.is_empty()
+                && addresses
+                    .iter()
+                    .any(|a| a.is_ipv4() && a.ip().is_loopback())
+                && addresses.iter().all(|a| a.ip().is_loopback())
         }
     }
 }

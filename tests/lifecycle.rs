@@ -1,0 +1,698 @@
+//! A run never loses what it measured: signals, a stop that takes too long, the built-in
+//! server's life, limits checked before traffic, IPv6, TLS for staging servers, and the
+//! dashboard's run. Real binaries, real signals, servers on loopback.
+
+mod common;
+
+use common::{Args, BIN};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const TARGET_BIN: &str = env!("CARGO_BIN_EXE_lva-target");
+
+/// A process of the tool with its output collected as it comes.
+struct Proc {
+    child: Child,
+    out: Arc<Mutex<String>>,
+    err: Arc<Mutex<String>>,
+    code: Option<i32>,
+}
+
+fn collect(pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let mut text = into.lock().unwrap_or_else(|p| p.into_inner());
+            text.push_str(&line);
+            text.push('\n');
+        }
+    });
+}
+
+impl Proc {
+    fn start(program: &str, words: &[String]) -> Proc {
+        Proc::start_in(program, words, Path::new("."))
+    }
+
+    fn start_in(program: &str, words: &[String], cwd: &Path) -> Proc {
+        let mut child = Command::new(program)
+            .current_dir(cwd)
+            .args(words)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the program");
+        let (out, err) = (Arc::default(), Arc::default());
+        collect(child.stdout.take().expect("stdout"), Arc::clone(&out));
+        collect(child.stderr.take().expect("stderr"), Arc::clone(&err));
+        Proc {
+            child,
+            out,
+            err,
+            code: None,
+        }
+    }
+
+    fn tool(args: &Args, output: &Path) -> Proc {
+        let mut words: Vec<String> = vec!["--output".into(), output.display().to_string()];
+        words.extend(args.words().iter().cloned());
+        Proc::start(BIN, &words)
+    }
+
+    fn stdout(&self) -> String {
+        self.out.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn stderr(&self) -> String {
+        self.err.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn output(&self) -> String {
+        format!("stdout:\n{}\nstderr:\n{}", self.stdout(), self.stderr())
+    }
+
+    /// Waits for a line holding `needle` on stdout or stderr; returns it.
+    fn wait_for(&self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let all = format!("{}{}", self.stdout(), self.stderr());
+            if let Some(line) = all.lines().find(|l| l.contains(needle)) {
+                return line.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no '{needle}' within {limit:?}\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // SAFETY: signalling a child process this test started.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+
+    fn wait(&mut self, limit: Duration) -> i32 {
+        if let Some(code) = self.code {
+            return code;
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the readers take the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                let code = status.code().unwrap_or(-1);
+                self.code = Some(code);
+                return code;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running after {limit:?}\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// CPU seconds the process has used so far (user + system), from /proc.
+    fn cpu_secs(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // The fields after the command name's closing parenthesis; utime and stime are the
+        // 14th and 15th of the line.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<u64> = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        fields.iter().sum::<u64>() as f64 / ticks
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.code.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+fn file_ending(dir: &Path, suffix: &str) -> Option<PathBuf> {
+    files(dir)
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with(suffix))
+}
+
+fn metrics(dir: &Path) -> Value {
+    let path = file_ending(dir, "_metrics.json")
+        .unwrap_or_else(|| panic!("no metrics JSON among {:?}", files(dir)));
+    serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("JSON")
+}
+
+/// The built-in server's pid, from the banner line.
+fn builtin_pid(proc: &Proc) -> u32 {
+    let line = proc.wait_for("built-in reference server at", Duration::from_secs(30));
+    line.split("(pid ")
+        .nth(1)
+        .and_then(|rest| rest.trim_end_matches(").").parse().ok())
+        .unwrap_or_else(|| panic!("no pid in '{line}'"))
+}
+
+fn process_gone(pid: u32, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Gone, or a zombie waiting for a parent that is gone too.
+        if stat.is_empty()
+            || stat
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn temp_databases_of(pid: u32) -> Vec<PathBuf> {
+    files(&std::env::temp_dir())
+        .into_iter()
+        .filter(|p| {
+            p.file_name().is_some_and(|n| {
+                n.to_string_lossy()
+                    .starts_with(&format!("lva-target-{pid}."))
+            })
+        })
+        .collect()
+}
+
+/// A stop signal mid-run: the users stop and delete their accounts, the run is judged
+/// interrupted and every output is written, and nothing is left behind.
+fn stopped_by(signal: i32, name: &str) {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut run = Proc::tool(
+        &Args::preset("smoke")
+            .duration("20s")
+            .exclude_tags("rate-limit")
+            .with(&["--no-probes"]),
+        dir.path(),
+    );
+    let server = builtin_pid(&run);
+    run.wait_for("users 10", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(1));
+    run.signal(signal);
+    assert_eq!(run.wait(Duration::from_secs(60)), 1, "{}", run.output());
+    let out = run.stdout();
+    assert!(
+        out.contains("[FAIL] Run Completed: INTERRUPTED at "),
+        "{}",
+        run.output()
+    );
+    assert!(
+        out.contains(&format!("of 20 s ({name})")),
+        "{}",
+        run.output()
+    );
+    assert!(out.contains("(exit code 1)"), "{}", run.output());
+    let m = metrics(dir.path());
+    assert_eq!(m["test_summary"]["interrupted"], true);
+    assert_eq!(m["targets"]["run_completed"]["passed"], false);
+    let cleanup = &m["measured"]["cleanup"];
+    assert!(
+        cleanup["accounts_created"].as_u64().unwrap_or(0) > 0,
+        "{cleanup}"
+    );
+    assert_eq!(cleanup["deleted"], cleanup["accounts_created"], "{cleanup}");
+    for suffix in ["_stats.csv", "_failures.csv", "_junit.xml"] {
+        assert!(
+            file_ending(dir.path(), suffix).is_some(),
+            "{:?}",
+            files(dir.path())
+        );
+    }
+    let junit = std::fs::read_to_string(file_ending(dir.path(), "_junit.xml").expect("junit"))
+        .expect("read");
+    assert!(junit.contains("Run Completed"), "{junit}");
+    assert!(
+        !files(dir.path())
+            .iter()
+            .any(|p| p.to_string_lossy().contains(".partial")),
+        "{:?}",
+        files(dir.path())
+    );
+    // `validate` on the saved run gives the same verdict.
+    let saved = file_ending(dir.path(), "_metrics.json").expect("metrics");
+    let again = Command::new(BIN)
+        .arg("validate")
+        .arg(&saved)
+        .output()
+        .expect("validate");
+    assert_eq!(again.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&again.stdout);
+    assert!(text.contains(&format!("of 20 s ({name})")), "{text}");
+    assert!(
+        process_gone(server, Duration::from_secs(5)),
+        "server {server} left running"
+    );
+    assert!(
+        temp_databases_of(server).is_empty(),
+        "{:?}",
+        temp_databases_of(server)
+    );
+}
+
+#[test]
+fn sigterm_mid_run_keeps_everything_and_leaves_nothing() {
+    stopped_by(libc::SIGTERM, "SIGTERM");
+}
+
+#[test]
+fn sighup_mid_run_keeps_everything_and_leaves_nothing() {
+    stopped_by(libc::SIGHUP, "SIGHUP");
+}
+
+#[test]
+fn the_built_in_server_never_outlives_a_killed_tool() {
+    let dir = tempfile::tempdir().expect("dir");
+    let run = Proc::tool(
+        &Args::custom(2, 2, "30s")
+            .tags("health")
+            .with(&["--no-probes"]),
+        dir.path(),
+    );
+    let server = builtin_pid(&run);
+    run.wait_for("users 2", Duration::from_secs(30));
+    run.signal(libc::SIGKILL);
+    assert!(
+        process_gone(server, Duration::from_secs(5)),
+        "server {server} outlived the tool"
+    );
+    assert!(
+        temp_databases_of(server).is_empty(),
+        "{:?}",
+        temp_databases_of(server)
+    );
+}
+
+/// Every user refused at its start (a one-request auth budget shared by all): the stopped
+/// users idle instead of spinning, the run ends on time, and Ctrl-C is answered at once.
+#[test]
+fn stopped_users_do_not_spin_and_ctrl_c_is_answered() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut run = Proc::tool(
+        &Args::custom(4, 4, "60s")
+            .tags("health")
+            .builtin("--rate-limit-auth 1")
+            .with(&["--no-wait", "--no-loopback-sources", "--no-probes"]),
+        dir.path(),
+    );
+    run.wait_for("users 4", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(1));
+    let before = run.cpu_secs();
+    std::thread::sleep(Duration::from_secs(4));
+    let used = run.cpu_secs() - before;
+    // Four spinning users would use both cores: several CPU seconds in four.
+    assert!(used < 1.0, "{used:.2} CPU s in 4 s with every user stopped");
+    let asked = Instant::now();
+    run.signal(libc::SIGINT);
+    assert_eq!(run.wait(Duration::from_secs(40)), 1, "{}", run.output());
+    assert!(asked.elapsed() < Duration::from_secs(35));
+    let out = run.stdout();
+    assert!(out.contains("(Ctrl-C)"), "{}", run.output());
+    assert!(out.contains("[FAIL] Users Started: "), "{}", run.output());
+}
+
+/// A host that accepts connections and never answers: the run ends at its plan plus its
+/// stop timeout, saying what it waits for.
+#[test]
+fn a_host_that_never_answers_cannot_hold_the_run() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let host = format!("http://{}", silent.local_addr().expect("addr"));
+    let keep = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().take(16).flatten() {
+            held.push(stream);
+        }
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    let dir = tempfile::tempdir().expect("dir");
+    let started = Instant::now();
+    let mut run = Proc::tool(
+        &Args::custom(3, 3, "4s").tags("health").with(&[
+            "--host",
+            &host,
+            "--skip-preflight",
+            "--stop-timeout",
+            "3s",
+        ]),
+        dir.path(),
+    );
+    assert_eq!(run.wait(Duration::from_secs(40)), 1, "{}", run.output());
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    let err = run.stderr();
+    assert!(err.contains("in flight"), "{}", run.output());
+    assert!(err.contains("the stop timeout ran out"), "{}", run.output());
+    assert!(
+        run.stdout().contains("[FAIL] Work Done: 0 judged requests"),
+        "{}",
+        run.output()
+    );
+    drop(keep);
+}
+
+fn refused(args: &[&str], needles: &[&str]) {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut run = Proc::tool(&Args::default().with(args), dir.path());
+    assert_eq!(
+        run.wait(Duration::from_secs(30)),
+        2,
+        "{args:?}\n{}",
+        run.output()
+    );
+    let err = run.stderr();
+    for needle in needles {
+        assert!(err.contains(needle), "{args:?}: no '{needle}' in {err}");
+    }
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+    assert!(
+        files(dir.path()).is_empty(),
+        "{args:?} wrote {:?}",
+        files(dir.path())
+    );
+}
+
+#[test]
+fn limits_are_checked_before_any_traffic() {
+    refused(
+        &["--users", "99999999999"],
+        &["--users 99999999999", "available"],
+    );
+    refused(&["--duration", "99999999999h"], &["--duration"]);
+    refused(&["--duration", "200h"], &["longer than the 168h"]);
+    refused(
+        &["--request-timeout", "0s"],
+        &["--request-timeout must be more than 0s"],
+    );
+    refused(
+        &[
+            "--ca-cert",
+            "/nonexistent.pem",
+            "--scenario",
+            "custom",
+            "--users",
+            "1",
+            "--duration",
+            "2s",
+        ],
+        &["--ca-cert /nonexistent.pem"],
+    );
+    // A rate the duration cuts short is raised, and the run says so.
+    let dir = tempfile::tempdir().expect("dir");
+    let mut run = Proc::tool(
+        &Args::preset("custom")
+            .users(4)
+            .duration("3s")
+            .tags("health")
+            .with(&["--spawn-rate", "0.001", "--no-probes"]),
+        dir.path(),
+    );
+    assert_eq!(run.wait(Duration::from_secs(40)), 0, "{}", run.output());
+    assert!(
+        run.stdout().contains("--spawn-rate 0.001/s would take"),
+        "{}",
+        run.output()
+    );
+    assert!(
+        run.stdout().contains("they start at 2.00/s instead"),
+        "{}",
+        run.output()
+    );
+}
+
+/// Against a server on IPv6 loopback the users connect without per-user sources, and the
+/// run says what that means for per-client limits.
+#[test]
+fn ipv6_hosts_work() {
+    let mut server = Proc::start(
+        TARGET_BIN,
+        // The users share one client over IPv6: a limit for many clients' worth of logins.
+        &[
+            "--bind",
+            "[::1]:0",
+            "--bcrypt-cost",
+            "4",
+            "--rate-limit-auth",
+            "1000",
+        ]
+        .map(String::from),
+    );
+    let line = server.wait_for("listening on", Duration::from_secs(30));
+    let host = line.rsplit(' ').next().expect("url").to_string();
+    assert!(host.starts_with("http://[::1]:"), "{host}");
+    let dir = tempfile::tempdir().expect("dir");
+    let mut run = Proc::tool(
+        &Args::custom(3, 3, "4s")
+            .tags("health,stats,upgrade")
+            .with(&["--host", &host, "--probes"]),
+        dir.path(),
+    );
+    assert_eq!(run.wait(Duration::from_secs(60)), 0, "{}", run.output());
+    assert!(run.stdout().contains("IPv6 loopback"), "{}", run.output());
+    let m = metrics(dir.path());
+    let judged = m["test_summary"]["successful_requests"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(judged > 0, "{}", run.output());
+    assert_eq!(m["test_summary"]["failed_requests"], 0, "{}", run.output());
+    // The probes reach the server over IPv6 too: none fails to connect.
+    let probes = m["extra"]["probes"].as_array().cloned().unwrap_or_default();
+    assert_eq!(probes.len(), 7, "{}", run.output());
+    let notes = serde_json::to_string(&probes).unwrap_or_default();
+    assert!(
+        !notes.contains("unreachable") && !notes.contains("could not start"),
+        "{notes}"
+    );
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait(Duration::from_secs(10)), 0);
+}
+
+/// Certificates for 127.0.0.1: a self-signed one, and a private CA with a leaf it signed.
+struct Certs {
+    dir: tempfile::TempDir,
+}
+
+impl Certs {
+    fn new() -> Certs {
+        let dir = tempfile::tempdir().expect("dir");
+        let write = |name: &str, text: String| {
+            std::fs::write(dir.path().join(name), text).expect("write a certificate file")
+        };
+        let own = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()])
+            .expect("self-signed certificate");
+        write("self.pem", own.cert.pem());
+        write("self.key", own.signing_key.serialize_pem());
+
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "lva-loadtest test CA");
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA");
+        write("ca.pem", ca.pem());
+        let leaf_params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+        let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
+        let leaf = leaf_params.signed_by(&leaf_key, &ca).expect("leaf");
+        write("leaf.pem", leaf.pem());
+        write("leaf.key", leaf_key.serialize_pem());
+        Certs { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn server(&self, cert: &str, key: &str) -> (Proc, String) {
+        let words = [
+            "--bind",
+            "127.0.0.1:0",
+            "--bcrypt-cost",
+            "4",
+            "--tls-cert",
+            &self.path(cert),
+            "--tls-key",
+            &self.path(key),
+        ]
+        .map(String::from);
+        let server = Proc::start(TARGET_BIN, &words);
+        let line = server.wait_for("listening on", Duration::from_secs(30));
+        let url = line.rsplit(' ').next().expect("url").to_string();
+        assert!(url.starts_with("https://"), "{url}");
+        (server, url)
+    }
+}
+
+fn tls_run(host: &str, extra: &[&str]) -> (Proc, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut run = Proc::tool(
+        &Args::custom(2, 2, "4s")
+            .tags("health,upgrade")
+            .with(&["--host", host, "--no-probes"])
+            .with(extra),
+        dir.path(),
+    );
+    run.wait(Duration::from_secs(60));
+    (run, dir)
+}
+
+#[test]
+fn https_and_wss_with_a_self_signed_certificate() {
+    let certs = Certs::new();
+    let (_server, host) = certs.server("self.pem", "self.key");
+    let (refused, _) = tls_run(&host, &[]);
+    assert_eq!(refused.code, Some(2), "{}", refused.output());
+    let err = refused.stderr();
+    assert!(err.contains("self-signed"), "{err}");
+    assert!(
+        err.contains("--ca-cert FILE") && err.contains("--insecure"),
+        "{err}"
+    );
+    assert!(!err.contains("Is the server running"), "{err}");
+
+    let (accepted, dir) = tls_run(&host, &["--insecure"]);
+    assert_eq!(accepted.code, Some(0), "{}", accepted.output());
+    assert!(
+        accepted.stdout().contains("NOT verified"),
+        "{}",
+        accepted.output()
+    );
+    let m = metrics(dir.path());
+    assert_eq!(m["facts"]["insecure_tls"], true);
+    assert_eq!(m["targets"]["tls"]["skipped"], true);
+    let ws = common::request_row(&m, "WS connect /ws/{session_id}").expect("wss row");
+    assert!(ws["successes"].as_u64().unwrap_or(0) > 0, "{ws}");
+    let junit = std::fs::read_to_string(file_ending(dir.path(), "_junit.xml").expect("junit"))
+        .expect("read");
+    assert!(junit.contains("NOT VERIFIED"), "{junit}");
+}
+
+#[test]
+fn https_with_a_private_ca_is_trusted_with_ca_cert() {
+    let certs = Certs::new();
+    let (_server, host) = certs.server("leaf.pem", "leaf.key");
+    let (refused, _) = tls_run(&host, &[]);
+    assert_eq!(refused.code, Some(2), "{}", refused.output());
+    assert!(
+        refused.stderr().contains("--ca-cert"),
+        "{}",
+        refused.output()
+    );
+    let ca = certs.path("ca.pem");
+    let (accepted, dir) = tls_run(&host, &["--ca-cert", &ca]);
+    assert_eq!(accepted.code, Some(0), "{}", accepted.output());
+    let m = metrics(dir.path());
+    assert_eq!(m["test_summary"]["failed_requests"], 0);
+    let ws = common::request_row(&m, "WS connect /ws/{session_id}").expect("wss row");
+    assert!(ws["successes"].as_u64().unwrap_or(0) > 0, "{ws}");
+}
+
+/// The dashboard's run: the address it really listens on (port 0), started from the page's
+/// control API, ended by its planned duration, measured from its start, files under
+/// `--output`.
+#[test]
+fn the_dashboard_run_ends_at_its_duration_with_its_files_under_output() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cwd = tempfile::tempdir().expect("working folder");
+    let mut words: Vec<String> = vec!["--output".into(), dir.path().display().to_string()];
+    words.extend(
+        Args::custom(2, 2, "5s")
+            .tags("health")
+            .with(&["--web", "--web-port", "0", "--no-probes"])
+            .words()
+            .iter()
+            .cloned(),
+    );
+    let mut run = Proc::start_in(BIN, &words, cwd.path());
+    let line = run.wait_for("Web dashboard: http://", Duration::from_secs(30));
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("address")
+        .to_string();
+    assert!(!url.contains(":0/"), "{url}");
+    let token = url.split("token=").nth(1).expect("token").to_string();
+    let base = url.split("/?").next().expect("base").to_string();
+    // Idle for a while before Start: that time is not the run's.
+    std::thread::sleep(Duration::from_secs(3));
+    let answer = post(&base, "/api/v1/control/start", &token);
+    assert!(answer.starts_with("HTTP/1.1 2"), "{answer}");
+    assert_eq!(run.wait(Duration::from_secs(60)), 0, "{}", run.output());
+    assert!(
+        !run.stderr().contains("--dashboard-no-auth"),
+        "{}",
+        run.output()
+    );
+    let m = metrics(dir.path());
+    let seconds = m["test_summary"]["duration_seconds"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(
+        (4.0..7.0).contains(&seconds),
+        "measured {seconds} s of a 5 s run"
+    );
+    assert!(
+        files(cwd.path()).is_empty(),
+        "the dashboard wrote into the working folder: {:?}",
+        files(cwd.path())
+    );
+}
+
+/// A bodyless POST with a bearer token; returns the answer's status line and headers.
+fn post(base: &str, path: &str, token: &str) -> String {
+    use std::io::Write;
+    let authority = base.trim_start_matches("http://");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut stream = loop {
+        match std::net::TcpStream::connect(authority) {
+            Ok(stream) => break stream,
+            Err(e) if Instant::now() > deadline => panic!("connect: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+}
