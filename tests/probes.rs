@@ -150,6 +150,7 @@ async fn secrets_never_appear_in_the_probe_outputs() {
         refresh_as_access: true,
         trust_forwarded_for: false,
         no_rate_limit: true,
+        ws_deleted_accepted: false,
     };
     let report = probe(c).await;
     assert!(report.findings().count() >= 4, "{}", shown(&report));
