@@ -645,15 +645,17 @@ fn a_smoke_run_with_every_flaw_reports_each_and_exits_1() {
         .iter()
         .filter_map(|f| f["probe"].as_str())
         .collect();
-    // Readable exports, refresh as access, and no rate limit (which hides the trusted
-    // X-Forwarded-For: with no limit there is nothing to walk around).
-    for probe in ["ownership", "token-types", "rate-limit-bypass"] {
+    // Readable exports, refresh as access, a WebSocket open to deleted accounts, and no
+    // rate limit (which hides the trusted X-Forwarded-For: with no limit there is nothing
+    // to walk around).
+    for probe in ["ownership", "token-types", "deletion", "rate-limit-bypass"] {
         assert!(probes.contains(probe), "{probe} missing: {}", context(&r));
     }
     let md = findings_md(&r);
     for needle in [
         "[HIGH] ownership",
         "[HIGH] token-types",
+        "[HIGH] deletion",
         "[MEDIUM] rate-limit-bypass",
     ] {
         assert!(md.contains(needle), "{needle} missing from\n{md}");
@@ -662,9 +664,10 @@ fn a_smoke_run_with_every_flaw_reports_each_and_exits_1() {
     // In the JUnit file the high findings fail their probes' cases; the medium one does
     // not fail the run, so its case passes (with the finding as its output).
     let (failures, cases) = probe_suite(&r);
-    assert_eq!(failures, "2", "{cases:?}");
+    assert_eq!(failures, "3", "{cases:?}");
     assert_eq!(cases.get("ownership"), Some(&true), "{cases:?}");
     assert_eq!(cases.get("token-types"), Some(&true), "{cases:?}");
+    assert_eq!(cases.get("deletion"), Some(&true), "{cases:?}");
     assert_eq!(cases.get("rate-limit-bypass"), Some(&false), "{cases:?}");
 
     let r = run(&args.with(&["--probes-report-only"]));
@@ -929,4 +932,162 @@ fn abort_on_fail_stops_a_failing_run_early() {
         r.stdout
     );
     assert!(r.metrics()["verdict"]["aborted"].is_string());
+}
+
+/// The findings of a run's metrics JSON.
+fn findings(r: &Run) -> Vec<Value> {
+    r.metrics()["extra"]["findings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Every file the run wrote, and its console, as text.
+fn every_output(r: &Run) -> Vec<(String, String)> {
+    let mut outputs = vec![("console".to_string(), r.stdout.clone())];
+    for path in r.files() {
+        let text = String::from_utf8_lossy(&std::fs::read(&path).expect("read")).into_owned();
+        outputs.push((path.display().to_string(), text));
+    }
+    outputs
+}
+
+/// The reference server behaving like a real ASGI deployment: it closes the connection
+/// after each 5xx, crashes on search syntax (500 `text/plain`), and answers a download
+/// with the caller's own data whatever the id.
+const LIKE_A_REAL_DEPLOYMENT: &str = "--close-after-5xx --search-syntax-errors --download-own-data";
+
+#[test]
+fn a_real_deployment_gets_only_its_search_syntax_findings() {
+    let r = run(&short_smoke().builtin(LIKE_A_REAL_DEPLOYMENT));
+    // Medium findings only: the exit code is the verdict's.
+    assert_eq!(r.code, 0, "{}", context(&r));
+    let found = findings(&r);
+    assert!(found.len() >= 5, "{}", context(&r));
+    for f in &found {
+        // Each names its query and the 500 it got: never a dropped connection, never
+        // another probe (no ownership finding for a download of one's own data).
+        assert_eq!(f["probe"], "hostile-input", "{f}");
+        assert_eq!(f["severity"], "medium", "{f}");
+        assert_eq!(f["request"]["path"], "/api/search", "{f}");
+        assert!(
+            f["request"]["summary"]
+                .as_str()
+                .is_some_and(|s| s.contains("\"query\"")),
+            "{f}"
+        );
+        assert_eq!(f["answer"]["status"], 500, "{f}");
+    }
+    let probes = r.metrics()["extra"]["probes"].clone();
+    let ownership = probes
+        .as_array()
+        .and_then(|list| list.iter().find(|p| p["name"] == "ownership"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(ownership["status"], "passed", "{ownership}");
+    assert!(
+        ownership["notes"].to_string().contains("the id is ignored"),
+        "{ownership}"
+    );
+    // The right-to-left override of one query is shown escaped, in every output.
+    assert!(r.stdout.contains("\\u{202E}txt.exe"), "{}", context(&r));
+    assert!(findings_md(&r).contains("\\u{202E}txt.exe"));
+    assert!(
+        found
+            .iter()
+            .any(|f| f["meaning"].to_string().contains("\\\\u{202E}txt.exe")),
+        "{found:?}"
+    );
+    for (name, text) in every_output(&r) {
+        assert!(!text.contains('\u{202E}'), "a raw U+202E in {name}");
+    }
+    assert_no_secret_in(r.dir.path());
+}
+
+#[test]
+fn every_flaw_is_still_found_by_its_own_probe_on_a_real_deployment() {
+    let r = run(&short_smoke().builtin(&format!("--flaws-all {LIKE_A_REAL_DEPLOYMENT}")));
+    assert_eq!(r.code, 1, "{}", context(&r));
+    let found = findings(&r);
+    let by_probe =
+        |probe: &str| -> Vec<&Value> { found.iter().filter(|f| f["probe"] == probe).collect() };
+    // Each flaw by the probe that checks it, with what shows it.
+    for (probe, severity, shows) in [
+        ("ownership", "high", "another user's GDPR export"),
+        ("token-types", "high", "refresh token"),
+        (
+            "deletion",
+            "high",
+            "deleted account's access token still opens a WebSocket",
+        ),
+        ("rate-limit-bypass", "medium", "No rate limit"),
+        ("hostile-input", "medium", "the search query"),
+    ] {
+        let mine = by_probe(probe);
+        assert!(
+            mine.iter()
+                .any(|f| f["severity"] == severity && f["meaning"].to_string().contains(shows)),
+            "{probe}: {mine:?}\n{}",
+            context(&r)
+        );
+    }
+    for probe in ["revocation", "lockout"] {
+        assert!(by_probe(probe).is_empty(), "{probe}: {found:?}");
+    }
+    // No finding blames a dropped connection.
+    assert!(
+        found.iter().all(|f| !f["answer"]["status"].is_null()),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_plain_file_server_gets_no_finding_and_its_probes_say_why_they_did_not_test() {
+    let files = common::FileServer::start();
+    let r = run(&short_smoke().with(&["--host", &files.url]));
+    // The users fail against it (exit 1); the probes find nothing.
+    assert_eq!(r.code, 1, "{}", context(&r));
+    assert_eq!(findings(&r), Vec::<Value>::new(), "{}", context(&r));
+    assert!(r.stdout.contains("Probes: 0 findings"), "{}", context(&r));
+    let not_tested: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("[NOT TESTED]"))
+        .collect();
+    assert_eq!(not_tested.len(), 7, "{}", context(&r));
+    for line in not_tested {
+        assert!(
+            line.contains("answered 501") && line.contains("not there"),
+            "{line}"
+        );
+    }
+    let (failures, cases) = probe_suite(&r);
+    assert_eq!((failures.as_str(), cases.len()), ("0", 7), "{cases:?}");
+}
+
+/// Users without their own loopback addresses but with a forwarded-for pool, against a
+/// server that trusts the header: the probes send addresses of their own and run.
+#[test]
+fn probes_run_on_forwarded_for_addresses_of_their_own() {
+    let r = run(&short_smoke().builtin("--trust-forwarded-for").with(&[
+        "--no-loopback-sources",
+        "--forwarded-for-pool",
+        "50",
+        "--probes-report-only",
+    ]));
+    assert_eq!(r.code, 0, "{}", context(&r));
+    assert!(!r.stdout.contains("NOT TESTED"), "{}", context(&r));
+    // What it runs on is what it finds: a limiter that trusts the header.
+    let found = findings(&r);
+    assert!(!found.is_empty(), "{}", context(&r));
+    for f in &found {
+        assert_eq!(
+            (&f["probe"], &f["severity"]),
+            (&"rate-limit-bypass".into(), &"high".into())
+        );
+        assert!(
+            f["meaning"].to_string().contains("--forwarded-for-pool"),
+            "{f}"
+        );
+    }
 }

@@ -1,6 +1,10 @@
 //! The security probes against in-process reference servers with each deliberate flaw on in
-//! turn, and against a server that accepts everything. The real binary's runs with probes are
-//! in `tests/loadtest.rs`.
+//! turn, behaving like real deployments (connections closed after a 5xx, search syntax
+//! errors, downloads that ignore the id), against a server that accepts everything, and
+//! against a plain file server. The real binary's runs with probes are in
+//! `tests/loadtest.rs`.
+
+mod common;
 
 use lva_loadtest::probes::{self, ProbeReport, ProbeSettings, ProbeStatus, Severity};
 use lva_loadtest::reference_server::{self, ServerConfig};
@@ -62,6 +66,15 @@ fn assert_all_passed(report: &ProbeReport) {
         assert!(p.requests > 0, "{}", shown(report));
     }
     assert_eq!(report.probes.len(), 7);
+}
+
+/// One of `probe`'s notes says `text`.
+fn assert_noted(report: &ProbeReport, probe: &str, text: &str) {
+    let notes = &report.outcome(probe).expect("probe").notes;
+    assert!(
+        notes.iter().any(|n| n.contains(text)),
+        "{probe} does not note {text:?}: {notes:?}"
+    );
 }
 
 /// Only `probe` found something, and at `severity`.
@@ -143,6 +156,100 @@ async fn no_lockout_is_reported_by_the_lockout_probe_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_open_to_deleted_accounts_is_reported_by_the_deletion_probe_alone() {
+    let report = probe(with(|c| c.flaws.ws_deleted_accepted = true)).await;
+    assert_only(&report, "deletion", Severity::High);
+    let f = report.findings().next().expect("finding");
+    assert_eq!(f.answer.status, Some(101), "{}", shown(&report));
+    assert!(f.request.path.starts_with("/ws/"), "{f:?}");
+    assert_eq!(report.findings().count(), 1, "{}", shown(&report));
+}
+
+/// Like a real ASGI deployment: the connection closed after each 5xx, search syntax that
+/// crashes the full-text engine, and downloads that ignore the id.
+fn like_a_real_deployment(c: &mut ServerConfig) {
+    c.quirks = reference_server::Quirks {
+        close_after_5xx: true,
+        search_syntax_errors: true,
+        download_own_data: true,
+    };
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_deployment_gets_only_its_search_findings_each_on_its_own_request() {
+    let report = probe(with(like_a_real_deployment)).await;
+    let text = shown(&report);
+    assert!(report.findings().count() >= 5, "{text}");
+    for f in report.findings() {
+        // Only search syntax: each finding names its query and the 500 it got.
+        assert_eq!(
+            (f.probe.as_str(), f.severity),
+            ("hostile-input", Severity::Medium),
+            "{text}"
+        );
+        assert_eq!(f.request.path, "/api/search", "{text}");
+        assert!(f.meaning.starts_with("the search query \""), "{text}");
+        assert!(f.request.summary.contains("\"query\""), "{text}");
+        // Never a dropped connection blamed on the request that met it.
+        assert_eq!(f.answer.status, Some(500), "{text}");
+        assert!(f.answer.body.contains("Internal Server Error"), "{text}");
+    }
+    // A query that is plain words is no finding, nor one that FTS5 reads as valid syntax.
+    assert!(!text.contains("NEAR(machine"), "{text}");
+    // The connections the server closed were met, and each request sent again.
+    assert_noted(&report, "hostile-input", "sent again on a fresh connection");
+    // The download that ignores the id gives the caller its own data: no finding.
+    assert_noted(
+        &report,
+        "ownership",
+        "the id is ignored; the caller gets its own data",
+    );
+    for p in report.probes.iter().filter(|p| p.name != "hostile-input") {
+        assert_eq!(p.status, ProbeStatus::Passed, "{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_file_server_is_not_tested_and_gets_no_finding() {
+    let files = common::FileServer::start();
+    let report = probe_url(&files.url).await;
+    let text = shown(&report);
+    assert_eq!(report.findings().count(), 0, "{text}");
+    assert_eq!(report.probes.len(), 7);
+    for p in &report.probes {
+        assert_eq!(p.status, ProbeStatus::NotTested, "{text}");
+        let why = p
+            .notes
+            .iter()
+            .find(|n| n.starts_with("not tested:"))
+            .unwrap_or_else(|| panic!("no reason for {}:\n{text}", p.name));
+        assert!(
+            why.contains("answered 501") && why.contains("the API this probe needs is not there"),
+            "{why}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipv6_host_is_probed_from_its_own_family() {
+    let mut c = config();
+    c.bind = "[::1]:0".parse().expect("addr");
+    c.rate_limit.enabled = false;
+    let report = probe(c).await;
+    let text = shown(&report);
+    assert_eq!(report.findings().count(), 0, "{text}");
+    for p in &report.probes {
+        // Without sources of their own, the rate-limit probe stays out of the users' budget.
+        let want = if p.name == "rate-limit-bypass" {
+            ProbeStatus::NotTested
+        } else {
+            ProbeStatus::Passed
+        };
+        assert_eq!(p.status, want, "{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_appear_in_the_probe_outputs() {
     let mut c = config();
     c.flaws = reference_server::Flaws {
@@ -150,6 +257,7 @@ async fn secrets_never_appear_in_the_probe_outputs() {
         refresh_as_access: true,
         trust_forwarded_for: false,
         no_rate_limit: true,
+        ws_deleted_accepted: true,
     };
     let report = probe(c).await;
     assert!(report.findings().count() >= 4, "{}", shown(&report));
@@ -170,11 +278,14 @@ async fn secrets_never_appear_in_the_probe_outputs() {
     assert!(texts[0].contains("[REDACTED]"), "{}", texts[0]);
 }
 
-/// A server that accepts everything: every login, any token, any export, any input.
+/// A server that accepts everything: every login, any token, any export, any input; it
+/// fails (500) on a quote in a search and on a very long export id, echoing the input.
 async fn permissive_server() -> String {
     use axum::Json;
+    use axum::extract::Path;
     use axum::extract::ws::WebSocketUpgrade;
     use axum::http::StatusCode;
+    use axum::response::IntoResponse;
     use axum::routing::{get, post};
     let tokens = || async {
         Json(json!({
@@ -184,21 +295,33 @@ async fn permissive_server() -> String {
             "expires_in": 900,
         }))
     };
-    let export =
-        || async { Json(json!({"export_id": "e1", "status": "completed", "download_url": "/x"})) };
+    let export = || async {
+        Json(json!({"export_id": "e1", "status": "completed", "download_url": "/x"}))
+            .into_response()
+    };
+    let status = move |Path(id): Path<String>| async move {
+        if id.len() > 64 {
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("no export {id}")).into_response()
+        } else {
+            export().await
+        }
+    };
     let app = axum::Router::new()
         .route("/api/auth/login/json", post(tokens))
         .route("/api/auth/refresh", post(tokens))
         .route("/api/gdpr/export", post(export))
-        .route("/api/gdpr/export/{id}", get(export))
+        .route("/api/gdpr/export/{id}", get(status))
         .route(
             "/api/search",
             post(|body: String| async move {
                 // A quote in the query breaks this server's search.
-                if body.contains("\\\"") {
-                    (StatusCode::INTERNAL_SERVER_ERROR, "search failed")
+                if body.contains("\\\"") || body.contains('\u{202E}') {
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("search failed: {body}"),
+                    )
                 } else {
-                    (StatusCode::OK, "{\"results\": []}")
+                    (StatusCode::OK, "{\"results\": []}".to_string())
                 }
             }),
         )
@@ -251,4 +374,68 @@ async fn a_server_that_accepts_everything_gets_a_finding_from_every_probe() {
     let text = shown(&report);
     assert!(!text.contains("permissive-access-token"), "{text}");
     assert!(!text.contains("permissive-refresh-token"), "{text}");
+}
+
+/// A 5,000-digit id and a right-to-left override reach the answers (the permissive server
+/// echoes them in its errors): every output shows them shortened and escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_values_are_shortened_and_escaped_in_every_output() {
+    use lva_loadtest::report::{junit, probes as shown_probes};
+    let url = permissive_server().await;
+    let report = probe_url(&url).await;
+    let digits = "9".repeat(5000);
+    let long_id = report
+        .findings()
+        .find(|f| f.request.path.starts_with("/api/gdpr/export/99999"))
+        .unwrap_or_else(|| panic!("no finding for the long id:\n{}", shown(&report)));
+    assert_eq!(
+        long_id.request.path,
+        format!("/api/gdpr/export/{}… (5000 characters)", &digits[..80])
+    );
+    assert!(
+        long_id.answer.body.contains("… (5000 characters)"),
+        "{long_id:?}"
+    );
+    let override_query = report
+        .findings()
+        .find(|f| f.request.summary.contains("\\u{202E}ltr"))
+        .unwrap_or_else(|| panic!("no finding for U+202E:\n{}", shown(&report)));
+    assert!(
+        override_query.answer.body.contains("\\u{202E}"),
+        "{override_query:?}"
+    );
+    assert!(
+        override_query.meaning.contains("\\u{202E}"),
+        "{override_query:?}"
+    );
+
+    let (probes_json, findings_json) = report.json_parts();
+    let outputs = [
+        ("console", shown(&report)),
+        (
+            "findings file",
+            shown_probes::findings_markdown(&report, "test", false),
+        ),
+        ("metrics JSON", format!("{probes_json}{findings_json}")),
+        (
+            "JUnit",
+            String::from_utf8(junit::junit_xml(&[shown_probes::junit_suite(
+                &report, false,
+            )]))
+            .expect("utf8"),
+        ),
+    ];
+    for (name, text) in &outputs {
+        assert!(
+            !text.contains('\u{202E}'),
+            "a raw U+202E in the {name}:\n{text}"
+        );
+        assert!(!text.contains('\u{0}'), "a raw NUL in the {name}:\n{text}");
+        assert!(
+            !text.contains(&digits[..81]),
+            "81 digits in a row in the {name}"
+        );
+        assert!(text.contains("… (5000 characters)"), "{name}:\n{text}");
+        assert!(text.contains("\\u{202E}ltr"), "{name}:\n{text}");
+    }
 }

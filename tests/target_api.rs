@@ -1234,6 +1234,162 @@ async fn flaws_each_have_their_effect() {
     handle.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_accounts_token_opens_a_websocket_only_with_its_flaw() {
+    for flaw in [false, true] {
+        let mut c = config();
+        c.flaws.ws_deleted_accepted = flaw;
+        let (handle, api) = server(c).await;
+        let (_, access, _) = api.new_user().await;
+        let deleted = api
+            .post("/api/gdpr/delete", Some(&access), json!({"confirm": true}))
+            .await;
+        assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
+        // HTTP refuses the token either way; the WebSocket only without the flaw.
+        assert_eq!(
+            api.get("/api/user/me", Some(&access)).await.status,
+            StatusCode::FORBIDDEN
+        );
+        let ws = ws_connect(&api, "deleted", Some(&access), &[]).await;
+        assert_eq!(ws.is_ok(), flaw, "flaw {flaw}");
+        handle.shutdown().await;
+    }
+    let all = parse(&["--flaws-all"]).into_config().expect("valid");
+    assert!(all.flaws.ws_deleted_accepted);
+}
+
+// ------------------------------------------------------------------ real deployments
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_syntax_errors_answer_500_text_plain_and_words_still_search() {
+    let mut c = config();
+    c.quirks.search_syntax_errors = true;
+    let (handle, api) = server(c).await;
+    let said = api
+        .post(
+            "/api/conversation",
+            None,
+            json!({"text": "machine learning notes"}),
+        )
+        .await;
+    assert_eq!(said.status, StatusCode::OK);
+    for query in ["\"", "a AND OR NOT b", "((()", "*"] {
+        let r = api.post("/api/search", None, json!({"query": query})).await;
+        assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{query}");
+        assert_eq!(r.text, "Internal Server Error", "{query}");
+        assert!(
+            r.header("content-type")
+                .is_some_and(|t| t.starts_with("text/plain"))
+        );
+    }
+    // Valid syntax, words included, is searched as usual (the capture is stored shortly
+    // after the answer).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = api
+            .post("/api/search", None, json!({"query": "machine learning"}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        if r.body["count"] == 1 || Instant::now() > deadline {
+            assert_eq!(r.body["count"], 1, "{}", r.text);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = api
+        .post("/api/search", None, json!({"query": "NEAR(a b, 2)"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_that_ignores_the_id_gives_the_callers_own_data() {
+    let mut c = config();
+    c.quirks.download_own_data = true;
+    let (handle, api) = server(c).await;
+    let (owner_email, owner, _) = api.new_user().await;
+    let (other_email, other, _) = api.new_user().await;
+    let e = api.post("/api/gdpr/export", Some(&owner), json!({})).await;
+    let id = e.body["export_id"].as_str().expect("id").to_owned();
+    wait_completed(&api, &id, &owner).await;
+    let own = api
+        .get(&format!("/api/gdpr/export/{id}/download"), Some(&other))
+        .await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.text);
+    assert_eq!(
+        own.body["user"]["email"],
+        other_email.as_str(),
+        "{}",
+        own.text
+    );
+    assert!(!own.text.contains(&owner_email), "{}", own.text);
+    // Whatever the id, and the status endpoint still keeps exports apart.
+    let any = api
+        .get("/api/gdpr/export/nothing/download", Some(&owner))
+        .await;
+    assert_eq!(
+        any.body["user"]["email"],
+        owner_email.as_str(),
+        "{}",
+        any.text
+    );
+    assert_eq!(
+        api.get(&format!("/api/gdpr/export/{id}"), Some(&other))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    handle.shutdown().await;
+}
+
+/// With `--close-after-5xx`, the request after a 5xx on the same connection fails at the
+/// transport level; on a fresh connection it is answered. Without it, the connection stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_close_after_a_5xx_only_when_asked() {
+    for close in [true, false] {
+        let mut c = config();
+        c.quirks.close_after_5xx = close;
+        c.quirks.search_syntax_errors = true;
+        let (handle, api) = server(c).await;
+        // One connection per client, kept alive between requests.
+        let one = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .build()
+            .expect("client");
+        let crash = one
+            .post(api.url("/api/search"))
+            .json(&json!({"query": "\""}))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(crash.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(crash.headers().get("connection").is_none(), "unannounced");
+        let _ = crash.bytes().await;
+        let next = one.get(api.url("/health")).send().await;
+        match (close, next) {
+            (true, Err(e)) => assert!(!e.is_timeout(), "{e}"),
+            (false, Ok(r)) => assert_eq!(r.status(), StatusCode::OK),
+            (close, next) => panic!("close {close}: {next:?}"),
+        }
+        // A fresh connection is served as usual.
+        assert_eq!(api.get("/health", None).await.status, StatusCode::OK);
+        handle.shutdown().await;
+    }
+    let real = parse(&[
+        "--close-after-5xx",
+        "--search-syntax-errors",
+        "--download-own-data",
+    ])
+    .into_config()
+    .expect("valid");
+    assert!(
+        real.quirks.close_after_5xx
+            && real.quirks.search_syntax_errors
+            && real.quirks.download_own_data
+    );
+}
+
 // ------------------------------------------------------------------ persistence
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -146,20 +146,11 @@ impl RunContext {
         }
     }
 
-    /// The `X-Forwarded-For` address of user `index`, when the pool is on: addresses from
-    /// the documentation ranges (RFC 5737), which route nowhere.
+    /// The `X-Forwarded-For` address of user `index`, when the pool is on: the first
+    /// addresses of the documentation ranges (see [`documentation_address`]).
     pub fn forwarded_for(&self, index: u64) -> Option<String> {
         let pool = u64::from(self.options.forwarded_for_pool?.max(1));
-        let n = (index - 1) % pool;
-        let ranges = [[192, 0, 2], [198, 51, 100], [203, 0, 113]];
-        let range = ranges[((n / 254) % 3) as usize];
-        Some(format!(
-            "{}.{}.{}.{}",
-            range[0],
-            range[1],
-            range[2],
-            n % 254 + 1
-        ))
+        Some(documentation_address((index - 1) % pool).to_string())
     }
 
     /// A client of the user's own: its own keep-alive connection and session cache, built
@@ -178,6 +169,19 @@ impl RunContext {
 pub fn new_source_offset() -> u64 {
     use rand::Rng;
     rand::rng().random_range(0..LOOPBACK_SOURCES)
+}
+
+/// How many addresses the IPv4 documentation ranges (RFC 5737) hold, without the .0 and
+/// .255 of each: 3 × 254.
+pub const DOCUMENTATION_ADDRESSES: u64 = 762;
+
+/// The `n`-th address (from 0) of the IPv4 documentation ranges, which route nowhere:
+/// 192.0.2.1 to .254, then 198.51.100.x, then 203.0.113.x, and round again.
+pub fn documentation_address(n: u64) -> std::net::Ipv4Addr {
+    let ranges = [[192, 0, 2], [198, 51, 100], [203, 0, 113]];
+    let n = n % DOCUMENTATION_ADDRESSES;
+    let [a, b, c] = ranges[(n / 254) as usize];
+    std::net::Ipv4Addr::new(a, b, c, (n % 254 + 1) as u8)
 }
 
 /// A short random id that makes a run's account addresses unique.
@@ -206,6 +210,9 @@ mod tests {
         .expect("context");
         let got: Vec<_> = (1..=4).filter_map(|i| ctx.forwarded_for(i)).collect();
         assert_eq!(got, ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.1"]);
+        assert_eq!(documentation_address(254).to_string(), "198.51.100.1");
+        assert_eq!(documentation_address(761).to_string(), "203.0.113.254");
+        assert_eq!(documentation_address(762).to_string(), "192.0.2.1");
         assert_eq!(ctx.ws_url("/ws/a"), "ws://127.0.0.1:1/ws/a");
     }
 

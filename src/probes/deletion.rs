@@ -1,5 +1,6 @@
 //! Deletion: after a GDPR deletion, the account's access token (HTTP and WebSocket), a login
-//! with its password and a refresh with its refresh token must all be refused.
+//! with its password and a refresh with its refresh token must all be refused. The
+//! WebSocket check is the one that finds a handshake that forgets to look at the account.
 
 use super::kit::{Call, Kit, Probe};
 use super::{ProbeOutcome, Severity};
@@ -16,48 +17,47 @@ pub async fn run(kit: &Kit) -> ProbeOutcome {
     let call = Call::post("/api/gdpr/delete")
         .bearer(&account.access)
         .json(json!({"confirm": true, "reason": "security probe"}));
-    let answer = p.send(&client, &call).await;
+    let answer = p.ask(&client, &call).await;
     if !answer.is_success() {
         p.not_tested(&format!("the deletion answered {}", answer.describe()));
         p.remove(&client, &account).await;
         return p.finish();
     }
 
-    let call = Call::get("/api/user/me").bearer(&account.access);
-    let answer = p.send(&client, &call).await;
     p.expect_refused(
+        &client,
+        &Call::get("/api/user/me").bearer(&account.access),
         "access token after deletion on GET /api/user/me",
-        &call,
-        &answer,
         Severity::High,
         "A deleted account's access token still reads its profile.",
-    );
-    let (call, answer, _socket) = p.ws_connect(&account.access, true).await;
-    p.expect_refused(
+    )
+    .await;
+    p.expect_refused_ws(
+        &client,
+        &account.access,
+        true,
         "access token after deletion at the WebSocket handshake",
-        &call,
-        &answer,
         Severity::High,
         "A deleted account's access token still opens a WebSocket session.",
-    );
-    let (call, answer) = p.login(&client, &account.email, &account.password).await;
+    )
+    .await;
     p.expect_refused(
+        &client,
+        &Probe::login_call(&account.email, &account.password),
         "login after deletion",
-        &call,
-        &answer,
         Severity::High,
         "A deleted account can still log in.",
-    );
+    )
+    .await;
     if !account.refresh.is_empty() {
-        let call = Call::post("/api/auth/refresh").json(json!({"refresh_token": account.refresh}));
-        let answer = p.send(&client, &call).await;
         p.expect_refused(
+            &client,
+            &Call::post("/api/auth/refresh").json(json!({"refresh_token": account.refresh})),
             "refresh after deletion",
-            &call,
-            &answer,
             Severity::High,
             "A deleted account's refresh token still gets new access tokens.",
-        );
+        )
+        .await;
     }
     p.finish()
 }

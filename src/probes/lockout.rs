@@ -2,7 +2,7 @@
 //! right password must be refused while the account is locked. The right password is tried
 //! from a second client, so the first client's rate-limit budget does not decide the answer.
 
-use super::kit::{Answer, Call, Kit, Probe};
+use super::kit::{Answer, Kit, Probe, Verdict};
 use super::{ProbeOutcome, Severity};
 
 pub const NAME: &str = "lockout";
@@ -19,12 +19,28 @@ pub async fn run(kit: &Kit) -> ProbeOutcome {
         p.remove(&client, &account).await;
         return p.finish();
     };
-    let wrong = kit.password("Wr0ng-");
+    let wrong = Probe::login_call(&account.email, &kit.password("Wr0ng-"));
+    let accepted_wrong = |answer: &Answer| {
+        if answer.is_success() {
+            Verdict::flaw(
+                Severity::High,
+                "A login with a wrong password was accepted.",
+            )
+        } else {
+            Verdict::sound(format!("refused ({})", answer.describe()))
+        }
+    };
 
+    // The wrong passwords, then (when none was stopped) one more on a fresh connection,
+    // so that "no lockout" is seen twice before it is said.
     let mut stopped_by: Option<(usize, u16)> = None;
-    let mut last_wrong: Option<(Call, Answer)> = None;
-    for attempt in 1..=WRONG_ATTEMPTS {
-        let (call, answer) = p.login(&client, &account.email, &wrong).await;
+    let mut last_wrong = Answer::default();
+    for attempt in 1..=WRONG_ATTEMPTS + 1 {
+        let answer = if attempt <= WRONG_ATTEMPTS {
+            p.ask(&client, &wrong).await
+        } else {
+            p.send_fresh(&client, &wrong).await
+        };
         match answer.status {
             Some(code @ (423 | 429)) => {
                 stopped_by = Some((attempt, code));
@@ -39,33 +55,38 @@ pub async fn run(kit: &Kit) -> ProbeOutcome {
                 return p.finish();
             }
             _ if answer.is_success() => {
-                p.find(
-                    Severity::High,
-                    &call,
-                    &answer,
-                    "A login with a wrong password was accepted.",
-                );
+                p.settle(&client, &wrong, "a wrong password", &answer, accepted_wrong)
+                    .await;
                 p.remove(&client, &account).await;
                 return p.finish();
             }
-            _ => last_wrong = Some((call, answer)),
+            _ => last_wrong = answer,
         }
     }
 
-    let (call, answer) = p.login(&second, &account.email, &account.password).await;
+    let right = Probe::login_call(&account.email, &account.password);
+    let answer = p.ask(&second, &right).await;
     match (stopped_by, answer.is_success()) {
         (_, _) if answer.status.is_none() => p.not_tested(&format!(
             "the right password while locked: {}",
             answer.describe()
         )),
-        (Some((attempt, 423)), true) => p.find(
-            Severity::High,
-            &call,
-            &answer,
-            &format!(
-                "The account answered 423 (locked) after {attempt} wrong passwords but still accepts the right one, so the lock does not stop a guesser."
-            ),
-        ),
+        (Some((attempt, 423)), true) => {
+            let judge = |answer: &Answer| {
+                if answer.is_success() {
+                    Verdict::flaw(
+                        Severity::High,
+                        format!(
+                            "The account answered 423 (locked) after {attempt} wrong passwords but still accepts the right one, so the lock does not stop a guesser."
+                        ),
+                    )
+                } else {
+                    Verdict::sound(format!("refused ({})", answer.describe()))
+                }
+            };
+            p.settle(&second, &right, "the right password while locked", &answer, judge)
+                .await;
+        }
         (Some((attempt, code)), true) => p.not_tested(&format!(
             "rate limited ({code}) after {attempt} wrong passwords, before any lockout showed"
         )),
@@ -73,19 +94,18 @@ pub async fn run(kit: &Kit) -> ProbeOutcome {
             "locked ({code}) after {attempt} wrong passwords; the right password refused ({}) while locked",
             answer.describe()
         )),
-        (None, true) => {
-            let (call, answer) = last_wrong.unwrap_or((call, answer));
-            p.find(
-                Severity::Medium,
-                &call,
-                &answer,
-                &format!(
-                    "No lockout: {WRONG_ATTEMPTS} wrong passwords in a row were answered as usual and the right password then worked, so one account can be guessed at without limit."
-                ),
-            );
-        }
+        (None, true) => p.report(
+            Severity::Medium,
+            &wrong,
+            &last_wrong,
+            &format!(
+                "No lockout: {} wrong passwords in a row (the last on a fresh connection) were answered as usual and the right password then worked, so one account can be guessed at without limit.",
+                WRONG_ATTEMPTS + 1
+            ),
+        ),
         (None, false) => p.note(format!(
-            "no 423 after {WRONG_ATTEMPTS} wrong passwords, but the right password was refused ({})",
+            "no 423 after {} wrong passwords, but the right password was refused ({})",
+            WRONG_ATTEMPTS + 1,
             answer.describe()
         )),
     }

@@ -21,12 +21,14 @@ mod lockout;
 mod ownership;
 mod rate_limit;
 mod revocation;
+mod sanitize;
 mod token_types;
 
 use crate::exchange::context::{FlowOptions, new_run_id};
 use crate::transport::{TlsOptions, is_loopback_host, tls_config};
 use kit::Kit;
 use rustls::ClientConfig;
+use sanitize::shown;
 use serde::Serialize;
 use std::fmt;
 use std::sync::Arc;
@@ -35,6 +37,11 @@ use url::Url;
 
 /// The longest any one probe may take before it is reported as not tested.
 const PROBE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How many characters of a request's summary or an answer's body a report shows.
+const BODY_CHARS: usize = 300;
+/// How many characters of any other text of a report (paths, notes, meanings).
+const TEXT_CHARS: usize = 500;
 
 /// How bad a finding is. Any `High` finding fails the run (exit code 1) unless
 /// `--probes-report-only`.
@@ -188,20 +195,22 @@ impl ProbeReport {
         )
     }
 
-    /// Replaces every secret the probes used, wherever it ended up, by `[REDACTED]`.
-    fn scrub(&mut self) {
+    /// Makes every text safe to show, once, before any output: every secret the probes
+    /// used replaced by `[REDACTED]` wherever it ended up, then hostile values shortened
+    /// and invisible characters escaped ([`sanitize::shown`]).
+    fn clean(&mut self) {
         let secrets = self.secrets.clone();
+        let clean = |text: &mut String, max: usize| {
+            secrets.scrub(text);
+            *text = shown(text, max);
+        };
         for probe in &mut self.probes {
-            probe.notes.iter_mut().for_each(|n| secrets.scrub(n));
+            probe.notes.iter_mut().for_each(|n| clean(n, TEXT_CHARS));
             for f in &mut probe.findings {
-                for text in [
-                    &mut f.request.path,
-                    &mut f.request.summary,
-                    &mut f.answer.body,
-                    &mut f.meaning,
-                ] {
-                    secrets.scrub(text);
-                }
+                clean(&mut f.request.path, TEXT_CHARS);
+                clean(&mut f.request.summary, BODY_CHARS);
+                clean(&mut f.answer.body, BODY_CHARS);
+                clean(&mut f.meaning, TEXT_CHARS);
             }
         }
     }
@@ -214,8 +223,11 @@ pub struct ProbeSettings {
     /// Makes the probe accounts' addresses unique.
     pub run_id: String,
     /// Give every probe client its own loopback source address, from this user index up
-    /// (see `flows::context::loopback_source`); `None` connects from the default address.
+    /// (see `transport::loopback_source`); `None` connects from the default address.
     pub source_base: Option<u64>,
+    /// The users send `X-Forwarded-For` from a pool of this many addresses: every probe
+    /// client then sends one of its own, outside the pool.
+    pub forwarded_for_pool: Option<u32>,
     /// Timeout of each request and WebSocket handshake.
     pub timeout: Duration,
     /// Log the probe accounts out at the end instead of deleting them.
@@ -228,29 +240,37 @@ pub struct ProbeSettings {
 /// they never share a source address with a simulated user.
 pub const PROBE_SOURCE_BASE: u64 = 50_000;
 
+/// True when clients can reach `host` from loopback addresses of their own: a server on
+/// this machine reached over IPv4 (an IPv6 host is never given an IPv4 source address).
+fn own_loopback_sources(host: &Url) -> bool {
+    is_loopback_host(host) && !matches!(host.host(), Some(url::Host::Ipv6(_)))
+}
+
 impl ProbeSettings {
-    /// Settings for `host`: own loopback source addresses when the host is on this machine.
+    /// Settings for `host`: own loopback source addresses when the host is on this machine
+    /// and reached over IPv4.
     pub fn new(host: Url) -> ProbeSettings {
-        let source_base = is_loopback_host(&host).then_some(PROBE_SOURCE_BASE);
+        let source_base = own_loopback_sources(&host).then_some(PROBE_SOURCE_BASE);
         ProbeSettings {
             host,
             run_id: new_run_id(),
             source_base,
+            forwarded_for_pool: None,
             timeout: Duration::from_secs(15),
             keep_accounts: false,
             tls: TlsOptions::default(),
         }
     }
-}
 
-impl ProbeSettings {
-    /// Settings for a load test: its own loopback source addresses only when the users have
-    /// theirs, at most the users' request timeout, and `--keep-accounts` honoured.
+    /// Settings for a load test, by the users' source-address rules: own loopback source
+    /// addresses only when the users have theirs, own forwarded-for addresses when the
+    /// users send theirs, at most the users' request timeout, and `--keep-accounts`.
     pub fn for_run(host: Url, flow: &FlowOptions) -> ProbeSettings {
         let mut settings = ProbeSettings::new(host);
         settings.source_base = flow
             .loopback_sources
             .then_some(flow.source_offset + PROBE_SOURCE_BASE);
+        settings.forwarded_for_pool = flow.forwarded_for_pool;
         if let Some(timeout) = flow.timeout {
             settings.timeout = settings.timeout.min(timeout);
         }
@@ -308,7 +328,7 @@ pub async fn run_with_tls(settings: ProbeSettings, tls: Arc<ClientConfig>) -> Pr
         elapsed_secs: started.elapsed().as_secs_f64(),
         secrets: kit.secrets(),
     };
-    report.scrub();
+    report.clean();
     report
 }
 
@@ -397,10 +417,81 @@ pub(crate) mod tests {
         report.probes[0].findings[0].answer.body = "token abc.def.ghi leaked".into();
         report.probes[0].notes.push("saw abc.def.ghi".into());
         report.secrets = Secrets(vec!["abc.def.ghi".into()]);
-        report.scrub();
+        report.clean();
         let text = serde_json::to_string(&report.json_parts()).expect("json");
         assert!(!report.secrets.appears_in(&text), "{text}");
         assert!(text.contains("token [REDACTED] leaked"), "{text}");
         assert_eq!(format!("{:?}", report.secrets), "Secrets(1 hidden)");
+    }
+
+    #[test]
+    fn every_text_of_the_report_is_shortened_and_escaped() {
+        let mut report = report_with(Severity::Medium);
+        let long = "9".repeat(5000);
+        let hostile = format!("{long} \u{202E}txt.exe");
+        let f = &mut report.probes[0].findings[0];
+        for text in [
+            &mut f.request.path,
+            &mut f.request.summary,
+            &mut f.answer.body,
+            &mut f.meaning,
+        ] {
+            *text = hostile.clone();
+        }
+        report.probes[0].notes.push(hostile.clone());
+        // A secret that a shortening would cut in two is still found whole.
+        report.probes[0]
+            .notes
+            .push(format!("{}SECRET-TOKEN-1", "x".repeat(70)));
+        report.secrets = Secrets(vec!["SECRET-TOKEN-1".into()]);
+        report.clean();
+        let text = serde_json::to_string(&report.json_parts()).expect("json");
+        assert!(
+            !text.contains('\u{202E}') && !text.contains(&long[..81]),
+            "{text}"
+        );
+        assert_eq!(text.matches("… (5000 characters)").count(), 5, "{text}");
+        assert_eq!(text.matches("\\u{202E}txt.exe").count(), 5, "{text}");
+        assert!(
+            !text.contains("SECRET") && text.contains("[REDACTED]"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_ipv6_host_gets_no_ipv4_source_address() {
+        let url = |u: &str| Url::parse(u).expect("url");
+        assert!(
+            ProbeSettings::new(url("http://[::1]:8000"))
+                .source_base
+                .is_none()
+        );
+        assert!(
+            ProbeSettings::new(url("http://127.0.0.1:8000"))
+                .source_base
+                .is_some()
+        );
+        assert!(
+            ProbeSettings::new(url("https://example.com"))
+                .source_base
+                .is_none()
+        );
+        let flow = FlowOptions {
+            loopback_sources: true,
+            forwarded_for_pool: Some(20),
+            ..FlowOptions::default()
+        };
+        let settings = ProbeSettings::for_run(url("http://[::1]:8000"), &flow);
+        assert!(settings.source_base.is_none());
+        assert_eq!(settings.forwarded_for_pool, Some(20));
+        let off = FlowOptions {
+            loopback_sources: false,
+            ..flow
+        };
+        assert!(
+            ProbeSettings::for_run(url("http://127.0.0.1:1"), &off)
+                .source_base
+                .is_none()
+        );
     }
 }

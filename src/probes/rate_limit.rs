@@ -1,14 +1,14 @@
 //! Rate-limit bypass: one client sends cheap auth requests until it is rate limited (429),
-//! then sends the same request with an `X-Forwarded-For` header naming a new address. Being
-//! let through means the limiter trusts a header any client can forge.
+//! then sends the same request with an `X-Forwarded-For` header naming an address nobody
+//! used. Being let through means the limiter trusts a header any client can forge.
 //!
 //! When no 429 comes within [`MAX_ATTEMPTS`], the bypass cannot be tested; that there is no
 //! limit on the auth endpoints is itself reported (medium: some staging servers raise their
-//! limits on purpose for load tests).
+//! limits on purpose for load tests). Answers that are not the API's (a missing endpoint,
+//! not JSON), or a 429 at the first request, leave the probe not tested.
 
-use super::kit::{Call, Kit, Probe};
+use super::kit::{Answer, Call, Kit, Probe, ProbeClient, Verdict};
 use super::{ProbeOutcome, Severity};
-use rand::Rng;
 use serde_json::json;
 
 pub const NAME: &str = "rate-limit-bypass";
@@ -22,8 +22,8 @@ pub async fn run(kit: &Kit) -> ProbeOutcome {
     if !kit.own_sources() {
         p.not_tested(
             "the probe clients would share the simulated users' source address (the host is \
-             not on this machine, or --no-loopback-sources): exhausting the auth limit would \
-             throttle the users",
+             not on this machine, or --no-loopback-sources without --forwarded-for-pool): \
+             exhausting the auth limit would throttle the users",
         );
         return p.finish();
     }
@@ -34,56 +34,80 @@ pub async fn run(kit: &Kit) -> ProbeOutcome {
     let call = Call::post("/api/auth/refresh")
         .json(json!({"refresh_token": "not-a-token"}))
         .label("{\"refresh_token\": a malformed token}");
-    let mut last = None;
+    let what = "POST /api/auth/refresh";
     for attempt in 1..=MAX_ATTEMPTS {
-        let answer = p.send(&client, &call).await;
+        let answer = p.ask(&client, &call).await;
         if answer.status.is_none() {
             p.not_tested(&format!(
-                "request {attempt} to POST /api/auth/refresh: {}",
+                "request {attempt} to {what}: {}",
                 answer.describe()
             ));
             return p.finish();
         }
         if answer.is_rate_limited() {
+            if attempt == 1 {
+                p.not_tested(&format!(
+                    "{what} was rate limited (429) at the first request: the probe's client \
+                     shares its budget with others"
+                ));
+                return p.finish();
+            }
             p.note(format!("rate limited (429) after {attempt} auth requests"));
             bypass(&mut p, &client, &call).await;
             return p.finish();
         }
-        last = Some(answer);
+        if let Some(why) = answer.not_the_api() {
+            p.not_tested(&format!(
+                "{what} {why}: the API this probe needs is not there"
+            ));
+            return p.finish();
+        }
     }
-    if let Some(answer) = last {
-        p.find(
+    let judge = |answer: &Answer| match answer.status {
+        Some(429) => Verdict::sound("rate limited (429) at last"),
+        None => Verdict::unchecked(format!("not checked ({})", answer.describe())),
+        Some(_) => Verdict::flaw(
             Severity::Medium,
-            &call,
-            &answer,
-            &format!(
+            format!(
                 "No rate limit on the auth endpoints: {MAX_ATTEMPTS} requests in a row from one client were all answered, so passwords can be guessed as fast as the server answers (the X-Forwarded-For bypass could not be tested)."
             ),
-        );
-    }
+        ),
+    };
+    p.check(
+        &client,
+        &call,
+        &format!("{what} after {MAX_ATTEMPTS} requests"),
+        judge,
+    )
+    .await;
     p.finish()
 }
 
-/// The limited client again, with a forged `X-Forwarded-For` (a documentation address).
-async fn bypass(p: &mut Probe<'_>, client: &reqwest::Client, call: &Call) {
-    let address = format!("203.0.113.{}", rand::rng().random_range(200..=254));
+/// The limited client again, with a forged `X-Forwarded-For` naming an address no user
+/// and no probe sends.
+async fn bypass(p: &mut Probe<'_>, client: &ProbeClient, call: &Call) {
+    let address = p.kit.spare_address();
     let forged = call.clone().header("X-Forwarded-For", &address);
-    let answer = p.send(client, &forged).await;
-    if answer.is_rate_limited() {
-        p.note(format!(
-            "with X-Forwarded-For: {address}: still limited (429)"
-        ));
-    } else if answer.status.is_none() {
-        p.note(format!(
-            "with X-Forwarded-For: not checked ({})",
-            answer.describe()
-        ));
+    let pool = if p.kit.sends_forwarded_for() {
+        " (This run's --forwarded-for-pool relies on that trust.)"
     } else {
-        p.find(
+        ""
+    };
+    let judge = |answer: &Answer| match answer.status {
+        Some(429) => Verdict::sound("still limited (429)"),
+        None => Verdict::unchecked(format!("not checked ({})", answer.describe())),
+        Some(_) => Verdict::flaw(
             Severity::High,
-            &forged,
-            &answer,
-            "The rate limiter trusts X-Forwarded-For: any client escapes its limit by sending a new address in that header.",
-        );
-    }
+            format!(
+                "The rate limiter trusts X-Forwarded-For: any client escapes its limit by sending a new address in that header.{pool}"
+            ),
+        ),
+    };
+    p.check(
+        client,
+        &forged,
+        &format!("with X-Forwarded-For: {address}"),
+        judge,
+    )
+    .await;
 }

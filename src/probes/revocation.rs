@@ -17,36 +17,34 @@ pub async fn run(kit: &Kit) -> ProbeOutcome {
     let call = Call::post("/api/auth/logout")
         .bearer(&account.access)
         .json(json!({"refresh_token": account.refresh}));
-    let answer = p.send(&client, &call).await;
+    let answer = p.ask(&client, &call).await;
     if answer.is_success() {
-        let call = Call::get("/api/user/me").bearer(&account.access);
-        let answer = p.send(&client, &call).await;
         p.expect_refused(
+            &client,
+            &Call::get("/api/user/me").bearer(&account.access),
             "access token after logout on GET /api/user/me",
-            &call,
-            &answer,
             Severity::High,
             "Logging out does not end the session: the old access token still works.",
-        );
-        let (call, answer, _socket) = p.ws_connect(&account.access, true).await;
-        p.expect_refused(
+        )
+        .await;
+        p.expect_refused_ws(
+            &client,
+            &account.access,
+            true,
             "access token after logout at the WebSocket handshake",
-            &call,
-            &answer,
             Severity::High,
             "Logging out does not end the session: the old access token still opens a WebSocket.",
-        );
+        )
+        .await;
         if !account.refresh.is_empty() {
-            let call =
-                Call::post("/api/auth/refresh").json(json!({"refresh_token": account.refresh}));
-            let answer = p.send(&client, &call).await;
             p.expect_refused(
+                &client,
+                &Call::post("/api/auth/refresh").json(json!({"refresh_token": account.refresh})),
                 "refresh token after logout on POST /api/auth/refresh",
-                &call,
-                &answer,
                 Severity::High,
                 "Logging out does not revoke the refresh token: whoever holds it keeps getting new access tokens.",
-            );
+            )
+            .await;
         }
     } else {
         p.not_tested(&format!("the logout answered {}", answer.describe()));

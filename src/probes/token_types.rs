@@ -18,7 +18,7 @@ pub async fn run(kit: &Kit) -> ProbeOutcome {
 
     // The access token works: otherwise a refusal below would prove nothing.
     let control = p
-        .send(&client, &Call::get("/api/user/me").bearer(&account.access))
+        .ask(&client, &Call::get("/api/user/me").bearer(&account.access))
         .await;
     if !control.is_success() {
         p.not_tested(&format!(
@@ -30,38 +30,37 @@ pub async fn run(kit: &Kit) -> ProbeOutcome {
     if account.refresh.is_empty() {
         p.note("the login answer had no refresh token: refresh-as-access not checked");
     } else {
-        let call = Call::get("/api/user/me").bearer(&account.refresh);
-        let answer = p.send(&client, &call).await;
         p.expect_refused(
+            &client,
+            &Call::get("/api/user/me").bearer(&account.refresh),
             "refresh token as Bearer on GET /api/user/me",
-            &call,
-            &answer,
             Severity::High,
             REFRESH_AS_ACCESS,
-        );
+        )
+        .await;
         for (in_query, how) in [(true, "?token="), (false, "an Authorization header")] {
-            let (call, answer, _socket) = p.ws_connect(&account.refresh, in_query).await;
-            p.expect_refused(
+            p.expect_refused_ws(
+                &client,
+                &account.refresh,
+                in_query,
                 &format!("refresh token at the WebSocket handshake in {how}"),
-                &call,
-                &answer,
                 Severity::High,
                 &format!(
                     "A refresh token sent in {how} opens a WebSocket session as if it were an access token."
                 ),
-            );
+            )
+            .await;
         }
     }
 
-    let call = Call::post("/api/auth/refresh").json(json!({"refresh_token": account.access}));
-    let answer = p.send(&client, &call).await;
     p.expect_refused(
+        &client,
+        &Call::post("/api/auth/refresh").json(json!({"refresh_token": account.access})),
         "access token at POST /api/auth/refresh",
-        &call,
-        &answer,
         Severity::High,
         "An access token can be exchanged for new tokens, so a short-lived stolen token can be renewed for ever.",
-    );
+    )
+    .await;
 
     p.remove(&client, &account).await;
     p.finish()

@@ -147,13 +147,22 @@ pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
 
 /// Checks a token the way every protected endpoint does.
 pub(crate) async fn authenticate(state: &Shared, token: &str) -> ApiResult<AuthUser> {
+    authenticate_as(state, token, false).await
+}
+
+/// [`authenticate`], letting a deleted account through when `deleted_ok` (a flaw's effect).
+pub(crate) async fn authenticate_as(
+    state: &Shared,
+    token: &str,
+    deleted_ok: bool,
+) -> ApiResult<AuthUser> {
     let claims = state.jwt.decode(token)?;
     let refresh_ok = state.config.flaws.refresh_as_access;
     if claims.kind != "access" && !(refresh_ok && claims.kind == "refresh") {
         return Err(ApiError::unauthorized("Invalid token type"));
     }
     let user = token_user(state, &claims, "Could not validate credentials").await?;
-    if user.is_deleted() {
+    if user.is_deleted() && !deleted_ok {
         return Err(ApiError::forbidden("Account is deleted"));
     }
     Ok(AuthUser { claims, user })

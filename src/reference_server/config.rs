@@ -186,9 +186,28 @@ pub struct ServerArgs {
     #[arg(long)]
     pub flaw_no_rate_limit: bool,
 
-    /// Turn on all four --flaw-* options.
+    /// Flaw: a deleted account's access token still opens a WebSocket session.
+    #[arg(long)]
+    pub flaw_ws_deleted_accepted: bool,
+
+    /// Turn on every --flaw-* option.
     #[arg(long)]
     pub flaws_all: bool,
+
+    /// Like many ASGI and WSGI servers: close the keep-alive connection after any 5xx
+    /// answer, without announcing it, so the client's next request on it fails.
+    #[arg(long)]
+    pub close_after_5xx: bool,
+
+    /// Like a deployment that hands the query to the full-text engine unquoted: search
+    /// syntax characters answer 500 `text/plain`.
+    #[arg(long)]
+    pub search_syntax_errors: bool,
+
+    /// Like a deployment whose export download ignores the id in its path: it answers
+    /// with the caller's own data, whatever the id.
+    #[arg(long)]
+    pub download_own_data: bool,
 
     /// Serve HTTPS and WSS with this certificate chain (PEM); needs --tls-key.
     #[arg(long, value_name = "FILE.pem", requires = "tls_key")]
@@ -257,6 +276,20 @@ pub struct Flaws {
     pub refresh_as_access: bool,
     pub trust_forwarded_for: bool,
     pub no_rate_limit: bool,
+    pub ws_deleted_accepted: bool,
+}
+
+/// How real deployments of the API behave beyond the contract (lva-api.md, its last
+/// section); all off by default. Not flaws of the API: the load tester must judge them
+/// correctly, so the reference server can behave like them.
+#[derive(Debug, Clone, Default)]
+pub struct Quirks {
+    /// Close the connection after a 5xx answer, unannounced.
+    pub close_after_5xx: bool,
+    /// Search queries reach FTS5 unquoted: syntax errors answer 500 `text/plain`.
+    pub search_syntax_errors: bool,
+    /// An export download answers with the caller's own data, whatever the id.
+    pub download_own_data: bool,
 }
 
 /// The validated configuration of one server instance.
@@ -281,6 +314,7 @@ pub struct ServerConfig {
     pub flaws: Flaws,
     /// Serve HTTPS and WSS instead of HTTP and WS.
     pub tls: Option<TlsFiles>,
+    pub quirks: Quirks,
 }
 
 impl Default for ServerConfig {
@@ -300,6 +334,7 @@ impl Default for ServerConfig {
             faults: FaultConfig::default(),
             flaws: Flaws::default(),
             tls: None,
+            quirks: Quirks::default(),
         }
     }
 }
@@ -427,6 +462,12 @@ impl ServerArgs {
                 refresh_as_access: self.flaw_refresh_as_access || self.flaws_all,
                 trust_forwarded_for: self.flaw_trust_forwarded_for || self.flaws_all,
                 no_rate_limit: self.flaw_no_rate_limit || self.flaws_all,
+                ws_deleted_accepted: self.flaw_ws_deleted_accepted || self.flaws_all,
+            },
+            quirks: Quirks {
+                close_after_5xx: self.close_after_5xx,
+                search_syntax_errors: self.search_syntax_errors,
+                download_own_data: self.download_own_data,
             },
             tls: match (self.tls_cert, self.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),

@@ -326,14 +326,25 @@ async fn search(State(state): State<Shared>, JsonBody(body): JsonBody) -> ApiRes
     }
     f.finish()?;
     let query = query.unwrap_or_default().to_owned();
-    let results = match fts_expression(&query) {
-        Some(expr) => {
-            state
-                .db
-                .call(move |conn| Ok(storage::search(conn, &expr, limit)?))
-                .await?
+    let results = if state.config.quirks.search_syntax_errors {
+        // The query as it came: FTS5 refuses its syntax errors, and nothing handles that.
+        let expr = query.clone();
+        state
+            .db
+            .call(move |conn| {
+                storage::search(conn, &expr, limit).map_err(|e| ApiError::Unhandled(e.to_string()))
+            })
+            .await?
+    } else {
+        match fts_expression(&query) {
+            Some(expr) => {
+                state
+                    .db
+                    .call(move |conn| Ok(storage::search(conn, &expr, limit)?))
+                    .await?
+            }
+            None => Vec::new(),
         }
-        None => Vec::new(),
     };
     Ok(Json(json!({
         "query": query,

@@ -81,7 +81,14 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     /// Something broke on our side; the cause is logged, the client gets a generic 500.
     Internal(String),
+    /// An error nothing handled, answered the way ASGI and WSGI servers do: 500
+    /// `text/plain` `Internal Server Error` (the cause is logged).
+    Unhandled(String),
 }
+
+/// Marks an answer whose body must stay as it is (not turned into the contract's JSON).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawAnswer;
 
 impl ApiError {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
@@ -141,6 +148,17 @@ impl IntoResponse for ApiError {
                     Json(json!({ "detail": "Internal server error" })),
                 )
                     .into_response()
+            }
+            Self::Unhandled(cause) => {
+                eprintln!("lva-target: unhandled error: {cause}");
+                let mut res = (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                    "Internal Server Error",
+                )
+                    .into_response();
+                res.extensions_mut().insert(RawAnswer);
+                res
             }
         }
     }

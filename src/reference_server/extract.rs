@@ -8,7 +8,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::error::{ApiError, ApiResult, FieldError};
+use super::error::{ApiError, ApiResult, FieldError, RawAnswer};
 
 /// A JSON object body.
 pub(crate) struct JsonBody(pub Map<String, Value>);
@@ -253,7 +253,10 @@ impl<'a> Fields<'a> {
 pub(crate) async fn json_errors(req: Request, next: Next) -> Response {
     let res = next.run(req).await;
     let status = res.status();
-    if status.as_u16() < 400 || is_json_type(&content_type(res.headers())) {
+    if status.as_u16() < 400
+        || is_json_type(&content_type(res.headers()))
+        || res.extensions().get::<RawAnswer>().is_some()
+    {
         return res;
     }
     let (mut parts, body) = res.into_parts();

@@ -26,6 +26,7 @@
 
 mod auth;
 mod config;
+mod connections;
 mod conversation;
 mod error;
 mod extract;
@@ -53,10 +54,11 @@ use tokio::task::JoinHandle;
 
 use crate::exit::Exit;
 
-pub use config::{FaultConfig, Flaws, RateLimitConfig, ServerArgs, ServerConfig};
+pub use config::{FaultConfig, Flaws, Quirks, RateLimitConfig, ServerArgs, ServerConfig};
 pub use error::ServerError;
 
 use auth::Jwt;
+use connections::{Accepting, OpenConnections};
 use conversation::ActiveSessions;
 use error::ApiError;
 use faults::Faults;
@@ -189,8 +191,8 @@ fn signing_secret(config: &ServerConfig, db: &Db) -> Result<Vec<u8>, ServerError
     Ok(secret.into_bytes())
 }
 
-fn router(state: Shared) -> Router {
-    Router::new()
+fn router(state: Shared, closing: Option<Arc<OpenConnections>>) -> Router {
+    let router = Router::new()
         .merge(auth::routes())
         .merge(users::routes())
         .merge(gdpr::routes())
@@ -202,7 +204,11 @@ fn router(state: Shared) -> Router {
         .layer(from_fn_with_state(state.clone(), rate_limit::limit))
         .layer(from_fn(extract::json_errors))
         .layer(from_fn_with_state(state.clone(), metrics::count))
-        .with_state(state)
+        .with_state(state);
+    match closing {
+        Some(open) => router.layer(from_fn_with_state(open, connections::close_after_5xx)),
+        None => router,
+    }
 }
 
 async fn not_found() -> ApiError {
@@ -282,17 +288,24 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
     resume_exports(&state)?;
     spawn_sweeper(Arc::clone(&state));
 
-    let app = router(Arc::clone(&state)).into_make_service_with_connect_info::<SocketAddr>();
+    let closing = state
+        .config
+        .quirks
+        .close_after_5xx
+        .then(|| Arc::new(OpenConnections::default()));
+    let listener = Accepting::new(listener, closing.clone());
+    let app =
+        router(Arc::clone(&state), closing).into_make_service_with_connect_info::<SocketAddr>();
     let mut signal = stopped;
     let shutdown = async move {
         let _ = signal.wait_for(|s| *s).await;
     };
+    // No Nagle delay: a reply and the close frame that follows it leave at once.
+    let listener = listener.tap_io(|connection| {
+        let _ = connection.set_nodelay(true);
+    });
     let task = match &state.config.tls {
         None => tokio::spawn(async move {
-            // No Nagle delay: a reply and the close frame that follows it leave at once.
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await
@@ -300,7 +313,6 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         Some(files) => {
             let listener = tls::TlsListener::new(listener, tls::server_config(files)?)?;
             tokio::spawn(async move {
-                // The acceptor sets no Nagle delay on each connection itself.
                 axum::serve(listener.tap_io(|_| {}), app)
                     .with_graceful_shutdown(shutdown)
                     .await

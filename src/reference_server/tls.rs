@@ -4,13 +4,13 @@
 
 use super::config::TlsFiles;
 use super::error::ServerError;
+use axum::serve::Listener;
 use rustls::ServerConfig as TlsServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -43,36 +43,29 @@ pub(crate) fn server_config(files: &TlsFiles) -> Result<Arc<TlsServerConfig>, Se
     Ok(Arc::new(config))
 }
 
-/// Connections that finished their handshake, for axum.
-pub(crate) struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+/// Connections of the listener `L` that finished their handshake, for axum.
+pub(crate) struct TlsListener<L: Listener> {
+    ready: mpsc::Receiver<(TlsStream<L::Io>, SocketAddr)>,
     local: SocketAddr,
 }
 
-impl TlsListener {
-    /// Accepts TCP connections on `listener` and shakes hands with each on its own task,
-    /// so that a slow client does not hold the others back.
-    pub(crate) fn new(
-        listener: TcpListener,
-        config: Arc<TlsServerConfig>,
-    ) -> std::io::Result<Self> {
+impl<L: Listener<Addr = SocketAddr>> TlsListener<L> {
+    /// Accepts connections from `listener` and shakes hands with each on its own task, so
+    /// that a slow client does not hold the others back.
+    pub(crate) fn new(mut listener: L, config: Arc<TlsServerConfig>) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
         let acceptor = TlsAcceptor::from(config);
         let (ready_tx, ready) = mpsc::channel(64);
         tokio::spawn(async move {
             loop {
-                let Ok((tcp, peer)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                let _ = tcp.set_nodelay(true);
+                let (connection, peer) = listener.accept().await;
                 if ready_tx.is_closed() {
                     return;
                 }
                 let (acceptor, ready) = (acceptor.clone(), ready_tx.clone());
                 tokio::spawn(async move {
                     if let Ok(Ok(tls)) =
-                        tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(tcp)).await
+                        tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(connection)).await
                     {
                         let _ = ready.send((tls, peer)).await;
                     }
@@ -83,8 +76,8 @@ impl TlsListener {
     }
 }
 
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+impl<L: Listener<Addr = SocketAddr>> Listener for TlsListener<L> {
+    type Io = TlsStream<L::Io>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

@@ -16,7 +16,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::Shared;
-use super::auth::{authenticate, bearer};
+use super::auth::{authenticate_as, bearer};
 use super::conversation::{decode_audio, record_exchange, reply_to_audio};
 use super::error::ApiError;
 use super::extract::query_pairs;
@@ -67,7 +67,8 @@ async fn handshake(
     let Some(token) = from_query.or_else(|| bearer(&headers).map(str::to_owned)) else {
         return ApiError::forbidden("Not authenticated").into_response();
     };
-    let user_id = match authenticate(&state, &token).await {
+    let deleted_ok = state.config.flaws.ws_deleted_accepted;
+    let user_id = match authenticate_as(&state, &token, deleted_ok).await {
         Ok(auth) => auth.user.id,
         // Every refusal is a 403 at the handshake, with the reason in the body.
         Err(ApiError::Detail(_, detail) | ApiError::Unauthorized(detail)) => {
