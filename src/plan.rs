@@ -59,6 +59,8 @@ pub struct Plan {
     pub output: PathBuf,
     /// Write no report files (the verdict and summary still come).
     pub no_reports: bool,
+    /// Also write Goose's own HTML and JSON reports.
+    pub goose_report: bool,
     pub skip_preflight: bool,
     pub abort_on_fail: bool,
     /// `--server-pid`: the local process whose memory is sampled.
@@ -224,6 +226,7 @@ impl Plan {
             web_port: args.web_port,
             output: args.output.clone(),
             no_reports: args.no_reports,
+            goose_report: args.goose_report,
             skip_preflight: args.skip_preflight,
             abort_on_fail: args.abort_on_fail,
             server_pid: args.server_pid,
