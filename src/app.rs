@@ -57,13 +57,8 @@ pub async fn main_with_classes(args: Vec<String>, classes: Vec<UserClass>) -> Ex
 
 fn validate_saved(args: &ValidateArgs) -> Exit {
     match conclude::rejudge(&args.file, &args.targets) {
-        Ok((verdict, measured)) => {
-            let mut out = std::io::stdout();
-            let _ = report::print_summary(&mut out, &measured, &verdict);
-            let exit = verdict.exit();
-            let words = report::outcome_words(&verdict);
-            let _ = report::print_result(&mut out, &words, exit, verdict.rate_limited);
-            exit
+        Ok((verdict, saved)) => {
+            conclude::review(&args.file, args.output.as_deref(), &verdict, &saved)
         }
         Err(e) => Exit::config_error(e),
     }
@@ -121,12 +116,16 @@ async fn test_host(plan: &Plan, host: &Host, outputs: &RunOutputs) -> Exit {
         );
     }
 
-    let html = outputs.html_path();
-    let goose_json = outputs.goose_json_path();
-    let partial = [partial(&html), partial(&goose_json)];
-    let goose_reports: &[PathBuf] = if plan.no_reports { &[] } else { &partial };
+    // Goose's own reports, when asked for: written under a temporary name while the run
+    // goes, renamed once complete.
+    let goose_reports: Vec<PathBuf> = if plan.goose_report {
+        vec![outputs.goose_html_path(), outputs.goose_json_path()]
+    } else {
+        Vec::new()
+    };
+    let partial: Vec<PathBuf> = goose_reports.iter().map(|p| partial(p)).collect();
     let probe_run = probes::BesideRun::start(plan.probes, &host.url, &plan.flow_options);
-    let result = match attack::attack(plan, &host.url, host.memory.clone(), goose_reports).await {
+    let result = match attack::attack(plan, &host.url, host.memory.clone(), &partial).await {
         Ok(result) => result,
         Err(RunError::Config(e)) => return Exit::config_error(e),
         Err(e) => {
@@ -134,7 +133,7 @@ async fn test_host(plan: &Plan, host: &Host, outputs: &RunOutputs) -> Exit {
             return Exit::Failed;
         }
     };
-    for (from, to) in partial.iter().zip([&html, &goose_json]) {
+    for (from, to) in partial.iter().zip(&goose_reports) {
         // Goose writes its reports only when it ends by itself: an abandoned run's are
         // incomplete, and no `.partial` file outlives the run.
         let moved = !result.abandoned && from.exists() && std::fs::rename(from, to).is_ok();
@@ -147,7 +146,7 @@ async fn test_host(plan: &Plan, host: &Host, outputs: &RunOutputs) -> Exit {
     let end = RunEnd {
         measured: result.measured,
         goose_error: result.goose_error,
-        goose_reports: vec![html, goose_json],
+        goose_reports,
         extra_checks: Vec::new(),
         extra: serde_json::Map::new(),
         probes,

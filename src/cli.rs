@@ -44,6 +44,10 @@ pub enum Command {
 pub struct ValidateArgs {
     /// The saved `_metrics.json` or Goose JSON report.
     pub file: PathBuf,
+    /// Directory for the HTML report and history CSV of the saved run [default: the
+    /// file's directory]; they are named after the file, plus `_validated`.
+    #[arg(short = 'o', long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
     #[command(flatten)]
     pub targets: TargetOptions,
 }
@@ -88,8 +92,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_wait: bool,
     /// Judge the run and print the summary, but write no report files.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "goose_report")]
     pub no_reports: bool,
+    /// Also write Goose's own reports (`_goose.html`, `_goose.json`): Goose's view of the
+    /// run, where every 429 is a failure; its HTML loads its chart library from the internet.
+    #[arg(long)]
+    pub goose_report: bool,
     /// Print the scenario presets and exit.
     #[arg(long)]
     pub list_scenarios: bool,

@@ -6,8 +6,8 @@ use crate::exit::Exit;
 use crate::measure::{MeasuredRun, RequestStats};
 use crate::plan::Plan;
 use crate::probes::ProbeReport;
-use crate::report::saved::{SavedRunError, load_saved_run};
-use crate::report::{self, RunOutputs};
+use crate::report::saved::{SavedRun, SavedRunError, load_saved_run};
+use crate::report::{self, Provenance, RunOutputs, RunReport};
 use crate::verdict::{self, Check, TargetError, TargetOptions, Targets, Verdict};
 use std::path::{Path, PathBuf};
 
@@ -50,94 +50,146 @@ pub fn conclude(
     }
     let facts = plan.facts();
     let mut verdict = verdict::judge(&end.measured, &plan.targets, &facts);
-    verdict.checks.extend(end.extra_checks.iter().cloned());
+    verdict.checks.extend(end.extra_checks);
     verdict.passed = verdict.checks.iter().all(|c| !c.failed());
-    let mut out = std::io::stdout();
-    let _ = report::print_summary(&mut out, &end.measured, &verdict);
-    if let Some(r) = &end.probes {
-        let _ = report::probes::print_report(&mut out, r, plan.probes_report_only);
+    let mut exit = print_outcome(
+        &end.measured,
+        &verdict,
+        end.probes.as_ref(),
+        plan.probes_report_only,
+    );
+    let mut words = outcome_words(&verdict, exit);
+    if !plan.no_reports {
+        let mut extra = serde_json::json!({
+            "host": host.as_str(),
+            "builtin_server": builtin_server,
+            "users": plan.users,
+            "spawn_rate": plan.spawn_rate,
+            "duration_seconds": plan.duration.as_secs_f64(),
+            "tags": plan.filter.include,
+            "exclude_tags": plan.filter.exclude,
+            "user_classes": plan.selection.class_names(),
+            "skipped_user_classes": plan.selection.skipped,
+            "goose_error": end.goose_error,
+        });
+        if let Some(map) = extra.as_object_mut() {
+            map.extend(end.extra);
+        }
+        let provenance = Provenance::of_plan(plan, host, builtin_server, std::env::args());
+        let report = RunReport {
+            run: &end.measured,
+            verdict: &verdict,
+            targets: &plan.targets,
+            facts: &facts,
+            provenance: &provenance,
+            probes: end.probes.as_ref(),
+            probes_report_only: plan.probes_report_only,
+            exit,
+            extra: &extra,
+        };
+        let existing_goose_reports = end.goose_reports.into_iter().filter(|p| p.exists());
+        match outputs.write_all(&report) {
+            Ok(files) => list_files(files.into_iter().chain(existing_goose_reports)),
+            Err(e) => {
+                eprintln!("error: writing the reports failed: {e}");
+                words.push_str("; the reports could not all be written");
+                exit = exit.worst(Exit::Failed);
+            }
+        }
     }
-    let mut exit = with_probes(verdict.exit(), end.probes.as_ref(), plan.probes_report_only);
-    let mut words = report::outcome_words(&verdict);
+    let _ = report::print_result(&mut std::io::stdout(), &words, exit, verdict.rate_limited);
+    exit
+}
+
+/// The result line's words: the verdict's, and what else changed the exit code.
+fn outcome_words(verdict: &Verdict, exit: Exit) -> String {
+    let mut words = report::outcome_words(verdict);
     if exit != verdict.exit() {
         words.push_str(", but a high-severity finding fails the run");
     }
-    if !plan.no_reports {
-        let written = write_outputs(plan, host, builtin_server, outputs, &end, &verdict);
-        if let Err(e) = written {
-            eprintln!("error: {e}");
+    words
+}
+
+/// Prints the summary and the probes' section; returns the run's outcome.
+fn print_outcome(
+    run: &MeasuredRun,
+    verdict: &Verdict,
+    probes: Option<&ProbeReport>,
+    report_only: bool,
+) -> Exit {
+    let mut out = std::io::stdout();
+    let _ = report::print_summary(&mut out, run, verdict);
+    if let Some(r) = probes {
+        let _ = report::probes::print_report(&mut out, r, report_only);
+    }
+    with_probes(verdict.exit(), probes, report_only)
+}
+
+fn list_files(files: impl Iterator<Item = PathBuf>) {
+    println!("\nReports:");
+    for file in files {
+        println!("  {}", file.display());
+    }
+}
+
+/// `lva-loadtest validate FILE`: the saved run re-judged ([`rejudge`]), printed, and its HTML
+/// report and history CSV written into `output` (default: beside the file) under the file's
+/// name plus `_validated`. The outcome counts the saved probes' findings as the run did.
+pub fn review(path: &Path, output: Option<&Path>, verdict: &Verdict, saved: &SavedRun) -> Exit {
+    let exit = print_outcome(
+        &saved.run,
+        verdict,
+        saved.probes.as_ref(),
+        saved.probes_report_only,
+    );
+    let dir = output
+        .map(Path::to_path_buf)
+        .or_else(|| path.parent().map(Path::to_path_buf))
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let outputs = match RunOutputs::prepare_named(&dir, &format!("{}_validated", saved_stem(path)))
+    {
+        Ok(outputs) => outputs,
+        Err(e) => return Exit::config_error(format!("{e} (choose another --output)")),
+    };
+    let provenance = saved.provenance.clone().unwrap_or_default();
+    let targets = saved.targets.clone().unwrap_or_default();
+    let report = RunReport {
+        run: &saved.run,
+        verdict,
+        targets: &targets,
+        facts: &saved.facts,
+        provenance: &provenance,
+        probes: saved.probes.as_ref(),
+        probes_report_only: saved.probes_report_only,
+        exit,
+        extra: &serde_json::Value::Null,
+    };
+    let mut exit = exit;
+    let mut words = outcome_words(verdict, exit);
+    match outputs.write_review(&report) {
+        Ok(files) => list_files(files.into_iter()),
+        Err(e) => {
+            eprintln!("error: writing the reports failed: {e}");
             words.push_str("; the reports could not all be written");
             exit = exit.worst(Exit::Failed);
         }
     }
-    let _ = report::print_result(&mut out, &words, exit, verdict.rate_limited);
+    let _ = report::print_result(&mut std::io::stdout(), &words, exit, verdict.rate_limited);
     exit
 }
 
-/// Writes every output file of the run and lists them; the first failure names its file.
-fn write_outputs(
-    plan: &Plan,
-    host: &url::Url,
-    builtin_server: bool,
-    outputs: &RunOutputs,
-    end: &RunEnd,
-    verdict: &Verdict,
-) -> Result<(), report::ReportError> {
-    let facts = plan.facts();
-    let mut extra = serde_json::json!({
-        "host": host.as_str(),
-        "builtin_server": builtin_server,
-        "users": plan.users,
-        "spawn_rate": plan.spawn_rate,
-        "duration_seconds": plan.duration.as_secs_f64(),
-        "tags": plan.filter.include,
-        "exclude_tags": plan.filter.exclude,
-        "user_classes": plan.selection.class_names(),
-        "skipped_user_classes": plan.selection.skipped,
-        "goose_error": end.goose_error,
-    });
-    if let Some(map) = extra.as_object_mut() {
-        map.extend(end.extra.clone());
-    }
-    if let Some(r) = &end.probes {
-        (extra["probes"], extra["findings"]) = r.json_parts();
-    }
-    let probe_suites = end
-        .probes
+/// `x/load_test_smoke_20260101_120000_metrics.json` → `load_test_smoke_20260101_120000`.
+fn saved_stem(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    ["_metrics.json", "_goose.json", ".json"]
         .iter()
-        .map(|r| report::probes::junit_suite(r, plan.probes_report_only))
-        .collect();
-    let mut files = outputs.write_all(
-        &end.measured,
-        verdict,
-        &plan.targets,
-        &facts,
-        &extra,
-        probe_suites,
-    )?;
-    if let Some(r) = &end.probes {
-        let path = outputs.findings_md_path();
-        let heading = format!(
-            "Scenario {} against {host} ({})",
-            plan.scenario, outputs.stem
-        );
-        let text = report::probes::findings_markdown(r, &heading, plan.probes_report_only);
-        report::write_atomic(&path, text.as_bytes()).map_err(|source| {
-            report::ReportError::Write {
-                path: path.clone(),
-                source,
-            }
-        })?;
-        files.push(path);
-    }
-    println!("\nReports:");
-    for file in files
-        .iter()
-        .chain(end.goose_reports.iter().filter(|p| p.exists()))
-    {
-        println!("  {}", file.display());
-    }
-    Ok(())
+        .find_map(|suffix| name.strip_suffix(suffix))
+        .unwrap_or(&name)
+        .to_string()
 }
 
 /// Why a saved run could not be re-judged. Configuration errors (exit code 2).
@@ -152,10 +204,7 @@ pub enum RejudgeError {
 /// `lva-loadtest validate FILE`: re-judges a saved run. The targets it was judged with (in
 /// our metrics JSON) are the base, under the targets file and the command line; so with no
 /// options the verdict is the run's own.
-pub fn rejudge(
-    path: &Path,
-    options: &TargetOptions,
-) -> Result<(Verdict, MeasuredRun), RejudgeError> {
+pub fn rejudge(path: &Path, options: &TargetOptions) -> Result<(Verdict, SavedRun), RejudgeError> {
     let saved = load_saved_run(path)?;
     let base = saved.targets.clone().unwrap_or_default();
     let mut targets = options.resolve_over(&base)?;
@@ -174,7 +223,13 @@ pub fn rejudge(
     let known: Vec<String> = saved.run.requests.iter().map(RequestStats::key).collect();
     fresh.check_request_names(&known)?;
     let verdict = verdict::judge(&saved.run, &targets, &saved.facts);
-    Ok((verdict, saved.run))
+    Ok((
+        verdict,
+        SavedRun {
+            targets: Some(targets),
+            ..saved
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -185,6 +240,28 @@ mod tests {
     use crate::report::json::tests::sample_run;
     use crate::verdict::testing::{row, run_of};
     use crate::verdict::{RunFacts, judge};
+
+    /// A run's report with no probes and no provenance.
+    fn report_of<'a>(
+        run: &'a MeasuredRun,
+        verdict: &'a Verdict,
+        targets: &'a Targets,
+        facts: &'a RunFacts,
+    ) -> RunReport<'a> {
+        static NO_PROVENANCE: std::sync::LazyLock<Provenance> =
+            std::sync::LazyLock::new(Provenance::default);
+        RunReport {
+            run,
+            verdict,
+            targets,
+            facts,
+            provenance: &NO_PROVENANCE,
+            probes: None,
+            probes_report_only: false,
+            exit: verdict.exit(),
+            extra: &serde_json::Value::Null,
+        }
+    }
 
     #[test]
     fn only_high_findings_fail_a_passing_run_and_report_only_keeps_the_verdict() {
@@ -222,12 +299,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = RunOutputs::prepare(dir.path(), "load", chrono::Local::now()).expect("prepare");
         let files = out
-            .write_all(&run, &v, &t, &facts, &serde_json::Value::Null, Vec::new())
+            .write_all(&report_of(&run, &v, &t, &facts))
             .expect("write");
-        assert_eq!(files.len(), 4);
-        let (again, measured) =
+        assert_eq!(files.len(), 6);
+        let (again, saved) =
             rejudge(&out.metrics_json_path(), &TargetOptions::default()).expect("judge");
-        assert_eq!(measured, run);
+        assert_eq!(saved.run, run);
         assert_eq!(again, v);
         assert_eq!(again.exit_code(), 1);
         // Options given to validate still apply on top of the saved targets.
@@ -264,15 +341,8 @@ mod tests {
         let t = Targets::default();
         let facts = RunFacts::default();
         let out = RunOutputs::prepare(dir.path(), "load", chrono::Local::now()).expect("prepare");
-        out.write_all(
-            &fast,
-            &judge(&fast, &t, &facts),
-            &t,
-            &facts,
-            &serde_json::Value::Null,
-            Vec::new(),
-        )
-        .expect("write");
+        out.write_all(&report_of(&fast, &judge(&fast, &t, &facts), &t, &facts))
+            .expect("write");
         let mut with_baseline = TargetOptions {
             baseline: Some(out.metrics_json_path()),
             ..TargetOptions::default()

@@ -66,6 +66,11 @@ pub fn check_plan(plan: &Plan, options: &DistributedArgs) -> Result<(), ConfigEr
             "--abort-on-fail is not available with --manager yet; Ctrl-C on the manager stops every worker",
         ));
     }
+    if plan.goose_report {
+        return Err(ConfigError::new(
+            "--goose-report is not available with --manager: Goose's reports are per process; the manager writes the tool's own",
+        ));
+    }
     if !plan.goose_args.is_empty() {
         return Err(ConfigError(format!(
             "Goose options after -- ({}) apply to one process: give them on each worker's command line",

@@ -61,6 +61,8 @@ pub struct Plan {
     pub output: PathBuf,
     /// Write no report files (the verdict and summary still come).
     pub no_reports: bool,
+    /// Also write Goose's own HTML and JSON reports.
+    pub goose_report: bool,
     pub skip_preflight: bool,
     /// `--abort-on-fail`'s rule, when it is on.
     pub abort: Option<AbortRule>,
@@ -352,6 +354,7 @@ impl Plan {
             },
             output: args.output.clone(),
             no_reports: args.no_reports,
+            goose_report: args.goose_report,
             skip_preflight: args.skip_preflight,
             abort,
             stop_timeout,

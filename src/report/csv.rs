@@ -39,15 +39,15 @@ pub const STATS_HEADER: [&str; 24] = [
 /// The failures CSV's header, in order.
 pub const FAILURES_HEADER: [&str; 5] = ["Method", "Name", "Error", "Occurrences", "Expected"];
 
-const PERCENTILES: [f64; 11] = [
+pub(super) const PERCENTILES: [f64; 11] = [
     50.0, 66.0, 75.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.9, 99.99, 100.0,
 ];
 
-fn ms(us: f64) -> String {
+pub(super) fn ms(us: f64) -> String {
     format!("{:.2}", us / 1000.0)
 }
 
-fn stats_row(kind: &str, name: &str, s: &RequestStats, secs: f64) -> Vec<String> {
+pub(super) fn stats_row(kind: &str, name: &str, s: &RequestStats, secs: f64) -> Vec<String> {
     let total = s.total();
     let h = &s.times;
     let mut row = vec![
@@ -76,7 +76,7 @@ fn stats_row(kind: &str, name: &str, s: &RequestStats, secs: f64) -> Vec<String>
     row
 }
 
-fn encode(rows: Vec<Vec<String>>, what: &'static str) -> Result<Vec<u8>, ReportError> {
+pub(super) fn encode(rows: Vec<Vec<String>>, what: &'static str) -> Result<Vec<u8>, ReportError> {
     let encode_err = |reason: String| ReportError::Encode { what, reason };
     let mut writer = ::csv::Writer::from_writer(Vec::new());
     for row in rows {

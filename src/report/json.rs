@@ -4,13 +4,14 @@
 //! back by [`read_metrics_json`]. Documented in `docs/METRICS_JSON.md`; bump
 //! [`SCHEMA_VERSION`] when a key changes meaning or goes away (adding keys does not).
 
+use super::provenance::Provenance;
 use super::{Headline, ReportError, TimeSummary};
 use crate::measure::{
     AuthOutcomes, Cleanup, MeasuredRun, MemorySample, RateLimitEvidence, RequestKind,
 };
 use crate::presets;
 use crate::verdict::{
-    Check, MemorySummary, RunFacts, Targets, Verdict, is_round_trip, memory_summary,
+    Check, MemorySummary, RunFacts, Targets, Verdict, everything, is_round_trip, memory_summary,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -27,6 +28,11 @@ pub struct MetricsIn {
     pub facts: Option<RunFacts>,
     #[serde(default)]
     pub target_settings: Option<Targets>,
+    #[serde(default)]
+    pub provenance: Option<Provenance>,
+    /// What the run's kind added (host, plan figures, the probes' results).
+    #[serde(default)]
+    pub extra: serde_json::Value,
 }
 
 /// Why a metrics JSON could not be read back.
@@ -181,6 +187,7 @@ struct MetricsJson<'a> {
     facts: &'a RunFacts,
     target_settings: &'a Targets,
     extra: &'a serde_json::Value,
+    provenance: &'a Provenance,
     measured: &'a MeasuredRun,
 }
 
@@ -188,8 +195,7 @@ fn timeline(run: &MeasuredRun, count_429: bool) -> Vec<TimelineWindow> {
     run.windows
         .iter()
         .map(|w| {
-            let mut all = w.combined(RequestKind::Http);
-            all.merge(&w.combined(RequestKind::WebSocket));
+            let all = everything(w);
             let mut top: Vec<TopFailing> = w
                 .requests
                 .iter()
@@ -221,6 +227,7 @@ pub fn metrics_json(
     targets: &Targets,
     facts: &RunFacts,
     extra: &serde_json::Value,
+    provenance: &Provenance,
 ) -> Result<Vec<u8>, ReportError> {
     let count_429 = verdict.rate_limited_counted_as_failures;
     let head = Headline::of(run, count_429);
@@ -333,6 +340,7 @@ pub fn metrics_json(
         facts,
         target_settings: targets,
         extra,
+        provenance,
         measured: run,
     };
     serde_json::to_vec_pretty(&doc).map_err(|e| ReportError::Encode {
@@ -383,8 +391,15 @@ pub(crate) mod tests {
             ..RunFacts::default()
         };
         let v = judge(&run, &t, &facts);
-        let bytes =
-            metrics_json(&run, &v, &t, &facts, &serde_json::json!({"users": 10})).expect("json");
+        let bytes = metrics_json(
+            &run,
+            &v,
+            &t,
+            &facts,
+            &serde_json::json!({"users": 10}),
+            &Provenance::default(),
+        )
+        .expect("json");
         let doc: serde_json::Value = serde_json::from_slice(&bytes).expect("parse");
         for key in [
             "schema_version",
@@ -403,6 +418,7 @@ pub(crate) mod tests {
             "facts",
             "target_settings",
             "extra",
+            "provenance",
             "measured",
         ] {
             assert!(doc.get(key).is_some(), "missing {key}");
@@ -467,8 +483,15 @@ pub(crate) mod tests {
             ..RunFacts::default()
         };
         let v = judge(&run, &t, &facts);
-        let bytes =
-            metrics_json(&run, &v, &t, &facts, &serde_json::json!({"users": 100})).expect("json");
+        let bytes = metrics_json(
+            &run,
+            &v,
+            &t,
+            &facts,
+            &serde_json::json!({"users": 100}),
+            &Provenance::default(),
+        )
+        .expect("json");
         println!("{}", String::from_utf8_lossy(&bytes));
     }
 }

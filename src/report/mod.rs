@@ -1,5 +1,6 @@
-//! The run's outputs: the console summary, the stats and failures CSV, the metrics JSON, the
-//! JUnit XML of the verdict, and the names and places of every file (Goose's HTML and JSON reports included).
+//! The run's outputs: the HTML report, the console summary, the stats, history and failures
+//! CSV, the metrics JSON, the JUnit XML of the verdict, the probes' findings, and the names
+//! and places of every file (Goose's own reports included, when asked for).
 //!
 //! Files are named `load_test_{scenario}_{YYYYmmdd_HHMMSS}` plus a suffix, in the output
 //! directory, which [`RunOutputs::prepare`] creates and proves writable before the run. Every
@@ -8,15 +9,22 @@
 pub mod atomic;
 pub mod console;
 pub mod csv;
+pub mod history;
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod probes;
+pub mod provenance;
 pub mod saved;
 
 pub use atomic::write_atomic;
 pub use console::{outcome_words, print_result, print_summary};
 
+pub use provenance::Provenance;
+
+use crate::exit::Exit;
 use crate::measure::{Histogram, MeasuredRun, RequestKind, per_second};
+use crate::probes::ProbeReport;
 use crate::verdict::{Rates, RunFacts, Targets, Verdict};
 use chrono::{DateTime, TimeZone};
 use serde::Serialize;
@@ -88,15 +96,22 @@ impl RunOutputs {
     where
         Tz::Offset: Display,
     {
-        std::fs::create_dir_all(dir).map_err(|source| ReportError::CreateDir {
-            dir: dir.to_path_buf(),
-            source,
-        })?;
         let base = format!(
             "load_test_{}_{}",
             file_safe(scenario),
             now.format("%Y%m%d_%H%M%S")
         );
+        RunOutputs::prepare_named(dir, &base)
+    }
+
+    /// Like [`RunOutputs::prepare`], for files named `base` plus their suffixes (`_2`, `_3`...
+    /// added when files of that name exist).
+    pub fn prepare_named(dir: &Path, base: &str) -> Result<RunOutputs, ReportError> {
+        std::fs::create_dir_all(dir).map_err(|source| ReportError::CreateDir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        let base = base.to_string();
         let mut outputs = RunOutputs {
             dir: dir.to_path_buf(),
             stem: base.clone(),
@@ -121,18 +136,28 @@ impl RunOutputs {
         self.dir.join(format!("{}{suffix}", self.stem))
     }
 
-    /// Goose's HTML report.
+    /// This tool's HTML report.
     pub fn html_path(&self) -> PathBuf {
         self.path(".html")
     }
 
-    /// Goose's JSON report (usable as `--baseline` for the next run).
+    /// Goose's own HTML report (`--goose-report`).
+    pub fn goose_html_path(&self) -> PathBuf {
+        self.path("_goose.html")
+    }
+
+    /// Goose's JSON report (`--goose-report`; readable by `validate` and `--baseline`).
     pub fn goose_json_path(&self) -> PathBuf {
         self.path("_goose.json")
     }
 
     pub fn stats_csv_path(&self) -> PathBuf {
         self.path("_stats.csv")
+    }
+
+    /// The run window by window, in Locust's `--csv-full-history` shape.
+    pub fn stats_history_csv_path(&self) -> PathBuf {
+        self.path("_stats_history.csv")
     }
 
     pub fn failures_csv_path(&self) -> PathBuf {
@@ -153,38 +178,83 @@ impl RunOutputs {
         self.path("_findings.md")
     }
 
-    /// Writes the stats CSV, the failures CSV, the metrics JSON and the JUnit XML (the
-    /// verdict's suite, then `more_suites`, e.g. the probes'); returns their paths.
-    pub fn write_all(
-        &self,
-        run: &MeasuredRun,
-        verdict: &Verdict,
-        targets: &Targets,
-        facts: &RunFacts,
-        extra: &serde_json::Value,
-        more_suites: Vec<junit::TestSuite>,
-    ) -> Result<Vec<PathBuf>, ReportError> {
-        let mut suites = vec![junit::TestSuite::of_verdict(verdict, run)];
-        suites.extend(more_suites);
-        let files = [
-            (self.stats_csv_path(), csv::stats_csv(run)?),
-            (self.failures_csv_path(), csv::failures_csv(run)?),
+    /// Writes every file of the run: the HTML report, the stats, history and failures CSV,
+    /// the metrics JSON, the JUnit XML (the verdict's suite, and the probes' when they ran)
+    /// and the findings; returns their paths.
+    pub fn write_all(&self, r: &RunReport<'_>) -> Result<Vec<PathBuf>, ReportError> {
+        let mut suites = vec![junit::TestSuite::of_verdict(r.verdict, r.run)];
+        let mut extra = r.extra.clone();
+        if let Some(p) = r.probes {
+            suites.push(probes::junit_suite(p, r.probes_report_only));
+            if let Some(map) = extra.as_object_mut() {
+                let (outcomes, findings) = p.json_parts();
+                map.insert("probes".into(), outcomes);
+                map.insert("findings".into(), findings);
+                map.insert(
+                    "probes_report_only".into(),
+                    serde_json::Value::Bool(r.probes_report_only),
+                );
+                map.insert("probes_elapsed_secs".into(), p.elapsed_secs.into());
+            }
+        }
+        let mut files = vec![
+            (self.html_path(), html::html_report(r).into_bytes()),
+            (self.stats_csv_path(), csv::stats_csv(r.run)?),
+            (self.stats_history_csv_path(), history::history_csv(r.run)?),
+            (self.failures_csv_path(), csv::failures_csv(r.run)?),
             (
                 self.metrics_json_path(),
-                json::metrics_json(run, verdict, targets, facts, extra)?,
+                json::metrics_json(r.run, r.verdict, r.targets, r.facts, &extra, r.provenance)?,
             ),
             (self.junit_xml_path(), junit::junit_xml(&suites)),
         ];
-        let mut written = Vec::new();
-        for (path, bytes) in files {
-            write_atomic(&path, &bytes).map_err(|source| ReportError::Write {
-                path: path.clone(),
-                source,
-            })?;
-            written.push(path);
+        if let Some(p) = r.probes {
+            let heading = format!(
+                "Scenario {} against {} ({})",
+                r.verdict.scenario, r.provenance.host, self.stem
+            );
+            let text = probes::findings_markdown(p, &heading, r.probes_report_only);
+            files.push((self.findings_md_path(), text.into_bytes()));
         }
-        Ok(written)
+        write_files(files)
     }
+
+    /// The files `validate` writes for a saved run: the HTML report and the history CSV.
+    pub fn write_review(&self, r: &RunReport<'_>) -> Result<Vec<PathBuf>, ReportError> {
+        write_files(vec![
+            (self.html_path(), html::html_report(r).into_bytes()),
+            (self.stats_history_csv_path(), history::history_csv(r.run)?),
+        ])
+    }
+}
+
+fn write_files(files: Vec<(PathBuf, Vec<u8>)>) -> Result<Vec<PathBuf>, ReportError> {
+    let mut written = Vec::new();
+    for (path, bytes) in files {
+        write_atomic(&path, &bytes).map_err(|source| ReportError::Write {
+            path: path.clone(),
+            source,
+        })?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Everything a run's files are made of: what was measured, how it was judged, and where it
+/// came from. A run on one machine, a distributed run and `validate` build one alike.
+pub struct RunReport<'a> {
+    pub run: &'a MeasuredRun,
+    pub verdict: &'a Verdict,
+    pub targets: &'a Targets,
+    pub facts: &'a RunFacts,
+    pub provenance: &'a Provenance,
+    /// The security probes' report, when they ran.
+    pub probes: Option<&'a ProbeReport>,
+    pub probes_report_only: bool,
+    /// How the run ends: the verdict, and the probes' high-severity findings.
+    pub exit: Exit,
+    /// Keys added to the metrics JSON's `extra` (an object, or null).
+    pub extra: &'a serde_json::Value,
 }
 
 /// Response times in milliseconds, as the summary and the JSON show them.

@@ -8,7 +8,11 @@
 //! there is no timeline of windows, memory or rate-limit evidence, so those checks are skipped.
 
 use super::json;
+use super::provenance::Provenance;
 use crate::measure::{ErrorCount, Histogram, MeasuredRun, RequestKind, RequestStats, UserSample};
+use crate::probes::{
+    Finding, ProbeAnswer, ProbeOutcome, ProbeReport, ProbeRequest, ProbeStatus, Severity,
+};
 use crate::verdict::{BaselineSummary, RunFacts, Targets};
 use chrono::{DateTime, Utc};
 use goose::goose::GooseMethod;
@@ -59,6 +63,11 @@ pub struct SavedRun {
     /// The targets the run was judged with (our metrics JSON only).
     pub targets: Option<Targets>,
     pub source: SavedSource,
+    /// Where the run came from (our metrics JSON, when it recorded it).
+    pub provenance: Option<Provenance>,
+    /// The security probes' report, when they ran (our metrics JSON only).
+    pub probes: Option<ProbeReport>,
+    pub probes_report_only: bool,
 }
 
 #[derive(Deserialize)]
@@ -96,6 +105,8 @@ pub fn load_saved_run(path: &Path) -> Result<SavedRun, SavedRunError> {
                 supported: json::SCHEMA_VERSION,
             },
         })?;
+        let probes = saved_probes(&saved.extra);
+        let probes_report_only = saved.extra["probes_report_only"].as_bool() == Some(true);
         let facts = saved.facts.unwrap_or_else(|| RunFacts {
             scenario: saved.measured.scenario.clone(),
             ..RunFacts::default()
@@ -107,6 +118,9 @@ pub fn load_saved_run(path: &Path) -> Result<SavedRun, SavedRunError> {
             source: SavedSource::Metrics {
                 schema_version: saved.schema_version,
             },
+            provenance: saved.provenance,
+            probes,
+            probes_report_only,
         });
     }
     if value.get("raw_metrics").is_some() {
@@ -122,6 +136,9 @@ pub fn load_saved_run(path: &Path) -> Result<SavedRun, SavedRunError> {
             run,
             targets: None,
             source: SavedSource::GooseReport,
+            provenance: None,
+            probes: None,
+            probes_report_only: false,
         });
     }
     Err(not_a_run(
@@ -247,6 +264,96 @@ fn from_goose(report: GooseReportIn, scenario: &str) -> MeasuredRun {
         interrupted: report.ended_by.as_deref() == Some("canceled"),
         ..MeasuredRun::default()
     }
+}
+
+#[derive(Deserialize)]
+struct ProbeIn {
+    name: String,
+    status: String,
+    passed: bool,
+    requests: u64,
+    #[serde(default)]
+    notes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct FindingIn {
+    probe: String,
+    severity: String,
+    request: RequestIn,
+    answer: AnswerIn,
+    meaning: String,
+}
+
+#[derive(Deserialize)]
+struct RequestIn {
+    method: String,
+    path: String,
+    summary: String,
+}
+
+#[derive(Deserialize)]
+struct AnswerIn {
+    status: Option<u16>,
+    body: String,
+}
+
+/// The probes' report as the metrics JSON's `extra` saved it (`probes`, `findings` and
+/// `probes_elapsed_secs`, written from [`ProbeReport::json_parts`]); `None` when the probes
+/// did not run or the file's shape is not this build's.
+fn saved_probes(extra: &serde_json::Value) -> Option<ProbeReport> {
+    let outcomes: Vec<ProbeIn> = serde_json::from_value(extra.get("probes")?.clone()).ok()?;
+    let findings: Vec<FindingIn> =
+        serde_json::from_value(extra.get("findings")?.clone()).unwrap_or_default();
+    let mut findings: Vec<Finding> = findings
+        .into_iter()
+        .filter_map(|f| {
+            Some(Finding {
+                probe: f.probe,
+                severity: match f.severity.as_str() {
+                    "high" => Severity::High,
+                    "medium" => Severity::Medium,
+                    "low" => Severity::Low,
+                    _ => return None,
+                },
+                request: ProbeRequest {
+                    method: f.request.method,
+                    path: f.request.path,
+                    summary: f.request.summary,
+                },
+                answer: ProbeAnswer {
+                    status: f.answer.status,
+                    body: f.answer.body,
+                },
+                meaning: f.meaning,
+            })
+        })
+        .collect();
+    let probes = outcomes
+        .into_iter()
+        .map(|p| {
+            let (mine, others) = findings.drain(..).partition(|f| f.probe == p.name);
+            findings = others;
+            Some(ProbeOutcome {
+                status: match p.status.as_str() {
+                    "passed" => ProbeStatus::Passed,
+                    "findings" => ProbeStatus::Findings,
+                    "not_tested" => ProbeStatus::NotTested,
+                    _ => return None,
+                },
+                name: p.name,
+                passed: p.passed,
+                requests: p.requests,
+                notes: p.notes,
+                findings: mine,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(ProbeReport {
+        probes,
+        elapsed_secs: extra["probes_elapsed_secs"].as_f64().unwrap_or(0.0),
+        ..ProbeReport::default()
+    })
 }
 
 /// Reads the baseline named in `targets` (if any) into its summary, judged with the

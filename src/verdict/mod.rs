@@ -29,6 +29,7 @@ pub use baseline::BaselineSummary;
 pub use core::{CoreFigures, core_figures};
 pub use memory::{MemorySummary, memory_summary};
 pub use rules::{Comparison, RULE_SYNTAX, Rule, RuleMetric, parse_rule};
+pub use spikes::{error_spike_windows, everything};
 pub use targets::{TargetOptions, Targets};
 pub use work::interruption_text;
 

@@ -29,7 +29,7 @@ pub(crate) fn regroup(run: &MeasuredRun, secs: f64) -> (Vec<WindowStats>, f64) {
 }
 
 /// HTTP and WebSocket operations of a window together.
-pub(crate) fn everything(window: &WindowStats) -> RequestStats {
+pub fn everything(window: &WindowStats) -> RequestStats {
     let mut all = window.combined(RequestKind::Http);
     all.merge(&window.combined(RequestKind::WebSocket));
     all
@@ -49,6 +49,26 @@ pub(crate) fn top_failing(window: &WindowStats, count_429: bool, n: usize) -> Ve
     keys.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     keys.truncate(n);
     keys
+}
+
+/// A window is a spike when its error share exceeds the threshold and it holds enough failures.
+fn is_spike(rates: &Rates, t: &Targets) -> bool {
+    rates.failures >= t.spike_min_errors && rates.error_rate > t.spike_factor * t.error_rate
+}
+
+/// The end of a window of `secs` starting at `start`, within the run.
+fn window_end(run: &MeasuredRun, start: f64, secs: f64) -> f64 {
+    (start + secs).min(run.duration_secs.max(start))
+}
+
+/// The windows the `error_spikes` check calls spikes, as (start, end) seconds into the run.
+pub fn error_spike_windows(run: &MeasuredRun, t: &Targets) -> Vec<(f64, f64)> {
+    let (windows, secs) = regroup(run, t.spike_window_secs);
+    windows
+        .iter()
+        .filter(|w| is_spike(&Rates::of(&everything(w), t.count_429_as_failure), t))
+        .map(|w| (w.start_secs, window_end(run, w.start_secs, secs)))
+        .collect()
 }
 
 pub(super) fn check(run: &MeasuredRun, t: &Targets) -> Check {
@@ -89,12 +109,12 @@ pub(super) fn check(run: &MeasuredRun, t: &Targets) -> Check {
         {
             worst = Some((rates.error_rate, w, rates));
         }
-        if rates.failures >= t.spike_min_errors && rates.error_rate > threshold {
+        if is_spike(&rates, t) {
             spikes.push((w, rates));
         }
     }
     let span = |w: &WindowStats| {
-        let end = (w.start_secs + secs).min(run.duration_secs.max(w.start_secs));
+        let end = window_end(run, w.start_secs, secs);
         format!("{}-{}", fmt_secs(w.start_secs), fmt_secs(end))
     };
     let describe = |w: &WindowStats, r: &Rates| {
@@ -217,6 +237,11 @@ mod tests {
         let c = check(&run_with_failures(&f), &wide);
         assert!(c.failed(), "{c:?}");
         assert!(c.actual.contains("40s-60s"), "{}", c.actual);
+        assert_eq!(
+            error_spike_windows(&run_with_failures(&f), &wide),
+            [(40.0, 60.0)]
+        );
+        assert!(error_spike_windows(&run_with_failures(&f), &Targets::default()).is_empty());
         let (windows, secs) = regroup(&run_with_failures(&f), 20.0);
         assert_eq!((windows.len(), secs), (6, 20.0));
         let total: u64 = windows.iter().map(|w| everything(w).total()).sum();

@@ -1,7 +1,9 @@
-//! Helpers for the integration tests: a reference server per test, a small JSON client, and
-//! reading a run's metrics JSON.
+//! Helpers for the integration tests: a reference server per test, a small JSON client,
+//! reading a run's metrics JSON, the tool's command lines, and a headless browser.
 
 #![allow(dead_code)]
+
+pub mod browser;
 
 use std::time::Duration;
 
