@@ -267,9 +267,12 @@ impl ProbeSettings {
     /// users send theirs, at most the users' request timeout, and `--keep-accounts`.
     pub fn for_run(host: Url, flow: &FlowOptions) -> ProbeSettings {
         let mut settings = ProbeSettings::new(host);
-        settings.source_base = flow
-            .loopback_sources
-            .then_some(flow.source_offset + PROBE_SOURCE_BASE);
+        // Own loopback sources where the host allows them and the users have theirs, from
+        // the run's own offset (apart from the users').
+        settings.source_base = settings
+            .source_base
+            .filter(|_| flow.loopback_sources)
+            .map(|_| flow.source_offset + PROBE_SOURCE_BASE);
         settings.forwarded_for_pool = flow.forwarded_for_pool;
         if let Some(timeout) = flow.timeout {
             settings.timeout = settings.timeout.min(timeout);
