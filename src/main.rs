@@ -7,9 +7,22 @@ fn main() {
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(lva_loadtest::app::main_with_args(
-            std::env::args().collect(),
-        )),
+        // The command runs as a task on the runtime's workers, as the simulated users do:
+        // the main thread only waits for it, so nothing the run does wakes it (a future
+        // given to `block_on` runs on the main thread, and each of its wake-ups would cross
+        // threads).
+        Ok(runtime) => runtime.block_on(async {
+            let command = lva_loadtest::app::main_with_args(std::env::args().collect());
+            match tokio::spawn(command).await {
+                Ok(exit) => exit,
+                // A panic stays a panic, as it was on the main thread.
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => {
+                    eprintln!("error: the command's task was cancelled: {e}");
+                    Exit::Failed
+                }
+            }
+        }),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             Exit::Config

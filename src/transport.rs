@@ -1,5 +1,8 @@
-//! How the tool reaches a server: HTTP clients built from one shared TLS configuration,
-//! per-user loopback source addresses, and transport errors described in words.
+//! How the tool reaches a server: HTTP clients built from one shared TLS configuration
+//! (each simulated user's own in [`user_client`]), per-user loopback source addresses, and
+//! transport errors described in words.
+
+pub mod user_client;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};

@@ -59,9 +59,14 @@ pub async fn attack_with_ledger(
     report_files: &[PathBuf],
     ledger: Arc<Ledger>,
 ) -> Result<AttackResult, RunError> {
+    // Goose's own figures are kept only where something shows them: its dashboard, its
+    // reports, or Goose options given after `--` (thresholds, logs, report files).
+    let goose_metrics =
+        plan.web.is_some() || !report_files.is_empty() || !plan.goose_args.is_empty();
     let ctx = Arc::new(
         RunContext::new(host.clone(), plan.flow_options.clone(), ledger.clone())
-            .map_err(|e| RunError::Goose(e.to_string()))?,
+            .map_err(|e| RunError::Goose(e.to_string()))?
+            .with_goose_metrics(goose_metrics),
     );
     let scenarios = plan
         .selection
@@ -77,6 +82,7 @@ pub async fn attack_with_ledger(
     config.host = Some(host.as_str().trim_end_matches('/').to_string());
     config.no_telnet = true;
     config.no_print_metrics = true;
+    config.no_metrics = !goose_metrics;
     // Goose's own start-up lines would bury the tool's; `-v` after `--` brings them back.
     if config.verbose == 0 {
         config.quiet = 1;

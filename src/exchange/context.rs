@@ -2,9 +2,8 @@
 //! address of the server under test, the TLS configuration and the flow options.
 
 use crate::measure::Ledger;
-use crate::transport::{
-    LOOPBACK_SOURCES, TlsOptions, http_client, loopback_source, tls_config, ws_url_of,
-};
+use crate::transport::user_client::{HttpSettings, UserClient};
+use crate::transport::{LOOPBACK_SOURCES, TlsOptions, loopback_source, tls_config, ws_url_of};
 use rustls::ClientConfig;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,14 +74,23 @@ pub struct RunContext {
     pub host: Url,
     pub options: FlowOptions,
     tls: Arc<ClientConfig>,
+    /// How every user's client reaches the host.
+    http: Arc<HttpSettings>,
     next_user: AtomicU64,
     /// Turns `true` once the run is ending; idle users wait on it.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// Goose keeps figures of its own (its dashboard or its reports show them): every
+    /// request is recorded there too, and Goose paces the users. Off, the ledger alone
+    /// records and each user waits between its tasks by itself (see
+    /// [`RunContext::wait_between_tasks`]).
+    pub goose_metrics: bool,
 }
 
 impl RunContext {
     pub fn new(host: Url, options: FlowOptions, ledger: Arc<Ledger>) -> Result<Self, String> {
-        let tls = tls_config(&options.tls).map_err(|e| e.to_string())?;
+        let tls = Arc::new(tls_config(&options.tls).map_err(|e| e.to_string())?);
+        let http =
+            HttpSettings::new(&host, tls.clone(), options.timeout).map_err(|e| e.to_string())?;
         let base = host.as_str().trim_end_matches('/').to_string();
         let base_path = host.path().trim_end_matches('/').to_string();
         Ok(RunContext {
@@ -92,10 +100,18 @@ impl RunContext {
             base_path,
             host,
             options,
-            tls: Arc::new(tls),
+            tls,
+            http: Arc::new(http),
             next_user: AtomicU64::new(0),
             stopping: tokio::sync::watch::Sender::new(false),
+            goose_metrics: true,
         })
+    }
+
+    /// The context with Goose's own figures on or off (see [`RunContext::goose_metrics`]).
+    pub fn with_goose_metrics(mut self, on: bool) -> Self {
+        self.goose_metrics = on;
+        self
     }
 
     /// The full URL of an API path (which may end in a query). Built from the host's parsed
@@ -146,6 +162,19 @@ impl RunContext {
         }
     }
 
+    /// A user's wait between two tasks: a random time from `min` to `max` (to the
+    /// millisecond, as Goose draws it), cut short when the run begins stopping. One timer,
+    /// one wake-up: Goose's own wait wakes every 500 ms to look for its stop command.
+    pub async fn wait_between_tasks(&self, min: Duration, max: Duration) {
+        use rand::Rng;
+        if self.is_stopping() {
+            return;
+        }
+        let (min, max) = (min.as_millis() as u64, max.as_millis() as u64);
+        let millis = rand::rng().random_range(min..=max.max(min));
+        self.idle(Duration::from_millis(millis)).await;
+    }
+
     /// The `X-Forwarded-For` address of user `index`, when the pool is on: the first
     /// addresses of the documentation ranges (see [`documentation_address`]).
     pub fn forwarded_for(&self, index: u64) -> Option<String> {
@@ -153,15 +182,19 @@ impl RunContext {
         Some(documentation_address((index - 1) % pool).to_string())
     }
 
-    /// A client of the user's own: its own keep-alive connection and session cache, built
-    /// from the run's shared TLS configuration (cheap: no CA bundle parsed per user).
-    pub fn build_client(&self, index: u64) -> Result<reqwest::Client, String> {
+    /// A client of the user's own: its own keep-alive connection, from its own loopback
+    /// source address when the run gives users theirs. Cheap: it connects on first use.
+    pub fn build_client(&self, index: u64) -> UserClient {
         let source = self
             .options
             .loopback_sources
             .then(|| loopback_source(self.options.source_offset + index));
-        http_client(&self.tls, self.options.timeout, source)
-            .map_err(|e| format!("could not build the HTTP client of user {index}: {e}"))
+        UserClient::new(self.http.clone(), source)
+    }
+
+    /// A client for a request made outside any user's session.
+    pub fn anonymous_client(&self) -> UserClient {
+        UserClient::new(self.http.clone(), None)
     }
 }
 

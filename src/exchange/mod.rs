@@ -11,10 +11,12 @@ pub mod context;
 pub mod session;
 
 use crate::measure::{Observation, Outcome, RequestKind};
+use crate::transport::user_client::{HttpError, Outgoing};
+use bytes::Bytes;
 use context::RunContext;
 use goose::goose::{GooseUser, TransactionError};
-use reqwest::header::{HeaderMap, HeaderValue};
-use reqwest::{Method, StatusCode};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use http::{Method, StatusCode};
 use serde_json::Value;
 use session::UserSession;
 use std::time::{Duration, Instant};
@@ -188,41 +190,23 @@ impl Exchange {
     ) -> Result<Reply, Box<TransactionError>> {
         let (client, class, forwarded_for) = match user.get_session_data::<UserSession>() {
             Some(s) => (s.client.clone(), s.class, s.forwarded_for.clone()),
-            None => (user.client.clone(), "anonymous", None),
+            None => (ctx.anonymous_client(), "anonymous", None),
         };
         let url = ctx.url(&self.path);
-        let mut request = client.request(self.method.clone(), url);
-        if let Some(token) = &self.bearer {
-            request = request.bearer_auth(token);
-        }
-        if let Some(address) = forwarded_for {
-            request = request.header("X-Forwarded-For", address);
-        }
-        request = match &self.body {
-            Body::None => request,
-            Body::Json(value) => request.json(value),
-            Body::Form(fields) => request.form(fields),
-        };
+        let request = self.outgoing(&url, forwarded_for);
 
         let started = Instant::now();
         let in_flight = InFlight::new(&ctx.ledger.live.in_flight);
-        let (status, headers, body) = match request.send().await {
-            Ok(mut response) => {
-                let status = response.status();
-                let headers = std::mem::take(response.headers_mut());
-                match response.bytes().await {
-                    Ok(bytes) => (Some(status), headers, Ok(bytes)),
-                    Err(e) => (Some(status), headers, Err(e)),
-                }
-            }
+        let answer = match request {
+            Ok(request) => client.send(request).await,
+            Err(e) => Err(e),
+        };
+        let (status, headers, body) = match answer {
+            Ok(answer) => (Some(answer.status), answer.headers, answer.body),
             Err(e) => (None, HeaderMap::new(), Err(e)),
         };
         let duration = started.elapsed();
         drop(in_flight);
-        // Let the connection's own task put it back in the user's pool before the next
-        // request: without a wait between tasks, the next checkout would otherwise race a
-        // fresh connect and the pool would churn through connections.
-        tokio::task::yield_now().await;
 
         let (outcome, json, bytes) = match body {
             Ok(bytes) => {
@@ -266,6 +250,47 @@ impl Exchange {
             json,
             outcome,
             duration,
+        })
+    }
+
+    /// The request as the user's client sends it: its headers and its body's bytes.
+    fn outgoing<'a>(
+        &self,
+        url: &'a url::Url,
+        forwarded_for: Option<String>,
+    ) -> Result<Outgoing<'a>, HttpError> {
+        let mut headers = HeaderMap::new();
+        let value = |text: &str| {
+            HeaderValue::from_str(text).map_err(|e| HttpError::Build(http::Error::from(e)))
+        };
+        if let Some(token) = &self.bearer {
+            headers.insert(AUTHORIZATION, value(&format!("Bearer {token}"))?);
+        }
+        if let Some(address) = forwarded_for {
+            headers.insert("x-forwarded-for", value(&address)?);
+        }
+        let body = match &self.body {
+            Body::None => Bytes::new(),
+            Body::Json(json) => {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                Bytes::from(json.to_string())
+            }
+            Body::Form(fields) => {
+                headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-www-form-urlencoded"),
+                );
+                let form = url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(fields)
+                    .finish();
+                Bytes::from(form)
+            }
+        };
+        Ok(Outgoing {
+            method: self.method.clone(),
+            url,
+            headers,
+            body,
         })
     }
 
@@ -320,13 +345,18 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Records one operation in Goose's metrics and in the run's ledger.
+/// Records one operation in the run's ledger, and in Goose's metrics when Goose's own
+/// figures are kept (they cost a message to Goose's metrics task per batch, and with the
+/// suite's waits a batch holds one request).
 pub async fn record(
     user: &mut GooseUser,
     ctx: &RunContext,
     obs: &Observation<'_>,
 ) -> Result<(), Box<TransactionError>> {
     ctx.ledger.record(obs);
+    if !ctx.goose_metrics {
+        return Ok(());
+    }
     let (success, error) = match obs.outcome {
         Outcome::Success | Outcome::ExpectedError(_) => (true, None),
         Outcome::Failure(text) => (false, Some(text.as_str())),
@@ -353,25 +383,8 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 /// A short, stable description of a transport error (no URLs, so errors group well).
-pub fn transport_error(e: &reqwest::Error) -> String {
-    if let Some(tls) = crate::transport::tls_failure(e) {
-        return format!(
-            "0: TLS handshake failed: {}",
-            crate::transport::explain_tls(tls)
-        );
-    }
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connection refused or failed"
-    } else if e.is_body() || e.is_decode() {
-        "connection dropped while reading the body"
-    } else if e.is_request() {
-        "request could not be sent"
-    } else {
-        "transport error"
-    };
-    format!("0: {kind}")
+pub fn transport_error(e: &HttpError) -> String {
+    format!("0: {}", e.kind())
 }
 
 /// `Retry-After` in seconds, if the answer had one.

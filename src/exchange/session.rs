@@ -1,6 +1,7 @@
 //! What one simulated user keeps between its tasks: its own client, its account and
 //! tokens, its session id. Goose holds it as the user's session data.
 
+use crate::transport::user_client::UserClient;
 use goose::goose::GooseUser;
 use std::time::Instant;
 
@@ -30,7 +31,7 @@ pub struct UserSession {
     pub index: u64,
     /// The name of the user class it belongs to.
     pub class: &'static str,
-    pub client: reqwest::Client,
+    pub client: UserClient,
     pub session_id: String,
     pub forwarded_for: Option<String>,
     /// How many accounts this user has had (GDPR users start over after a deletion).

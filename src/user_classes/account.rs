@@ -28,9 +28,7 @@ pub fn start_user(
     class: &'static str,
 ) -> Result<(), Box<TransactionError>> {
     let index = ctx.next_user_index();
-    let client = ctx
-        .build_client(index)
-        .map_err(|e| Box::new(TransactionError::Custom(e)))?;
+    let client = ctx.build_client(index);
     user.set_session_data(UserSession {
         index,
         class,

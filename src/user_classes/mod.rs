@@ -74,6 +74,11 @@ macro_rules! task {
 /// never spins (a stopped user with no wait between tasks would otherwise starve the run).
 const STOPPED_USER_IDLE: Duration = Duration::from_secs(1);
 
+/// Once the run is stopping, how often a user that waits by itself gives Goose the turn to
+/// end it (Goose's own wait looks for its stop command every 500 ms). It starts no new task
+/// meanwhile.
+const STOPPING_USER_PAUSE: Duration = Duration::from_millis(100);
+
 /// One task of a user class.
 #[derive(Clone)]
 pub struct Task {
@@ -222,13 +227,18 @@ impl Selection {
         let mut scenarios = Vec::new();
         for class in &self.classes {
             let mut scenario = Scenario::new(class.name).set_weight(class.weight)?;
-            if !class.wait.1.is_zero() {
+            // Goose's wait is kept where its figures are (its transaction times must not
+            // hold the wait); otherwise each task waits after itself, with one timer.
+            let waits = !class.wait.1.is_zero();
+            if waits && ctx.goose_metrics {
                 scenario = scenario.set_wait_time(class.wait.0, class.wait.1)?;
             }
+            let own_wait = (waits && !ctx.goose_metrics).then_some(class.wait);
             scenario = scenario.register_transaction(start_transaction(class, ctx).set_on_start());
             for task in &class.tasks {
-                scenario = scenario
-                    .register_transaction(task_transaction(task, ctx).set_weight(task.weight)?);
+                scenario = scenario.register_transaction(
+                    task_transaction(task, ctx, own_wait).set_weight(task.weight)?,
+                );
             }
             scenario = scenario.register_transaction(stop_transaction(class, ctx).set_on_stop());
             scenarios.push(scenario);
@@ -282,17 +292,30 @@ fn stop_transaction(class: &UserClass, ctx: &Arc<RunContext>) -> Transaction {
     Transaction::new(function).set_name(label)
 }
 
-/// A task runs only for a user that has not stopped; a stopped user idles instead.
-fn task_transaction(task: &Task, ctx: &Arc<RunContext>) -> Transaction {
+/// A task runs only for a user that has not stopped; a stopped user idles instead. With
+/// `wait` (min, max), the task then waits as Goose would have between two tasks.
+fn task_transaction(
+    task: &Task,
+    ctx: &Arc<RunContext>,
+    wait: Option<(Duration, Duration)>,
+) -> Transaction {
     let (ctx, run) = (ctx.clone(), task.run);
     let function: TransactionFunction = Arc::new(move |user: &mut GooseUser| {
         let ctx = ctx.clone();
         Box::pin(async move {
+            if wait.is_some() && ctx.is_stopping() {
+                tokio::time::sleep(STOPPING_USER_PAUSE).await;
+                return Ok(());
+            }
             if is_stopped(user) {
                 ctx.idle(STOPPED_USER_IDLE).await;
                 return Ok(());
             }
-            run(user, ctx).await
+            let result = run(user, ctx.clone()).await;
+            if let Some((min, max)) = wait {
+                ctx.wait_between_tasks(min, max).await;
+            }
+            result
         })
     });
     Transaction::new(function).set_name(task.name)
