@@ -6,22 +6,29 @@
 #   scripts/bench.sh --scale-seconds 300   # the scale row over a 5-minute hold
 #   scripts/bench.sh --scale-tags health   # the scale row with health checks only
 #   scripts/bench.sh --scale-only ...      # row 4 alone
+#   scripts/bench.sh --paced-seconds 120   # rows 6 and 7 measured over 2 minutes each
 #
 # The reference server and the generator are pinned to their own cores where the machine
 # has two or more. Every run targets 127.0.0.1 only and stops by itself. The script exits 1
 # when a row measured nothing (so CI notices when it rots); it never judges the figures.
+# Its last line sums the ratios up for machines:
+#   bench: paced_over_flat=... locust_http_ratio=... locust_fast_ratio=... mem_1000_mib=... wrk_ratio=...
 set -euo pipefail
 
-runs=3 secs=10 scale_users=1000 scale_secs=60 scale_tags=authenticated scale_only=0
+# Rows 6 and 7 compare with this Locust, installed from PyPI into a virtual environment of
+# the benchmark's own (kept in target/, so later runs reuse it).
+locust_version=2.47.0
+runs=3 secs=10 paced_secs=40 warmup=5 scale_users=1000 scale_secs=60 scale_tags=authenticated scale_only=0
 usage() {
-  echo "usage: $0 [--quick] [--runs N] [--seconds S] [--scale-only] [--scale-users N] [--scale-seconds S] [--scale-tags T]" >&2
+  echo "usage: $0 [--quick] [--runs N] [--seconds S] [--paced-seconds S] [--scale-only] [--scale-users N] [--scale-seconds S] [--scale-tags T]" >&2
   exit 2
 }
 while (($#)); do
   case "$1" in
-    --quick) runs=1 secs=3 scale_users=200 scale_secs=5 ;;
+    --quick) runs=1 secs=3 paced_secs=6 warmup=3 scale_users=200 scale_secs=5 ;;
     --runs) runs="${2:?}"; shift ;;
     --seconds) secs="${2:?}"; shift ;;
+    --paced-seconds) paced_secs="${2:?}"; shift ;;
     --scale-users) scale_users="${2:?}"; shift ;;
     --scale-seconds) scale_secs="${2:?}"; shift ;;
     --scale-tags) scale_tags="${2:?}"; shift ;;
@@ -30,7 +37,7 @@ while (($#)); do
   esac
   shift
 done
-for n in "$runs" "$secs" "$scale_users" "$scale_secs"; do
+for n in "$runs" "$secs" "$paced_secs" "$scale_users" "$scale_secs"; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "error: '$n' is not a positive whole number" >&2; usage; }
 done
 
@@ -41,10 +48,18 @@ command -v wrk >/dev/null 2>&1 || need+=(wrk)
 [[ -x /usr/bin/time ]] || need+=(time)
 command -v taskset >/dev/null 2>&1 || need+=(util-linux)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if ((${#need[@]})); then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 cargo build --release --quiet --bins
+venv="$root/target/bench-venv"
+if ((!scale_only)) && ! "$venv/bin/python" -c "import locust, sys; sys.exit(locust.__version__ != '$locust_version')" 2>/dev/null; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "locust==$locust_version"
+fi
 
 bin="$root/target/release/lva-loadtest"
 target_bin="$root/target/release/lva-target"
@@ -184,6 +199,65 @@ if ((!scale_only)); then
     delay_ms="n/a" rps[paced]="n/a" cpu_us[paced]="n/a"
     failed+=(paced)
   fi
+
+  # 6 and 7. Where users really run, side by side with Locust: the same work (every user
+  # registers and logs in, then health and stats checks with the suite's weights, 10:3, each
+  # body checked) by lva-loadtest, Locust's HttpUser and its FastHttpUser, once with the
+  # suite's 1-3 s waits (6) and once without (7), interleaved run by run against the shared
+  # server. Each is measured in its steady state: from $warmup s after its launch (start-up,
+  # imports and logins done) over a window, its CPU time from /proc and its requests from
+  # the server's own count (/metrics), so neither's start-up or shutdown weighs in.
+  cmp_users=50
+  ticks="$(getconf CLK_TCK)"
+  # reading PID: "cpu_seconds answers_so_far", nothing once PID has ended.
+  reading() {
+    local stat answers
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 0
+    answers="$(curl -fsS "$host/metrics" | awk '/^lva_http_requests_total/ {s += $NF} END {print s + 0}')" || return 0
+    awk -v a="$answers" -v hz="$ticks" '{sub(/.*\) /, ""); if ($1 != "Z") print ($12 + $13) / hz, a}' <<<"$stat"
+  }
+  # window_run ROW I WINDOW CMD...: one run of a generator; appends requests/s and CPU µs
+  # per request over its window to $work/ROW.rps and .cpu.
+  window_run() {
+    local row="$1" i="$2" window="$3"; shift 3
+    "${gen[@]}" "$@" >"$work/$row-$i.out" 2>"$work/$row-$i.err" &
+    local pid=$! first second
+    sleep "$warmup"
+    first="$(reading "$pid")"
+    sleep "$window"
+    second="$(reading "$pid")"
+    wait "$pid" || true
+    if [[ -z "$first" || -z "$second" ]]; then
+      echo "row $row run $i ended before its window:" >&2
+      tail -5 "$work/$row-$i.err" >&2
+      return 0
+    fi
+    # The first reading's own /metrics request is in the count.
+    awk -v a="$first" -v b="$second" -v w="$window" -v rps="$work/$row.rps" -v cpu="$work/$row.cpu" 'BEGIN {
+      split(a, x, " "); split(b, y, " "); n = y[2] - x[2] - 1
+      if (n > 0) { print n / w >> rps; print (y[1] - x[1]) * 1e6 / n >> cpu }
+    }'
+  }
+  tool_cmp=("$bin" --host "$host" --scenario custom --users "$cmp_users" --spawn-rate "$cmp_users"
+    --tags health,stats --no-probes --no-reports)
+  locust_cmp=("$venv/bin/locust" -f "$root/scripts/bench_locustfile.py" --headless --only-summary
+    --loglevel WARNING -u "$cmp_users" -r "$cmp_users" --stop-timeout 5 --host "$host")
+  cmp_rows=(tool_paced http_paced fast_paced tool_flat http_flat fast_flat)
+  for r in "${cmp_rows[@]}"; do : >"$work/$r.rps"; : >"$work/$r.cpu"; done
+  for i in $(seq "$runs"); do
+    for pace in paced flat; do
+      if [[ "$pace" == paced ]]; then window="$paced_secs" no_wait=(); else window="$secs" no_wait=(--no-wait); fi
+      duration=$((warmup + window + 2))
+      window_run "tool_$pace" "$i" "$window" "${tool_cmp[@]}" --duration "${duration}s" "${no_wait[@]}"
+      window_run "http_$pace" "$i" "$window" env BENCH_WAIT="$pace" "${locust_cmp[@]}" -t "${duration}s" BenchHttpUser
+      window_run "fast_$pace" "$i" "$window" env BENCH_WAIT="$pace" "${locust_cmp[@]}" -t "${duration}s" BenchFastHttpUser
+    done
+  done
+  for r in "${cmp_rows[@]}"; do
+    [[ -s "$work/$r.cpu" ]] || failed+=("$r")
+    rps[$r]="$(stats <"$work/$r.rps")"
+    cpu_us[$r]="$(stats <"$work/$r.cpu")"
+  done
 fi
 
 # 4. Scale: the AuthenticatedUser class (the suite's main user, 1-3 s waits; --scale-tags
@@ -265,11 +339,41 @@ if ((!scale_only)); then
     "$(ratio "${cpu_us[mix]}" "${cpu_us[paced]}") x row 3' ($(ratio "${cpu_us[mix]}" "${cpu_us[simple]}") x row 2)"
   row "3'. as 2 at row 3's rate ($mix_users users, ${delay_ms} ms)" "${rps[paced]}" "${cpu_us[paced]}" "$(ratio "${cpu_us[paced]}" "${cpu_us[simple]}") x row 2"
   row "5. as 2 with every output written" "${rps[outputs]}" "${cpu_us[outputs]}" "$(ratio "${cpu_us[outputs]}" "${cpu_us[simple]}") x row 2"
+  echo
+  echo "Health and stats checks (10:3), $cmp_users users; steady state: ${paced_secs}s (6) and ${secs}s (7) windows from ${warmup}s after launch"
+  row "row" "requests/s" "CPU µs per request" "ratio"
+  for pace in paced flat; do
+    if [[ "$pace" == paced ]]; then n=6 how="1-3 s waits"; else n=7 how="no wait"; fi
+    tool="${cpu_us[tool_$pace]}"
+    row "$n. lva-loadtest, $how" "${rps[tool_$pace]}" "$tool" "1.00 (reference)"
+    row "   Locust $locust_version HttpUser, $how" "${rps[http_$pace]}" "${cpu_us[http_$pace]}" "$(ratio "${cpu_us[http_$pace]}" "$tool") x lva-loadtest"
+    row "   Locust $locust_version FastHttpUser, $how" "${rps[fast_$pace]}" "${cpu_us[fast_$pace]}" "$(ratio "${cpu_us[fast_$pace]}" "$tool") x lva-loadtest"
+  done
+  echo "lva-loadtest paced over flat out: $(ratio "${cpu_us[tool_paced]}" "${cpu_us[tool_flat]}") x"
 fi
 echo
 echo "4. scale: $scale_users AuthenticatedUsers (tags: $scale_tags), 1-3 s waits, ${scale_secs}s, $runs run(s);"
 echo "   median [min-max]: $scale_line"
+
+# The summary for machines. The Locust ratios are the lower of the paced and the flat-out
+# one (the budget holds for both).
+lowest() {
+  local a b; a="$(ratio "$1" "$2")" b="$(ratio "$3" "$4")"
+  awk -v a="$a" -v b="$b" 'BEGIN {if (a == "n/a" || b == "n/a") print "n/a"; else print (a < b ? a : b)}'
+}
+if ((scale_only)); then
+  summary="paced_over_flat=n/a locust_http_ratio=n/a locust_fast_ratio=n/a"
+else
+  summary="paced_over_flat=$(ratio "${cpu_us[tool_paced]}" "${cpu_us[tool_flat]}")"
+  summary+=" locust_http_ratio=$(lowest "${cpu_us[http_paced]}" "${cpu_us[tool_paced]}" "${cpu_us[http_flat]}" "${cpu_us[tool_flat]}")"
+  summary+=" locust_fast_ratio=$(lowest "${cpu_us[fast_paced]}" "${cpu_us[tool_paced]}" "${cpu_us[fast_flat]}" "${cpu_us[tool_flat]}")"
+fi
+mem="$(scale_stat 1 2>/dev/null)"
+summary+=" mem_1000_mib=${mem%% *}"
+if ((scale_only)); then summary+=" wrk_ratio=n/a"; else summary+=" wrk_ratio=$(ratio "${cpu_us[simple]}" "${cpu_us[wrk]}")"; fi
 if ((${#failed[@]})); then
   echo "error: no figures for: ${failed[*]}" >&2
+  echo "bench: $summary"
   exit 1
 fi
+echo "bench: $summary"

@@ -5,6 +5,7 @@ use lva_loadtest::exit::Exit;
 fn main() {
     let exit = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_start(lva_loadtest::attack::coalesce_timers)
         .build()
     {
         // The command runs as a task on the runtime's workers, as the simulated users do:

@@ -19,6 +19,24 @@ use std::time::{Duration, Instant};
 use stop::Stop;
 use url::Url;
 
+/// How late the kernel may wake a thread of the run for a timer: users whose waits end
+/// within this of each other wake together, one wake-up for all of them (Linux's default
+/// is 50 µs, which wakes each user on its own). A wait of 1-3 s then lasts at most this
+/// much longer; answers are not timers, and are read as soon as they come.
+pub const TIMER_SLACK: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Lets the calling thread's timers wake it up to [`TIMER_SLACK`] late, so that the
+/// kernel wakes it once for timers that end close together. Called on each thread of the
+/// runtime as it starts.
+pub fn coalesce_timers() {
+    let nanos = TIMER_SLACK.as_nanos() as libc::c_ulong;
+    // SAFETY: PR_SET_TIMERSLACK only sets a number of the calling thread; no memory is
+    // passed.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, nanos, 0, 0, 0);
+    }
+}
+
 /// Why a run could not produce a result.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
