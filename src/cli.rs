@@ -19,7 +19,8 @@ pub const DEFAULT_MANAGER_PORT: u16 = 5115;
     about = "Load tests for the Learning Voice Agent API, on Goose",
     long_about = "Load tests for the Learning Voice Agent API, on Goose.\n\n\
         Without --host it starts its built-in reference server on 127.0.0.1 and tests that.\n\
-        Exit codes: 0 every target met, 1 a target missed, 2 configuration error.",
+        Exit codes: 0 every target met, 1 a target missed or the run interrupted, \
+        2 configuration error.",
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
