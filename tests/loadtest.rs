@@ -863,6 +863,8 @@ fn the_dashboard_never_passes_a_run_that_did_nothing() {
         .spawn()
         .expect("run");
     let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    // Killed if the test fails before it ends: a dashboard run waits for Start.
+    let mut child = common::browser::Reaped(child);
     let mut url = String::new();
     while !url.contains("Web dashboard: ") {
         url.clear();
@@ -895,7 +897,7 @@ fn the_dashboard_never_passes_a_run_that_did_nothing() {
     .expect("quit");
     let mut rest = String::new();
     let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
-    let status = child.wait().expect("exit");
+    let status = child.0.wait().expect("exit");
     assert_eq!(status.code(), Some(1), "{rest}");
     assert!(
         rest.contains("[FAIL] Work Done: 0 judged requests"),
