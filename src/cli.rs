@@ -8,9 +8,9 @@ use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// The port the manager listens on by default (Goose's telnet and web ports are 5116 and
-/// 5118; this one stays clear of both).
-pub const DEFAULT_MANAGER_PORT: u16 = 5115;
+/// The port masters listen on by default: Locust's, so that a worker reaches a Locust master
+/// and the tool's manager alike without `--master-port`.
+pub const DEFAULT_MANAGER_PORT: u16 = 5557;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -35,6 +35,12 @@ pub struct Cli {
 pub enum Command {
     /// Judge a saved run (its _metrics.json, or Goose's JSON report) without traffic.
     Validate(ValidateArgs),
+    /// Print the user classes as a Locust master declares them (JSON, read by
+    /// scripts/locust_master.py).
+    LocustClasses(LocustClassesArgs),
+    /// Merge the exact runs a Locust master collected from the workers, then judge and
+    /// report them as one run (the same verdict, reports and exit codes).
+    Merge(MergeArgs),
     /// Serve the built-in reference server (the tool starts it this way as a child).
     #[command(hide = true, name = "reference-server", alias = "serve-target")]
     ReferenceServer(ServerArgs),
@@ -44,6 +50,37 @@ pub enum Command {
 pub struct ValidateArgs {
     /// The saved `_metrics.json` or Goose JSON report.
     pub file: PathBuf,
+    #[command(flatten)]
+    pub targets: TargetOptions,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LocustClassesArgs {
+    /// Scenario preset whose tags apply when no --tags is given.
+    #[arg(long, default_value = "custom")]
+    pub scenario: String,
+    /// Keep only tasks with any of these tags (comma-separated).
+    #[arg(long, value_name = "TAGS")]
+    pub tags: Option<String>,
+    /// Drop tasks with any of these tags (comma-separated).
+    #[arg(long, value_name = "TAGS")]
+    pub exclude_tags: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// The folder of one run's exact runs (`*.lvarun`, and the master's `workers.json`).
+    pub folder: PathBuf,
+    /// Directory for the reports [default: the run's own --output].
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+    /// Judge the run and print the summary, but write no report files.
+    #[arg(long)]
+    pub no_reports: bool,
+    /// A run that lost a worker passes if every target is met (exit 0 instead of 1); the
+    /// verdict still says it was degraded.
+    #[arg(long)]
+    pub accept_degraded: bool,
     #[command(flatten)]
     pub targets: TargetOptions,
 }
@@ -172,7 +209,7 @@ pub struct DistributedArgs {
     #[arg(
         long,
         value_name = "ADDR:PORT",
-        default_value = "127.0.0.1:5115",
+        default_value = "127.0.0.1:5557",
         alias = "master-bind",
         requires = "manager"
     )]
@@ -205,6 +242,10 @@ pub struct DistributedArgs {
     /// The worker's name in the manager's reports [default: host name and process id].
     #[arg(long, value_name = "NAME", requires = "worker")]
     pub worker_name: Option<String>,
+    /// A worker writes every request it makes to FILE, one JSON object a line (request key,
+    /// microseconds, status, outcome): to check what it delivered.
+    #[arg(long, value_name = "FILE", requires = "worker")]
+    pub request_log: Option<PathBuf>,
 }
 
 /// The run's options, which a worker takes from the manager and refuses on its own command

@@ -7,6 +7,7 @@ use crate::presets::{self, PresetChecks};
 use crate::transport::is_loopback_host;
 use crate::user_classes::{Selection, TagFilter, UserClass};
 use crate::verdict::{RunFacts, Targets};
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 use url::Url;
@@ -41,7 +42,10 @@ const OWNED_GOOSE_OPTIONS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Everything a run needs, resolved.
+/// Everything a run needs, resolved. It travels whole to the workers of a distributed
+/// run (serialised), so a new option reaches them with no further edit; the user classes
+/// do not travel: a worker selects its own with [`Plan::select`].
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Plan {
     pub scenario: String,
     /// The checks the scenario's preset adds to every run's (none for `custom`).
@@ -50,7 +54,11 @@ pub struct Plan {
     pub spawn_rate: f64,
     pub duration: Duration,
     pub filter: TagFilter,
+    /// The classes this process runs (after the tag filter): not serialised.
+    #[serde(skip)]
     pub selection: Selection,
+    /// `--no-wait`: the classes run without waits between tasks.
+    pub no_wait: bool,
     /// `None`: start the built-in reference server.
     pub host: Option<Url>,
     pub builtin_args: Vec<String>,
@@ -120,27 +128,8 @@ impl Plan {
             )));
         }
 
-        let mut include = split_list(args.tags.as_deref());
-        if let (true, Some(p)) = (include.is_empty(), preset) {
-            include = p.tags.iter().map(|t| t.to_string()).collect();
-        }
-        let filter = TagFilter {
-            include,
-            exclude: split_list(args.exclude_tags.as_deref()),
-        };
-        filter.check_known(&classes).map_err(ConfigError)?;
-        let mut classes = classes;
-        if args.no_wait {
-            for class in &mut classes {
-                class.wait = (Duration::ZERO, Duration::ZERO);
-            }
-        }
-        let selection = Selection::new(classes, &filter);
-        if selection.classes.is_empty() {
-            return Err(ConfigError::new(
-                "the tag filter leaves no task to run: loosen --tags or --exclude-tags",
-            ));
-        }
+        let filter = tag_filter(preset, args.tags.as_deref(), args.exclude_tags.as_deref());
+        let selection = select(classes, &filter, args.no_wait)?;
 
         let host = args.host.as_deref().map(parse_host).transpose()?;
         let memory_url = args
@@ -218,6 +207,7 @@ impl Plan {
             duration,
             filter,
             selection,
+            no_wait: args.no_wait,
             host,
             builtin_args,
             web: args.web,
@@ -235,6 +225,13 @@ impl Plan {
             targets,
             goose_args: args.goose_args.clone(),
         })
+    }
+
+    /// Selects this process's own `classes` the way the plan's were (tag filter,
+    /// `--no-wait`): what a worker does with the plan it received.
+    pub fn select(&mut self, classes: Vec<UserClass>) -> Result<(), ConfigError> {
+        self.selection = select(classes, &self.filter, self.no_wait)?;
+        Ok(())
     }
 
     /// How long the users take to start at the spawn rate, within the run's duration.
@@ -320,6 +317,44 @@ impl Plan {
                 .collect(),
         }
     }
+}
+
+/// The tag filter of `--tags` and `--exclude-tags` (comma-separated): without `--tags`, the
+/// preset's tags.
+pub fn tag_filter(
+    preset: Option<&presets::Preset>,
+    tags: Option<&str>,
+    exclude_tags: Option<&str>,
+) -> TagFilter {
+    let mut include = split_list(tags);
+    if let (true, Some(p)) = (include.is_empty(), preset) {
+        include = p.tags.iter().map(|t| t.to_string()).collect();
+    }
+    TagFilter {
+        include,
+        exclude: split_list(exclude_tags),
+    }
+}
+
+/// The classes a run spawns: the tag filter applied, waits removed for `--no-wait`.
+fn select(
+    mut classes: Vec<UserClass>,
+    filter: &TagFilter,
+    no_wait: bool,
+) -> Result<Selection, ConfigError> {
+    filter.check_known(&classes).map_err(ConfigError)?;
+    if no_wait {
+        for class in &mut classes {
+            class.wait = (Duration::ZERO, Duration::ZERO);
+        }
+    }
+    let selection = Selection::new(classes, filter);
+    if selection.classes.is_empty() {
+        return Err(ConfigError::new(
+            "the tag filter leaves no task to run: loosen --tags or --exclude-tags",
+        ));
+    }
+    Ok(selection)
 }
 
 /// Goose's errors say "invalid option" at the top and what was wrong inside.

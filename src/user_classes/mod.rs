@@ -130,7 +130,7 @@ pub fn builtin_classes() -> Vec<UserClass> {
 
 /// Locust-style tag filter: keep tasks with any included tag, drop tasks with any
 /// excluded tag. On-start and on-stop work is always kept.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TagFilter {
     /// `--tags`: when not empty, a task needs one of these.
     pub include: Vec<String>,
@@ -171,6 +171,7 @@ pub fn known_tags(classes: &[UserClass]) -> BTreeSet<&'static str> {
 }
 
 /// The classes a run spawns, each with the tasks the filter kept.
+#[derive(Clone, Default)]
 pub struct Selection {
     /// The classes spawned, each with only its kept tasks.
     pub classes: Vec<UserClass>,
@@ -250,19 +251,23 @@ fn hook_transaction(hook: &Hook, ctx: &Arc<RunContext>) -> Transaction {
     Transaction::new(function).set_name(hook.name)
 }
 
-/// A task runs only for a user that has not stopped; a stopped user idles instead.
+/// Runs a task's body as every class runs it: only for a user that has not stopped; a
+/// stopped user idles instead. Goose's transactions and a distributed worker's users both
+/// run their tasks through this.
+pub fn run_task(run: TaskFn, user: &mut GooseUser, ctx: Arc<RunContext>) -> TaskFuture<'_> {
+    Box::pin(async move {
+        if is_stopped(user) {
+            ctx.idle(STOPPED_USER_IDLE).await;
+            return Ok(());
+        }
+        run(user, ctx).await
+    })
+}
+
 fn task_transaction(task: &Task, ctx: &Arc<RunContext>) -> Transaction {
     let (ctx, run) = (ctx.clone(), task.run);
-    let function: TransactionFunction = Arc::new(move |user: &mut GooseUser| {
-        let ctx = ctx.clone();
-        Box::pin(async move {
-            if is_stopped(user) {
-                ctx.idle(STOPPED_USER_IDLE).await;
-                return Ok(());
-            }
-            run(user, ctx).await
-        })
-    });
+    let function: TransactionFunction =
+        Arc::new(move |user: &mut GooseUser| run_task(run, user, ctx.clone()));
     Transaction::new(function).set_name(task.name)
 }
 

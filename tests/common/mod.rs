@@ -261,3 +261,5 @@ impl Args {
         &self.0
     }
 }
+
+pub mod process;
