@@ -122,6 +122,7 @@ class Collector:
         self.environment = environment
         self.runner = environment.runner
         self.names = {}
+        self.refused = set()
         self.folder = None
         self.started = None
         self.taking_part = set()
@@ -150,6 +151,7 @@ class Collector:
                 f"than the master's {TOOL} (version {CLASSES['tool_version']}, digest "
                 f"{CLASSES['digest']}): run the same build everywhere"
             )
+            self.refused.add(msg.node_id)
             self.log(f"refused worker {self.names[msg.node_id]}: {reason}")
             self.runner.send_message("lva_refused", {"reason": reason}, client_id=msg.node_id)
 
@@ -157,7 +159,7 @@ class Collector:
         self.log(f"worker {self.names.get(msg.node_id, msg.node_id)} cannot run: {msg.data.get('reason')}")
 
     def on_worker_connect(self, client_id, **_):
-        if self.folder is not None:
+        if self.folder is not None and client_id not in self.refused:
             self.taking_part.add(client_id)
 
     def on_worker_report(self, client_id, data, **_):
@@ -169,7 +171,12 @@ class Collector:
         stamp = time.strftime("%Y%m%d_%H%M%S")
         self.folder = Path(environment.parsed_options.lva_results) / f"run_{stamp}"
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.taking_part = set(self.runner.clients.keys())
+        # The workers Locust gives users to: connected, not missing, not refused by us.
+        self.taking_part = {
+            node
+            for node, client in self.runner.clients.items()
+            if client.state != STATE_MISSING and node not in self.refused
+        }
         self.started = time.monotonic()
         self.delivered = set()
         self.reported = {}

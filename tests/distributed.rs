@@ -5,12 +5,12 @@
 
 mod common;
 
-use common::Args;
-use common::process::{Proc, logged_requests, reference_server, serial};
+use common::process::{Proc, example_bin, logged_requests, reference_server, serial};
+use common::{Args, BIN};
 use lva_loadtest::measure::{Histogram, MeasuredRun};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A manager on a free loopback port, and the directory its reports go to.
@@ -22,6 +22,11 @@ struct Run {
 
 impl Run {
     fn manager(workers: u32, args: &Args) -> Run {
+        Run::manager_of(Path::new(BIN), workers, args)
+    }
+
+    /// A manager of `program` (the tool, or a program with user classes of its own).
+    fn manager_of(program: &Path, workers: u32, args: &Args) -> Run {
         let dir = tempfile::tempdir().expect("temp dir");
         let output = dir.path().join("reports");
         let expect = workers.to_string();
@@ -35,7 +40,7 @@ impl Run {
             output.to_str().expect("utf-8 path"),
         ];
         all.extend(args.words().iter().map(String::as_str));
-        let manager = Proc::spawn("manager", &all, &[]);
+        let manager = Proc::spawn_program("manager", program, &all, &[]);
         let line = manager.wait_for_line("Manager listening on tcp://", Duration::from_secs(30));
         let port = line
             .split("tcp://127.0.0.1:")
@@ -48,9 +53,14 @@ impl Run {
 
     /// A worker named `name`, logging every request next to the reports.
     fn worker(&self, name: &str, env: &[(&str, &str)]) -> Proc {
+        self.worker_of(Path::new(BIN), name, env)
+    }
+
+    fn worker_of(&self, program: &Path, name: &str, env: &[(&str, &str)]) -> Proc {
         let log = self.request_log(name);
-        Proc::spawn(
+        Proc::spawn_program(
             name,
+            program,
             &[
                 "--worker",
                 "--manager-port",
@@ -374,4 +384,48 @@ fn workers_that_lose_their_manager_stop_their_users_and_exit_non_zero() {
     }
     drop(run);
     drop(server);
+}
+
+#[test]
+fn custom_user_classes_run_on_the_managers_workers_and_a_worker_without_them_is_refused() {
+    let _one = serial();
+    let example = example_bin("custom_user");
+    let study = Args::custom(4, 4, "8s").tags("study");
+
+    // The plain tool lacks StudyUser: refused before any traffic, the class named.
+    let mut run = Run::manager_of(&example, 2, &study);
+    let mut plain = run.worker("plain", &[]);
+    assert_eq!(plain.wait(Duration::from_secs(60)), 2, "{}", plain.output());
+    assert_has(
+        &plain.stderr(),
+        "user class StudyUser: only on the master",
+        &plain,
+    );
+    assert_eq!(run.manager.wait(Duration::from_secs(60)), 2);
+    assert!(run.metrics_path().is_none(), "no run, no reports");
+
+    // Workers of the same program run its class, and its requests are merged.
+    let mut run = Run::manager_of(&example, 2, &study);
+    let mut workers: Vec<Proc> = ["s1", "s2"]
+        .iter()
+        .map(|n| run.worker_of(&example, n, &[]))
+        .collect();
+    let code = run.manager.wait(Duration::from_secs(120));
+    for w in &mut workers {
+        assert_eq!(w.wait(Duration::from_secs(30)), 0, "{}", w.output());
+    }
+    assert_eq!(code, 0, "{}", run.manager.output());
+    let metrics = run.metrics();
+    assert_eq!(
+        metrics["extra"]["user_classes"],
+        serde_json::json!(["StudyUser"])
+    );
+    let merged = measured(&metrics);
+    let study: u64 = merged
+        .requests
+        .iter()
+        .filter(|r| r.name.ends_with("[study]"))
+        .map(|r| r.total())
+        .sum();
+    assert!(study > 0, "no [study] request in {:?}", merged.requests);
 }
