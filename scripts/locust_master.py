@@ -265,6 +265,9 @@ def on_init(environment, runner=None, **_):
     global COLLECTOR
     if not isinstance(environment.runner, MasterRunner):
         sys.exit("error: this locustfile is for a master of lva-loadtest workers: add --master")
+    # First of all: the workers' hellos may already be arriving, and asking the tool below
+    # lets them be read.
+    COLLECTOR = Collector(environment)
     options = environment.parsed_options
     args = ["locust-classes", "--scenario", options.scenario]
     if options.tags:
@@ -276,7 +279,6 @@ def on_init(environment, runner=None, **_):
     environment.user_classes = [c for c in environment.user_classes if c.__name__ in keep]
     if not environment.user_classes:
         sys.exit("error: the tag filter leaves no user class a task to run")
-    COLLECTOR = Collector(environment)
 
 
 # Registered at import, before the runner's own: so it runs after the runner has quit,

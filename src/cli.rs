@@ -196,8 +196,9 @@ pub struct RunArgs {
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Distributed runs")]
 pub struct DistributedArgs {
-    /// Run as the manager of a distributed run: wait for the workers, give each its share
-    /// of the users, merge their measurements, judge and report the run.
+    /// Run as the manager of a distributed run (a master of Locust's protocol): wait for
+    /// the workers, ramp the users up over them, merge their measurements, judge and report
+    /// the run.
     #[arg(long, alias = "master", conflicts_with = "worker")]
     pub manager: bool,
     /// How many workers the manager waits for before the run starts.
@@ -214,11 +215,11 @@ pub struct DistributedArgs {
         requires = "manager"
     )]
     pub manager_bind: SocketAddr,
-    /// Run as a worker: connect to the manager and run the share of users it gives.
-    /// The run's options come from the manager.
+    /// Run as a worker of a Locust master or of the manager: run the users it orders. The
+    /// run's options come from the master.
     #[arg(long, conflicts_with_all = WORKER_REFUSES)]
     pub worker: bool,
-    /// The manager's host name or address, for a worker.
+    /// The master's host name or address, for a worker.
     #[arg(
         long,
         value_name = "HOST",
@@ -227,19 +228,19 @@ pub struct DistributedArgs {
         requires = "worker"
     )]
     pub manager_host: String,
-    /// The manager's port, for a worker.
+    /// The master's port, for a worker (Locust's masters and the manager listen on 5557).
     #[arg(long, value_name = "PORT", default_value_t = DEFAULT_MANAGER_PORT, alias = "master-port",
           requires = "worker")]
     pub manager_port: u16,
     /// Manager: how long to wait for the expected workers before giving up (exit code 2).
-    /// Worker: how long to keep trying to reach the manager.
+    /// Worker: how long to keep trying to reach the master.
     #[arg(long, value_name = "DURATION", default_value = "60s")]
     pub worker_timeout: String,
     /// A run that lost a worker passes if every target is met (exit 0 instead of 1); the
     /// verdict still says it was degraded.
     #[arg(long, requires = "manager")]
     pub accept_degraded: bool,
-    /// The worker's name in the manager's reports [default: host name and process id].
+    /// The worker's name in the master's reports [default: host name and process id].
     #[arg(long, value_name = "NAME", requires = "worker")]
     pub worker_name: Option<String>,
     /// A worker writes every request it makes to FILE, one JSON object a line (request key,

@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::process::{Proc, example_bin, logged_requests, reference_server, serial};
+use common::process::{
+    Proc, assert_study_run, example_bin, logged_requests, master_and_workers_end, reference_server,
+    serial,
+};
 use common::{Args, BIN};
 use lva_loadtest::measure::{Histogram, MeasuredRun};
 use serde_json::Value;
@@ -140,10 +143,7 @@ fn three_workers_split_the_users_and_merge_exactly() {
         .iter()
         .map(|name| run.worker(name, &[]))
         .collect();
-    let code = run.manager.wait(Duration::from_secs(120));
-    for w in &mut workers {
-        assert_eq!(w.wait(Duration::from_secs(30)), 0, "{}", w.output());
-    }
+    let code = master_and_workers_end(&mut run.manager, &mut workers);
     let metrics = run.metrics();
     assert_eq!(code, 0, "{}", run.manager.output());
     assert_eq!(metrics["verdict"]["exit_code"], 0);
@@ -410,22 +410,7 @@ fn custom_user_classes_run_on_the_managers_workers_and_a_worker_without_them_is_
         .iter()
         .map(|n| run.worker_of(&example, n, &[]))
         .collect();
-    let code = run.manager.wait(Duration::from_secs(120));
-    for w in &mut workers {
-        assert_eq!(w.wait(Duration::from_secs(30)), 0, "{}", w.output());
-    }
+    let code = master_and_workers_end(&mut run.manager, &mut workers);
     assert_eq!(code, 0, "{}", run.manager.output());
-    let metrics = run.metrics();
-    assert_eq!(
-        metrics["extra"]["user_classes"],
-        serde_json::json!(["StudyUser"])
-    );
-    let merged = measured(&metrics);
-    let study: u64 = merged
-        .requests
-        .iter()
-        .filter(|r| r.name.ends_with("[study]"))
-        .map(|r| r.total())
-        .sum();
-    assert!(study > 0, "no [study] request in {:?}", merged.requests);
+    assert_study_run(&run.metrics());
 }

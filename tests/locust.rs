@@ -6,7 +6,10 @@
 
 mod common;
 
-use common::process::{Proc, example_bin, logged_requests, python_tools, reference_server, serial};
+use common::process::{
+    Proc, assert_study_run, example_bin, logged_requests, master_and_workers_end, python_tools,
+    reference_server, serial,
+};
 use lva_loadtest::distributed::delivery::Delivery;
 use lva_loadtest::distributed::fingerprint::Fingerprint;
 use lva_loadtest::distributed::locust_stats::{LocustStats, round_ms};
@@ -452,24 +455,9 @@ fn custom_user_classes_run_under_a_locust_master_and_a_worker_without_them_is_re
         .iter()
         .map(|n| master.worker(&example, n, &[]))
         .collect();
-    let code = master.proc.wait(Duration::from_secs(120));
-    for w in &mut workers {
-        assert_eq!(w.wait(Duration::from_secs(30)), 0, "{}", w.output());
-    }
+    let code = master_and_workers_end(&mut master.proc, &mut workers);
     assert_eq!(code, 0, "{}", master.proc.output());
-    let metrics = master.metrics();
-    assert_eq!(
-        metrics["extra"]["user_classes"],
-        serde_json::json!(["StudyUser"])
-    );
-    let merged = measured(&metrics);
-    let study: u64 = merged
-        .requests
-        .iter()
-        .filter(|r| r.name.ends_with("[study]"))
-        .map(|r| r.total())
-        .sum();
-    assert!(study > 0, "no [study] request in {:?}", merged.requests);
+    assert_study_run(&master.metrics());
     let csv_names: Vec<String> = master
         .csv("stats")
         .into_iter()

@@ -236,3 +236,32 @@ pub fn logged_requests(
     }
     all
 }
+
+/// Waits for a master and its workers to end: every worker with code 0; returns the
+/// master's code.
+pub fn master_and_workers_end(master: &mut Proc, workers: &mut [Proc]) -> i32 {
+    let code = master.wait(Duration::from_secs(120));
+    for w in workers.iter_mut() {
+        assert_eq!(w.wait(Duration::from_secs(30)), 0, "{}", w.output());
+    }
+    code
+}
+
+/// Checks that a run of `examples/custom_user.rs` ran its class alone and merged its
+/// `[study]` requests.
+pub fn assert_study_run(metrics: &serde_json::Value) {
+    assert_eq!(
+        metrics["extra"]["user_classes"],
+        serde_json::json!(["StudyUser"])
+    );
+    let rows = metrics["measured"]["requests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let study: u64 = rows
+        .iter()
+        .filter(|r| r["name"].as_str().is_some_and(|n| n.ends_with("[study]")))
+        .filter_map(|r| r["times"]["count"].as_u64())
+        .sum();
+    assert!(study > 0, "no [study] request in {rows:?}");
+}
