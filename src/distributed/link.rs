@@ -3,7 +3,7 @@
 //! reached from async code through channels.
 //!
 //! The thread polls its socket briefly and in between sends what the channel brought, so a
-//! message waits at most [`POLL`] before it leaves. libzmq reconnects a dropped TCP
+//! message waits at most 5 ms before it leaves. libzmq reconnects a dropped TCP
 //! connection by itself; a worker can also rebuild its socket (Locust's `reconnect`).
 
 use std::sync::Arc;
@@ -178,7 +178,7 @@ impl Dealer {
         let _ = self.commands.send(DealerCommand::Reconnect);
     }
 
-    /// Sends what is queued (for at most [`LINGER`]) and closes the socket.
+    /// Sends what is queued (for at most 3 s) and closes the socket.
     pub async fn close(mut self) {
         let thread = self.thread.take();
         drop(self);
@@ -245,6 +245,10 @@ impl Router {
             .map_err(socket_error("open a socket for", &wanted))?;
         let setup = |socket: &zmq::Socket| -> Result<String, zmq::Error> {
             socket.set_linger(LINGER.as_millis() as i32)?;
+            // A worker that rebuilt its socket (Locust's `reconnect`) comes back with its
+            // identity: its new connection takes over at once, rather than being refused
+            // until the old one is noticed gone.
+            socket.set_router_handover(true)?;
             socket.set_tcp_keepalive(1)?;
             socket.set_tcp_keepalive_idle(30)?;
             socket.set_ipv6(address.is_ipv6())?;
@@ -291,7 +295,7 @@ impl Router {
         RouterSender(self.outbox.clone())
     }
 
-    /// Sends what is queued (for at most [`LINGER`]) and closes the socket.
+    /// Sends what is queued (for at most 3 s) and closes the socket.
     pub async fn close(mut self) {
         let thread = self.thread.take();
         drop(self);

@@ -43,7 +43,7 @@ pub mod kind {
     /// Master → worker: stop the users and deliver the exact run now (a Locust master
     /// quitting does not send `stop` first).
     pub const COLLECT: &str = "lva_collect";
-    /// Worker → master: everything it measured ([`super::Delivery`], as bytes).
+    /// Worker → master: everything it measured ([`crate::distributed::delivery::Delivery`], as bytes).
     pub const RUN: &str = "lva_run";
 }
 
@@ -209,7 +209,7 @@ pub struct Hello {
     pub digest: String,
 }
 
-/// `lva_run`: a worker's exact run, as opaque bytes ([`super::Delivery`] in msgpack), so a
+/// `lva_run`: a worker's exact run, as opaque bytes ([`crate::distributed::delivery::Delivery`] in msgpack), so a
 /// Locust master's locustfile can store it without reading it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunMessage {
