@@ -49,17 +49,21 @@ impl Proc {
     /// Starts any program (a Locust master, an example built on the library).
     pub fn spawn_program(name: &str, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut command = Command::new(program);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        command.args(args);
         for (key, value) in env {
             command.env(key, value);
         }
+        Proc::launch(name, command)
+    }
+
+    /// Starts a prepared command (a working directory of its own, say), its output piped.
+    pub fn launch(name: &str, mut command: Command) -> Proc {
         let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let readers = vec![
@@ -104,6 +108,11 @@ impl Proc {
         self.wait_for_in(Self::stderr, needle, limit)
     }
 
+    /// Waits until stdout or stderr has a line containing `needle`; returns that line.
+    pub fn wait_for(&self, needle: &str, limit: Duration) -> String {
+        self.wait_for_in(|p| p.stdout() + &p.stderr(), needle, limit)
+    }
+
     fn wait_for_in(&self, text: fn(&Proc) -> String, needle: &str, limit: Duration) -> String {
         let deadline = Instant::now() + limit;
         loop {
@@ -117,6 +126,11 @@ impl Proc {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The exit code, once `wait` has seen the process end.
+    pub fn code(&self) -> Option<i32> {
+        self.code
     }
 
     /// Waits for the process to exit (at most `limit`); returns its exit code.
@@ -142,6 +156,24 @@ impl Proc {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// CPU seconds the process has used so far (user + system), from /proc.
+    pub fn cpu_secs(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // The fields after the command name's closing parenthesis; utime and stime are the
+        // 14th and 15th of the line.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<u64> = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        fields.iter().sum::<u64>() as f64 / ticks
     }
 
     pub fn signal(&self, signal: i32) {
