@@ -614,9 +614,9 @@ impl Manager<'_> {
                     Ok(delivery) => {
                         close_live_line();
                         println!(
-                            "Worker {} finished: {} requests.",
+                            "Worker {} finished: {}.",
                             worker.name,
-                            delivery.requests()
+                            delivery.measured.request_count()
                         );
                         worker.state = State::Done(Box::new(delivery));
                     }

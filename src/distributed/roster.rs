@@ -33,7 +33,7 @@ impl WorkerRecord {
     fn line(&self) -> String {
         match &self.outcome {
             WorkerOutcome::Delivered(d) => {
-                format!("{}: delivered {} requests", self.name, d.requests())
+                format!("{}: delivered {}", self.name, d.measured.request_count())
             }
             WorkerOutcome::Lost(reason) => format!(
                 "{}: LOST ({reason}); {}; not in the merged figures",

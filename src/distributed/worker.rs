@@ -24,7 +24,7 @@ use crate::cli::DistributedArgs;
 use crate::duration::{HumanDuration, parse_duration};
 use crate::exchange::context::RunContext;
 use crate::exit::Exit;
-use crate::measure::{Ledger, MeasuredRun, Observation, Outcome, RequestKind};
+use crate::measure::{Ledger, MeasuredRun, Observation, Outcome};
 use crate::plan::{ConfigError, Plan};
 use crate::transport::TlsOptions;
 use crate::user_classes::UserClass;
@@ -685,13 +685,11 @@ impl Usage {
 
 /// The worker's own totals, printed so that they can be checked against the master's.
 fn print_totals(name: &str, run: &MeasuredRun) {
-    let all: u64 = run.requests.iter().map(|r| r.total()).sum();
     let failures: u64 = run.requests.iter().map(|r| r.failures).sum();
     let limited: u64 = run.requests.iter().map(|r| r.rate_limited).sum();
     println!(
-        "Worker {name} measured {all} requests ({} HTTP, {} WebSocket): {failures} failures, {limited} rate limited.",
-        run.combined(RequestKind::Http).total(),
-        run.combined(RequestKind::WebSocket).total(),
+        "Worker {name} measured {}: {failures} failures, {limited} rate limited.",
+        run.request_count()
     );
 }
 

@@ -350,6 +350,17 @@ pub struct MeasuredRun {
 }
 
 impl MeasuredRun {
+    /// "28 requests (19 HTTP, 9 WebSocket)": the count a worker reports, split by kind so
+    /// that it can be checked against the summary's HTTP total.
+    pub fn request_count(&self) -> String {
+        let all: u64 = self.requests.iter().map(|r| r.total()).sum();
+        format!(
+            "{all} requests ({} HTTP, {} WebSocket)",
+            self.combined(RequestKind::Http).total(),
+            self.combined(RequestKind::WebSocket).total()
+        )
+    }
+
     /// All requests of one kind together.
     pub fn combined(&self, kind: RequestKind) -> RequestStats {
         let mut all = RequestStats::default();
