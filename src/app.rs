@@ -29,6 +29,15 @@ pub async fn main_with_args(args: Vec<String>) -> Exit {
 /// The program must call this with its own command line, since the built-in reference
 /// server is started by running the program itself with `reference-server`.
 pub async fn main_with_classes(args: Vec<String>, classes: Vec<UserClass>) -> Exit {
+    let relay = crate::console::relay_stdout();
+    let exit = run_command(args, classes).await;
+    if let Some(relay) = relay {
+        relay.finish();
+    }
+    exit
+}
+
+async fn run_command(args: Vec<String>, classes: Vec<UserClass>) -> Exit {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -47,7 +56,7 @@ pub async fn main_with_classes(args: Vec<String>, classes: Vec<UserClass>) -> Ex
         Some(Command::LocustClasses(args)) => {
             match distributed::declare::declare(&args, &classes) {
                 Ok(json) => {
-                    println!("{json:#}");
+                    outln!("{json:#}");
                     Exit::Passed
                 }
                 Err(e) => Exit::config_error(e),
@@ -55,7 +64,7 @@ pub async fn main_with_classes(args: Vec<String>, classes: Vec<UserClass>) -> Ex
         }
         Some(Command::Merge(args)) => distributed::collected::merge_folder(&args, classes),
         None if cli.run.list_scenarios => {
-            print!("{}", presets::table());
+            outln!("{}", presets::table().trim_end());
             Exit::Passed
         }
         None if cli.distributed.worker => {
@@ -128,9 +137,9 @@ async fn load_test(args: &RunArgs, distributed: &DistributedArgs, classes: Vec<U
 
 /// A run on this machine against a ready host.
 async fn test_host(plan: &Plan, host: &Host, outputs: &RunOutputs) -> Exit {
-    println!("{}", plan.describe(&host.url));
+    outln!("{}", plan.describe(&host.url));
     if let Some(web) = &plan.web {
-        println!(
+        outln!(
             "Web dashboard: {} (press Start there; the run ends after its {}, or with Stop)",
             web.address(),
             crate::duration::HumanDuration(plan.duration)
@@ -150,7 +159,7 @@ async fn test_host(plan: &Plan, host: &Host, outputs: &RunOutputs) -> Exit {
         Ok(result) => result,
         Err(RunError::Config(e)) => return Exit::config_error(e),
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return Exit::Failed;
         }
     };

@@ -1,6 +1,7 @@
 //! `lva-loadtest`: see the library's `app` module for the commands.
 
 use lva_loadtest::exit::Exit;
+use std::io::Write;
 
 fn main() {
     let exit = match tokio::runtime::Builder::new_multi_thread()
@@ -11,7 +12,11 @@ fn main() {
             std::env::args().collect(),
         )),
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            // Not a panic if stderr is closed.
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: cannot start the async runtime: {e}"
+            );
             Exit::Config
         }
     };

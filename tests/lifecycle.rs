@@ -225,6 +225,61 @@ fn stopped_users_do_not_spin_and_ctrl_c_is_answered() {
     assert!(out.contains("[FAIL] Users Started: "), "{}", run.output());
 }
 
+/// Nobody reads the console any more (`| head`, or `| tee` stopped by the same Ctrl-C): the
+/// run goes on, is judged and writes its files, without a panic.
+#[test]
+fn a_closed_stdout_loses_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut words: Vec<String> = vec!["--output".into(), dir.path().display().to_string()];
+    words.extend(
+        Args::custom(3, 3, "20s")
+            .tags("health")
+            .with(&["--no-probes"])
+            .words()
+            .iter()
+            .cloned(),
+    );
+    let mut command = Command::new(BIN);
+    command
+        .args(&words)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("start the tool");
+    // The reader leaves before the first line.
+    drop(child.stdout.take());
+    let mut stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    // Past the ramp-up (when Goose prints that its users are launched), then stopped.
+    std::thread::sleep(Duration::from_secs(6));
+    // SAFETY: signalling the child process this test started.
+    unsafe {
+        libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM);
+    }
+    let status = child.wait().expect("wait");
+    let err = reader.join().expect("stderr");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(status.code(), Some(1), "{err}");
+    let m = metrics(dir.path());
+    assert_eq!(m["test_summary"]["interrupted"], true);
+    assert!(
+        m["test_summary"]["total_requests"].as_u64().unwrap_or(0) > 0,
+        "{}",
+        m["test_summary"]
+    );
+    for suffix in [".html", "_stats.csv", "_junit.xml"] {
+        assert!(
+            file_ending(dir.path(), suffix).is_some(),
+            "{:?}",
+            files(dir.path())
+        );
+    }
+}
+
 /// A host that accepts connections and never answers: the run ends at its plan plus its
 /// stop timeout, saying what it waits for.
 #[test]

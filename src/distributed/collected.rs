@@ -174,7 +174,7 @@ pub fn merge_folder(args: &MergeArgs, classes: Vec<UserClass>) -> Exit {
         Ok(outputs) => outputs,
         Err(e) => return Exit::config_error(format!("{e} (choose another --output)")),
     };
-    println!(
+    outln!(
         "Merging the exact runs of {} worker{} from {}",
         roster.workers.len(),
         if roster.workers.len() == 1 { "" } else { "s" },

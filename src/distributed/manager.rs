@@ -27,9 +27,7 @@ use crate::report::RunOutputs;
 use crate::user_classes::UserClass;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::{Instant, sleep_until};
@@ -147,8 +145,8 @@ pub async fn run(setup: Setup<'_>) -> Exit {
             return Exit::config_error(format!("cannot watch for Ctrl-C: {e}"));
         }
     };
-    println!("{}", setup.plan.describe(setup.host));
-    println!(
+    outln!("{}", setup.plan.describe(setup.host));
+    outln!(
         "Manager listening on {} (Locust's worker protocol); waiting up to {} for {} worker{}",
         router.endpoint,
         HumanDuration(wait),
@@ -176,11 +174,11 @@ pub async fn run(setup: Setup<'_>) -> Exit {
         Ok(memory) => manager.conclude(memory, probes),
         Err(Halt::Config(reason)) => {
             manager.refuse_all(&format!("the run is called off: {reason}"));
-            eprintln!("error: {reason}");
+            errln!("error: {reason}");
             Exit::Config
         }
         Err(Halt::Failed(reason)) => {
-            eprintln!("error: {reason}");
+            errln!("error: {reason}");
             Exit::Failed
         }
     };
@@ -238,8 +236,8 @@ impl Manager<'_> {
         let message = match wire::decode(bytes) {
             Ok(message) => message,
             Err(e) => {
-                close_live_line();
-                eprintln!("warning: ignored a frame from {node_id}: {e}");
+                crate::console::leave_line();
+                errln!("warning: ignored a frame from {node_id}: {e}");
                 return Ok(None);
             }
         };
@@ -346,7 +344,7 @@ impl Manager<'_> {
             failures: 0,
             users: 0,
         });
-        println!(
+        outln!(
             "Worker {name} joined ({} of {})",
             self.workers.len(),
             self.expected
@@ -355,8 +353,8 @@ impl Manager<'_> {
     }
 
     fn turn_away(&self, node_id: &str, name: &str, reason: String) -> Result<(), Halt> {
-        close_live_line();
-        eprintln!("warning: refused worker {name}: {reason}");
+        crate::console::leave_line();
+        errln!("warning: refused worker {name}: {reason}");
         self.refuse(node_id, &reason);
         Ok(())
     }
@@ -383,7 +381,7 @@ impl Manager<'_> {
                         .collect();
                     for i in silent.into_iter().rev() {
                         let worker = self.workers.remove(i);
-                        println!(
+                        outln!(
                             "Worker {} left before the run (no message for {} s); {} of {} joined",
                             worker.name, SILENCE_LIMIT.as_secs(), self.workers.len(), self.expected
                         );
@@ -428,7 +426,7 @@ impl Manager<'_> {
                     )));
                 }
                 self.workers.retain(|w| w.node_id != node_id);
-                println!("Worker {name} left before the run");
+                outln!("Worker {name} left before the run");
                 Ok(())
             }
             _ => Ok(()),
@@ -534,7 +532,7 @@ impl Manager<'_> {
             .map(|source| source.sample_into(ledger.clone()));
         let mut started = dispatch::started_after(plan.users, plan.spawn_rate, 0);
         self.spawn(started);
-        println!("Started {} workers.", self.expected);
+        outln!("Started {} workers.", self.expected);
 
         let end = start + plan.duration;
         let mut deadline = end + FINISH_GRACE;
@@ -565,8 +563,8 @@ impl Manager<'_> {
                     stopping = true;
                     self.interrupted = true;
                     deadline = Instant::now() + FINISH_GRACE;
-                    close_live_line();
-                    println!("Interrupted: stopping every worker (again to quit without their results).");
+                    crate::console::leave_line();
+                    outln!("Interrupted: stopping every worker (again to quit without their results).");
                     self.stop_all();
                 }
                 frame = self.router.recv() => {
@@ -579,7 +577,7 @@ impl Manager<'_> {
                 }
             }
         }
-        close_live_line();
+        crate::console::leave_line();
         for worker in &self.workers {
             self.send_empty(&worker.node_id, kind::QUIT);
         }
@@ -612,8 +610,8 @@ impl Manager<'_> {
                     .and_then(|m| Delivery::from_bytes(&m.run).map_err(|e| e.to_string()));
                 match delivery {
                     Ok(delivery) => {
-                        close_live_line();
-                        println!(
+                        crate::console::leave_line();
+                        outln!(
                             "Worker {} finished: {}.",
                             worker.name,
                             delivery.measured.request_count()
@@ -687,7 +685,7 @@ impl Manager<'_> {
         let seconds = self.elapsed_secs().max(0.001);
         let (sent, received) = self.router.traffic.totals();
         let per_worker = (sent + received) as f64 / roster.workers.len().max(1) as f64 / seconds;
-        println!(
+        outln!(
             "\nTraffic with the workers: {received} bytes received, {sent} bytes sent over \
              {seconds:.1} s ({per_worker:.0} bytes/s per worker)"
         );
@@ -720,8 +718,8 @@ impl Manager<'_> {
 }
 
 fn lose(worker: &mut Worker, reason: String, at_secs: f64) {
-    close_live_line();
-    eprintln!(
+    crate::console::leave_line();
+    errln!(
         "warning: lost worker {} at {at_secs:.1}s ({reason}); the run goes on with the others",
         worker.name
     );
@@ -734,16 +732,6 @@ struct LiveLine {
     /// The totals of the last few seconds: the rate is over the workers' report interval.
     recent: std::collections::VecDeque<u64>,
     seconds: u64,
-}
-
-/// Whether the live line is on the terminal without its newline yet.
-static LIVE_LINE_OPEN: AtomicBool = AtomicBool::new(false);
-
-/// Ends the live line, so that a message does not overwrite it.
-fn close_live_line() {
-    if LIVE_LINE_OPEN.swap(false, Ordering::Relaxed) {
-        eprintln!();
-    }
 }
 
 impl LiveLine {
@@ -778,12 +766,8 @@ impl LiveLine {
             )),
             manager.expected,
         );
-        if std::io::stderr().is_terminal() {
-            eprint!("\r\x1b[2K{line}");
-            let _ = std::io::stderr().flush();
-            LIVE_LINE_OPEN.store(true, Ordering::Relaxed);
-        } else if self.seconds.is_multiple_of(5) {
-            eprintln!("{line}");
+        if crate::console::on_terminal() || self.seconds.is_multiple_of(5) {
+            crate::console::draw(&line);
         }
     }
 }

@@ -65,7 +65,7 @@ pub fn check_plan(plan: &Plan, options: &DistributedArgs) -> Result<(), ConfigEr
         )));
     }
     if !options.manager_bind.ip().is_loopback() {
-        eprintln!(
+        errln!(
             "warning: the manager listens on {} (off loopback): whoever reaches it can join the run \
              and receive its orders; the channel carries no secrets but it controls load. Keep it \
              on a private network.",

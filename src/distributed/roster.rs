@@ -158,9 +158,9 @@ pub fn conclude_distributed(roster: &Roster, ending: Ending<'_>) -> Exit {
     let mut merged = match merge(&runs) {
         Ok(merged) => merged,
         Err(e) => {
-            eprintln!("error: {e}; nothing to judge");
+            errln!("error: {e}; nothing to judge");
             for line in roster.check().details {
-                eprintln!("  {line}");
+                errln!("  {line}");
             }
             return Exit::Failed;
         }

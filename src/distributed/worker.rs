@@ -145,7 +145,7 @@ pub async fn run(options: &DistributedArgs, tls: TlsOptions, classes: Vec<UserCl
         let _ = lock(log).flush();
     }
     let (sent, received) = worker.link.traffic.totals();
-    println!("Traffic with the master: {sent} bytes sent, {received} bytes received.");
+    outln!("Traffic with the master: {sent} bytes sent, {received} bytes received.");
     worker.link.close().await;
     code
 }
@@ -208,9 +208,11 @@ impl Worker {
                             .ok()
                             .and_then(|a| a.index)
                             .unwrap_or(0);
-                        println!(
+                        outln!(
                             "Joined the master at {} as {} (worker index {}); waiting for users.",
-                            self.endpoint, self.name, self.index
+                            self.endpoint,
+                            self.name,
+                            self.index
                         );
                         self.last_heard = Instant::now();
                         return Ok(());
@@ -228,7 +230,7 @@ impl Worker {
                 )));
             }
             if !said {
-                println!("Waiting for the master at {} ...", self.endpoint);
+                outln!("Waiting for the master at {} ...", self.endpoint);
                 said = true;
             }
         }
@@ -306,7 +308,7 @@ impl Worker {
         let message = match wire::decode(bytes) {
             Ok(message) => message,
             Err(e) => {
-                eprintln!("warning: ignored a frame from the master: {e}");
+                errln!("warning: ignored a frame from the master: {e}");
                 return Next::Continue;
             }
         };
@@ -336,11 +338,11 @@ impl Worker {
             kind::QUIT => {
                 self.finish("the master quit").await;
                 self.send_empty(kind::QUIT);
-                println!("The master said quit.");
+                outln!("The master said quit.");
                 Next::Exit(Exit::Passed)
             }
             kind::RECONNECT => {
-                eprintln!("warning: the master asked for a new connection");
+                errln!("warning: the master asked for a new connection");
                 self.link.reconnect();
                 self.announce();
                 Next::Continue
@@ -366,7 +368,7 @@ impl Worker {
         };
         match taken {
             Ok(plan) => {
-                println!(
+                outln!(
                     "Plan: scenario {} against {}",
                     plan.scenario,
                     plan.host.as_ref().map_or("?", |h| h.as_str())
@@ -440,7 +442,7 @@ impl Worker {
         let spawn: Spawn = match message.data() {
             Ok(spawn) => spawn,
             Err(e) => {
-                eprintln!("warning: ignored a spawn: {e}");
+                errln!("warning: ignored a spawn: {e}");
                 return Next::Continue;
             }
         };
@@ -517,7 +519,7 @@ impl Worker {
         }
         let ctx = RunContext::new(host.clone(), plan.flow_options.clone(), ledger.clone())?;
         let spawner = Spawner::new(&plan.selection.classes, Arc::new(ctx));
-        println!(
+        outln!(
             "Run started: scenario {}, classes {}, against {host}",
             plan.scenario,
             plan.selection.class_names().join(", ")
@@ -557,7 +559,7 @@ impl Worker {
         let Some(mut test) = self.test.take() else {
             return;
         };
-        println!("Stopping the users: {why}.");
+        outln!("Stopping the users: {why}.");
         test.spawner.stop_all(STOP_LIMIT).await;
         test.ledger.sample_users(0);
         self.report_of(&test);
@@ -582,23 +584,23 @@ impl Worker {
     }
 
     async fn master_lost(&mut self, why: &str) -> Next {
-        eprintln!("\nerror: lost the master at {}: {why}", self.endpoint);
+        errln!("\nerror: lost the master at {}: {why}", self.endpoint);
         let Some(mut test) = self.test.take() else {
             if self.delivered {
-                println!("This worker's measurements were delivered before.");
+                outln!("This worker's measurements were delivered before.");
                 return Next::Exit(Exit::Passed);
             }
             return Next::Exit(Exit::Failed);
         };
-        eprintln!("error: stopping the users");
+        errln!("error: stopping the users");
         test.spawner.stop_all(STOP_LIMIT).await;
         print_totals(&self.name, &test.ledger.snapshot(&test.plan.scenario, true));
-        eprintln!("error: the master is gone: nobody received this worker's measurements");
+        errln!("error: the master is gone: nobody received this worker's measurements");
         Next::Exit(Exit::Failed)
     }
 
     async fn interrupted(&mut self, what: &str) -> Next {
-        eprintln!("\n{what}: stopping this worker's users and delivering what they measured");
+        errln!("\n{what}: stopping this worker's users and delivering what they measured");
         self.finish(what).await;
         self.send_empty(kind::QUIT);
         Next::Exit(Exit::Failed)
@@ -687,7 +689,7 @@ impl Usage {
 fn print_totals(name: &str, run: &MeasuredRun) {
     let failures: u64 = run.requests.iter().map(|r| r.failures).sum();
     let limited: u64 = run.requests.iter().map(|r| r.rate_limited).sum();
-    println!(
+    outln!(
         "Worker {name} measured {}: {failures} failures, {limited} rate limited.",
         run.request_count()
     );
