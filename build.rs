@@ -2,6 +2,9 @@
 //! (`LVA_GOOSE_VERSION`), read from Cargo.lock; "unknown" when there is no lock file (a
 //! build as another crate's dependency).
 
+// Cargo reads a build script's directives from its stdout: println! is the interface here.
+#![allow(clippy::disallowed_macros)]
+
 fn main() {
     println!("cargo:rerun-if-changed=Cargo.lock");
     let lock = std::env::var("CARGO_MANIFEST_DIR")

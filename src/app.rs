@@ -29,6 +29,15 @@ pub async fn main_with_args(args: Vec<String>) -> Exit {
 /// The program must call this with its own command line, since the built-in reference
 /// server is started by running the program itself with `reference-server`.
 pub async fn main_with_classes(args: Vec<String>, classes: Vec<UserClass>) -> Exit {
+    let relay = crate::console::relay_stdout();
+    let exit = run_command(args, classes).await;
+    if let Some(relay) = relay {
+        relay.finish();
+    }
+    exit
+}
+
+async fn run_command(args: Vec<String>, classes: Vec<UserClass>) -> Exit {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -44,12 +53,33 @@ pub async fn main_with_classes(args: Vec<String>, classes: Vec<UserClass>) -> Ex
     match cli.command {
         Some(Command::ReferenceServer(args)) => reference_server::main(args).await,
         Some(Command::Validate(args)) => validate_saved(&args),
+        Some(Command::LocustClasses(args)) => {
+            match distributed::declare::declare(&args, &classes) {
+                Ok(json) => {
+                    outln!("{json:#}");
+                    Exit::Passed
+                }
+                Err(e) => Exit::config_error(e),
+            }
+        }
+        Some(Command::Merge(args)) => distributed::collected::merge_folder(&args, classes),
         None if cli.run.list_scenarios => {
-            print!("{}", presets::table());
+            outln!("{}", presets::table().trim_end());
             Exit::Passed
         }
         None if cli.distributed.worker => {
-            distributed::worker::run(&cli.run, &cli.distributed).await
+            if !cli.run.goose_args.is_empty() {
+                return Exit::config_error(format!(
+                    "Goose options after -- ({}) do not apply to a worker: it runs its users \
+                     itself, as its master orders (--request-log keeps every request)",
+                    cli.run.goose_args.join(" ")
+                ));
+            }
+            let tls = crate::transport::TlsOptions {
+                ca_cert: cli.run.ca_cert.clone(),
+                insecure: cli.run.insecure,
+            };
+            distributed::worker::run(&cli.distributed, tls, classes).await
         }
         None => load_test(&cli.run, &cli.distributed, classes).await,
     }
@@ -67,7 +97,7 @@ fn validate_saved(args: &ValidateArgs) -> Exit {
 /// A load test: plan, the server under test, attack (here, or by the workers of a
 /// distributed run), verdict, outputs.
 async fn load_test(args: &RunArgs, distributed: &DistributedArgs, classes: Vec<UserClass>) -> Exit {
-    let mut plan = match Plan::resolve(args, classes) {
+    let mut plan = match Plan::resolve(args, classes.clone()) {
         Ok(plan) => plan,
         Err(e) => return Exit::config_error(e),
     };
@@ -90,7 +120,7 @@ async fn load_test(args: &RunArgs, distributed: &DistributedArgs, classes: Vec<U
     let exit = if distributed.manager {
         let setup = distributed::manager::Setup {
             plan: &plan,
-            args,
+            classes: &classes,
             host: &host.url,
             builtin_pid: host.builtin_pid(),
             memory: host.memory.clone(),
@@ -107,9 +137,9 @@ async fn load_test(args: &RunArgs, distributed: &DistributedArgs, classes: Vec<U
 
 /// A run on this machine against a ready host.
 async fn test_host(plan: &Plan, host: &Host, outputs: &RunOutputs) -> Exit {
-    println!("{}", plan.describe(&host.url));
+    outln!("{}", plan.describe(&host.url));
     if let Some(web) = &plan.web {
-        println!(
+        outln!(
             "Web dashboard: {} (press Start there; the run ends after its {}, or with Stop)",
             web.address(),
             crate::duration::HumanDuration(plan.duration)
@@ -129,7 +159,7 @@ async fn test_host(plan: &Plan, host: &Host, outputs: &RunOutputs) -> Exit {
         Ok(result) => result,
         Err(RunError::Config(e)) => return Exit::config_error(e),
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             return Exit::Failed;
         }
     };

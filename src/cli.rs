@@ -8,9 +8,9 @@ use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// The port the manager listens on by default (Goose's telnet and web ports are 5116 and
-/// 5118; this one stays clear of both).
-pub const DEFAULT_MANAGER_PORT: u16 = 5115;
+/// The port masters listen on by default: Locust's, so that a worker reaches a Locust master
+/// and the tool's manager alike without `--master-port`.
+pub const DEFAULT_MANAGER_PORT: u16 = 5557;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -19,7 +19,8 @@ pub const DEFAULT_MANAGER_PORT: u16 = 5115;
     about = "Load tests for the Learning Voice Agent API, on Goose",
     long_about = "Load tests for the Learning Voice Agent API, on Goose.\n\n\
         Without --host it starts its built-in reference server on 127.0.0.1 and tests that.\n\
-        Exit codes: 0 every target met, 1 a target missed, 2 configuration error.",
+        Exit codes: 0 every target met, 1 a target missed or the run interrupted, \
+        2 configuration error.",
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
@@ -35,6 +36,12 @@ pub struct Cli {
 pub enum Command {
     /// Judge a saved run (its _metrics.json, or Goose's JSON report) without traffic.
     Validate(ValidateArgs),
+    /// Print the user classes as a Locust master declares them (JSON, read by
+    /// scripts/locust_master.py).
+    LocustClasses(LocustClassesArgs),
+    /// Merge the exact runs a Locust master collected from the workers, then judge and
+    /// report them as one run (the same verdict, reports and exit codes).
+    Merge(MergeArgs),
     /// Serve the built-in reference server (the tool starts it this way as a child).
     #[command(hide = true, name = "reference-server", alias = "serve-target")]
     ReferenceServer(ServerArgs),
@@ -48,6 +55,37 @@ pub struct ValidateArgs {
     /// file's directory]; they are named after the file, plus `_validated`.
     #[arg(short = 'o', long, value_name = "DIR")]
     pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub targets: TargetOptions,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LocustClassesArgs {
+    /// Scenario preset whose tags apply when no --tags is given.
+    #[arg(long, default_value = "custom")]
+    pub scenario: String,
+    /// Keep only tasks with any of these tags (comma-separated).
+    #[arg(long, value_name = "TAGS")]
+    pub tags: Option<String>,
+    /// Drop tasks with any of these tags (comma-separated).
+    #[arg(long, value_name = "TAGS")]
+    pub exclude_tags: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// The folder of one run's exact runs (`*.lvarun`, and the master's `workers.json`).
+    pub folder: PathBuf,
+    /// Directory for the reports [default: the run's own --output].
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+    /// Judge the run and print the summary, but write no report files.
+    #[arg(long)]
+    pub no_reports: bool,
+    /// A run that lost a worker passes if every target is met (exit 0 instead of 1); the
+    /// verdict still says it was degraded.
+    #[arg(long)]
+    pub accept_degraded: bool,
     #[command(flatten)]
     pub targets: TargetOptions,
 }
@@ -207,8 +245,9 @@ pub struct RunArgs {
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Distributed runs")]
 pub struct DistributedArgs {
-    /// Run as the manager of a distributed run: wait for the workers, give each its share
-    /// of the users, merge their measurements, judge and report the run.
+    /// Run as the manager of a distributed run (a master of Locust's protocol): wait for
+    /// the workers, ramp the users up over them, merge their measurements, judge and report
+    /// the run.
     #[arg(long, alias = "master", conflicts_with = "worker")]
     pub manager: bool,
     /// How many workers the manager waits for before the run starts.
@@ -220,16 +259,16 @@ pub struct DistributedArgs {
     #[arg(
         long,
         value_name = "ADDR:PORT",
-        default_value = "127.0.0.1:5115",
+        default_value = "127.0.0.1:5557",
         alias = "master-bind",
         requires = "manager"
     )]
     pub manager_bind: SocketAddr,
-    /// Run as a worker: connect to the manager and run the share of users it gives.
-    /// The run's options come from the manager.
+    /// Run as a worker of a Locust master or of the manager: run the users it orders. The
+    /// run's options come from the master.
     #[arg(long, conflicts_with_all = WORKER_REFUSES)]
     pub worker: bool,
-    /// The manager's host name or address, for a worker.
+    /// The master's host name or address, for a worker.
     #[arg(
         long,
         value_name = "HOST",
@@ -238,21 +277,25 @@ pub struct DistributedArgs {
         requires = "worker"
     )]
     pub manager_host: String,
-    /// The manager's port, for a worker.
+    /// The master's port, for a worker (Locust's masters and the manager listen on 5557).
     #[arg(long, value_name = "PORT", default_value_t = DEFAULT_MANAGER_PORT, alias = "master-port",
           requires = "worker")]
     pub manager_port: u16,
     /// Manager: how long to wait for the expected workers before giving up (exit code 2).
-    /// Worker: how long to keep trying to reach the manager.
+    /// Worker: how long to keep trying to reach the master.
     #[arg(long, value_name = "DURATION", default_value = "60s")]
     pub worker_timeout: String,
     /// A run that lost a worker passes if every target is met (exit 0 instead of 1); the
     /// verdict still says it was degraded.
     #[arg(long, requires = "manager")]
     pub accept_degraded: bool,
-    /// The worker's name in the manager's reports [default: host name and process id].
+    /// The worker's name in the master's reports [default: host name and process id].
     #[arg(long, value_name = "NAME", requires = "worker")]
     pub worker_name: Option<String>,
+    /// A worker writes every request it makes to FILE, one JSON object a line (request key,
+    /// microseconds, status, outcome): to check what it delivered.
+    #[arg(long, value_name = "FILE", requires = "worker")]
+    pub request_log: Option<PathBuf>,
 }
 
 /// The run's options, which a worker takes from the manager and refuses on its own command

@@ -46,7 +46,7 @@ pub fn conclude(
     end: RunEnd,
 ) -> Exit {
     if let Some(e) = &end.goose_error {
-        eprintln!("warning: Goose reported: {e}");
+        errln!("warning: Goose reported: {e}");
     }
     let facts = plan.facts();
     let mut verdict = verdict::judge(&end.measured, &plan.targets, &facts);
@@ -91,7 +91,7 @@ pub fn conclude(
         match outputs.write_all(&report) {
             Ok(files) => list_files(files.into_iter().chain(existing_goose_reports)),
             Err(e) => {
-                eprintln!("error: writing the reports failed: {e}");
+                errln!("error: writing the reports failed: {e}");
                 words.push_str("; the reports could not all be written");
                 exit = exit.worst(Exit::Failed);
             }
@@ -126,9 +126,9 @@ fn print_outcome(
 }
 
 fn list_files(files: impl Iterator<Item = PathBuf>) {
-    println!("\nReports:");
+    outln!("\nReports:");
     for file in files {
-        println!("  {}", file.display());
+        outln!("  {}", file.display());
     }
 }
 
@@ -170,7 +170,7 @@ pub fn review(path: &Path, output: Option<&Path>, verdict: &Verdict, saved: &Sav
     match outputs.write_review(&report) {
         Ok(files) => list_files(files.into_iter()),
         Err(e) => {
-            eprintln!("error: writing the reports failed: {e}");
+            errln!("error: writing the reports failed: {e}");
             words.push_str("; the reports could not all be written");
             exit = exit.worst(Exit::Failed);
         }

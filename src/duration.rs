@@ -18,7 +18,10 @@ impl fmt::Display for HumanDuration {
             }
         }
         if !wrote {
-            write!(f, "{}ms", self.0.as_millis())?;
+            match self.0.as_millis() {
+                0 => f.write_str("0s")?,
+                ms => write!(f, "{ms}ms")?,
+            }
         }
         Ok(())
     }
@@ -99,5 +102,10 @@ mod tests {
     fn human_durations() {
         assert_eq!(HumanDuration(Duration::from_secs(90)).to_string(), "1m30s");
         assert_eq!(HumanDuration(Duration::from_secs(1800)).to_string(), "30m");
+        assert_eq!(HumanDuration(Duration::ZERO).to_string(), "0s");
+        assert_eq!(
+            HumanDuration(Duration::from_millis(500)).to_string(),
+            "500ms"
+        );
     }
 }

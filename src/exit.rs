@@ -27,7 +27,7 @@ impl Exit {
 
     /// Prints a configuration error (bad input, and the way out) and gives its exit.
     pub fn config_error(e: impl std::fmt::Display) -> Exit {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
         Exit::Config
     }
 

@@ -86,6 +86,10 @@
 //! }
 //! ```
 
+// First, so that its macros are in scope in every module below.
+#[macro_use]
+mod console;
+
 pub mod app;
 pub mod attack;
 pub mod cli;

@@ -1,6 +1,7 @@
 //! `lva-loadtest`: see the library's `app` module for the commands.
 
 use lva_loadtest::exit::Exit;
+use std::io::Write;
 
 fn main() {
     let exit = match tokio::runtime::Builder::new_multi_thread()
@@ -19,13 +20,20 @@ fn main() {
                 // A panic stays a panic, as it was on the main thread.
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                 Err(e) => {
-                    eprintln!("error: the command's task was cancelled: {e}");
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "error: the command's task was cancelled: {e}"
+                    );
                     Exit::Failed
                 }
             }
         }),
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            // Not a panic if stderr is closed.
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: cannot start the async runtime: {e}"
+            );
             Exit::Config
         }
     };

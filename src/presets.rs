@@ -21,7 +21,7 @@ pub struct Preset {
 }
 
 /// Checks that only some presets' runs can answer, so only those presets ask for them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PresetChecks {
     /// The run is a sudden surge: judge how the system recovered after it.
     pub recovery: bool,

@@ -70,7 +70,7 @@ pub fn loopback_source(n: u64) -> IpAddr {
 
 /// How the run's clients trust servers: the platform's certificate store, plus a private CA
 /// (`--ca-cert`), or nothing at all (`--insecure`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TlsOptions {
     /// A PEM file of CA certificates trusted beside the platform's.
     pub ca_cert: Option<PathBuf>,

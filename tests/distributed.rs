@@ -1,153 +1,20 @@
-//! Distributed runs end to end: a manager and worker processes of the real binary on
-//! 127.0.0.1, the manager starting its built-in reference server, with short runs.
+//! Distributed runs under the tool's own manager, end to end: a manager and worker
+//! processes of the real binary on 127.0.0.1 speaking Locust's protocol, the manager
+//! starting its built-in reference server, with short runs. (The same workers under a
+//! stock Locust master: `tests/locust.rs`.)
 
 mod common;
 
+use common::process::{
+    Proc, assert_study_run, example_bin, logged_requests, master_and_workers_end, reference_server,
+    serial,
+};
 use common::{Args, BIN};
 use lva_loadtest::measure::{Histogram, MeasuredRun};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-/// One distributed run at a time: each is five processes on a shared machine.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// A process of the binary, its output collected as it comes; killed if the test ends
-/// before it does.
-struct Proc {
-    name: String,
-    child: Child,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
-    readers: Vec<JoinHandle<()>>,
-    code: Option<i32>,
-}
-
-fn collect(pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            let mut text = into.lock().unwrap_or_else(|p| p.into_inner());
-            text.push_str(&line);
-            text.push('\n');
-        }
-    })
-}
-
-impl Proc {
-    fn spawn(name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let mut child = command.spawn().expect("start lva-loadtest");
-        let stdout = Arc::new(Mutex::new(String::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let readers = vec![
-            collect(child.stdout.take().expect("stdout"), stdout.clone()),
-            collect(child.stderr.take().expect("stderr"), stderr.clone()),
-        ];
-        Proc {
-            name: name.to_string(),
-            child,
-            stdout,
-            stderr,
-            readers,
-            code: None,
-        }
-    }
-
-    fn stdout(&self) -> String {
-        self.stdout.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    fn output(&self) -> String {
-        format!(
-            "--- {} stdout:\n{}\n--- {} stderr:\n{}",
-            self.name,
-            self.stdout(),
-            self.name,
-            self.stderr()
-        )
-    }
-
-    /// Waits until stdout has a line containing `needle`; returns that line.
-    fn wait_for_line(&self, needle: &str, limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(line) = self.stdout().lines().find(|l| l.contains(needle)) {
-                return line.to_string();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no line with '{needle}' within {limit:?}\n{}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Waits for the process to exit (at most `limit`); returns its exit code.
-    fn wait(&mut self, limit: Duration) -> i32 {
-        if let Some(code) = self.code {
-            return code;
-        }
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                for reader in self.readers.drain(..) {
-                    let _ = reader.join();
-                }
-                let code = status.code().unwrap_or(-1);
-                self.code = Some(code);
-                return code;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} still running after {limit:?}\n{}",
-                self.name,
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn signal(&self, signal: i32) {
-        let pid = i32::try_from(self.child.id()).expect("pid");
-        // SAFETY: signalling a child process this test started.
-        unsafe {
-            libc::kill(pid, signal);
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.code.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
+use std::time::Duration;
 
 /// A manager on a free loopback port, and the directory its reports go to.
 struct Run {
@@ -158,6 +25,11 @@ struct Run {
 
 impl Run {
     fn manager(workers: u32, args: &Args) -> Run {
+        Run::manager_of(Path::new(BIN), workers, args)
+    }
+
+    /// A manager of `program` (the tool, or a program with user classes of its own).
+    fn manager_of(program: &Path, workers: u32, args: &Args) -> Run {
         let dir = tempfile::tempdir().expect("temp dir");
         let output = dir.path().join("reports");
         let expect = workers.to_string();
@@ -171,22 +43,27 @@ impl Run {
             output.to_str().expect("utf-8 path"),
         ];
         all.extend(args.words().iter().map(String::as_str));
-        let manager = Proc::spawn("manager", &all, &[]);
-        let line = manager.wait_for_line("Manager listening on ws://", Duration::from_secs(30));
+        let manager = Proc::spawn_program("manager", program, &all, &[]);
+        let line = manager.wait_for_line("Manager listening on tcp://", Duration::from_secs(30));
         let port = line
-            .split("ws://127.0.0.1:")
+            .split("tcp://127.0.0.1:")
             .nth(1)
-            .and_then(|rest| rest.split('/').next())
+            .and_then(|rest| rest.split_whitespace().next())
             .expect("port in the listening line")
             .to_string();
         Run { dir, manager, port }
     }
 
-    /// A worker named `name`, writing Goose's request log next to the reports.
+    /// A worker named `name`, logging every request next to the reports.
     fn worker(&self, name: &str, env: &[(&str, &str)]) -> Proc {
+        self.worker_of(Path::new(BIN), name, env)
+    }
+
+    fn worker_of(&self, program: &Path, name: &str, env: &[(&str, &str)]) -> Proc {
         let log = self.request_log(name);
-        Proc::spawn(
+        Proc::spawn_program(
             name,
+            program,
             &[
                 "--worker",
                 "--manager-port",
@@ -195,11 +72,8 @@ impl Run {
                 name,
                 "--worker-timeout",
                 "20s",
-                "--",
                 "--request-log",
                 log.to_str().expect("utf-8 path"),
-                "--request-format",
-                "json",
             ],
             env,
         )
@@ -242,24 +116,6 @@ fn number_after(line: &str, word: &str) -> f64 {
         .unwrap_or_else(|| panic!("no number after '{word}' in '{line}'"))
 }
 
-/// Every request in a worker's Goose request log: key → its times, in microseconds.
-fn request_log_times(path: &Path) -> BTreeMap<String, Vec<u64>> {
-    let text = std::fs::read_to_string(path).expect("request log");
-    let mut times: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let entry: Value = serde_json::from_str(line).expect("request log line");
-        let key = format!(
-            "{} {}",
-            entry["raw"]["custom_method"].as_str().unwrap_or(""),
-            entry["name"].as_str().unwrap_or("")
-        );
-        let us = entry["response_time"].as_u64().unwrap_or(0) * 1000
-            + entry["response_time_fraction_us"].as_u64().unwrap_or(0);
-        times.entry(key).or_default().push(us);
-    }
-    times
-}
-
 /// Fails with `proc`'s output unless `text` (one of its outputs) holds `needle`.
 fn assert_has(text: &str, needle: &str, proc: &Proc) {
     assert!(
@@ -287,28 +143,10 @@ fn three_workers_split_the_users_and_merge_exactly() {
         .iter()
         .map(|name| run.worker(name, &[]))
         .collect();
-    let code = run.manager.wait(Duration::from_secs(120));
-    for w in &mut workers {
-        assert_eq!(w.wait(Duration::from_secs(30)), 0, "{}", w.output());
-    }
+    let code = master_and_workers_end(&mut run.manager, &mut workers);
     let metrics = run.metrics();
     assert_eq!(code, 0, "{}", run.manager.output());
     assert_eq!(metrics["verdict"]["exit_code"], 0);
-
-    // Users and spawn rate: split exactly, as each worker says.
-    let shares: Vec<String> = workers
-        .iter()
-        .map(|w| w.wait_for_line("Share: ", Duration::ZERO))
-        .collect();
-    let users: Vec<f64> = shares.iter().map(|l| number_after(l, "Share:")).collect();
-    let rates: Vec<f64> = shares.iter().map(|l| number_after(l, "users at")).collect();
-    assert_eq!(users.iter().sum::<f64>(), 10.0, "{shares:?}");
-    let (most, least) = (
-        users.iter().copied().fold(0.0, f64::max),
-        users.iter().copied().fold(f64::MAX, f64::min),
-    );
-    assert!(most - least <= 1.0, "{shares:?}");
-    assert!((rates.iter().sum::<f64>() - 5.0).abs() < 1e-9, "{shares:?}");
 
     // Totals: the merged run counts exactly what the workers counted themselves.
     let merged = measured(&metrics);
@@ -333,15 +171,11 @@ fn three_workers_split_the_users_and_merge_exactly() {
 
     // Percentiles: the merged histograms equal histograms of every request in the
     // workers' own request logs, so every percentile equals the one computed over all.
-    let mut from_logs: BTreeMap<String, Histogram> = BTreeMap::new();
-    for name in ["w1", "w2", "w3"] {
-        for (key, times) in request_log_times(&run.request_log(name)) {
-            let histogram = from_logs.entry(key).or_default();
-            for us in times {
-                histogram.record(us);
-            }
-        }
-    }
+    let logs: Vec<PathBuf> = ["w1", "w2", "w3"]
+        .iter()
+        .map(|n| run.request_log(n))
+        .collect();
+    let from_logs = logged_requests(&logs);
     let merged_rows: BTreeMap<String, Histogram> = merged
         .requests
         .iter()
@@ -417,7 +251,7 @@ fn assert_degraded(run: &Run, survivors: &[Proc], accepted: bool) {
         .and_then(|all| all.iter().find(|w| w["name"] == "w2"))
         .expect("w2 listed");
     assert_eq!(w2["status"], "lost");
-    assert!(w2["last_progress"]["requests"].as_u64().is_some(), "{w2}");
+    assert!(w2["reported_requests"].as_u64().is_some(), "{w2}");
     let check = &metrics["targets"]["workers"];
     assert_eq!(check["passed"], accepted, "{check}");
     assert!(
@@ -468,17 +302,15 @@ fn a_fingerprint_mismatch_is_refused_before_any_traffic() {
     assert_eq!(other.wait(Duration::from_secs(30)), 2);
     assert_eq!(w1.wait(Duration::from_secs(30)), 2);
     let differs = format!(
-        "tool version: manager {v}, worker {v}+other",
+        "tool version: master {v}, worker {v}+other",
         v = env!("CARGO_PKG_VERSION")
     );
     assert_has(&run.manager.stderr(), &differs, &run.manager);
     assert_has(&run.manager.stderr(), "worker w2", &run.manager);
     assert_has(&other.stderr(), &differs, &other);
-    assert_has(&w1.stderr(), "called the run off", &w1);
+    assert_has(&w1.stderr(), "the run is called off", &w1);
     assert!(run.metrics_path().is_none(), "no run, no reports");
-    assert!(
-        !run.request_log("w1").exists() || request_log_times(&run.request_log("w1")).is_empty()
-    );
+    assert!(logged_requests(&[run.request_log("w1")]).is_empty());
 }
 
 #[test]
@@ -514,7 +346,7 @@ fn ctrl_c_on_the_manager_stops_every_worker_and_late_workers_are_refused() {
     run.manager.signal(libc::SIGINT);
     for w in &mut workers {
         assert_eq!(w.wait(Duration::from_secs(60)), 0, "{}", w.output());
-        assert_has(&w.stdout(), "Stopped early by the manager", w);
+        assert_has(&w.stdout(), "the master stopped the run", w);
     }
     let code = run.manager.wait(Duration::from_secs(60));
     let metrics = run.metrics();
@@ -534,19 +366,7 @@ fn ctrl_c_on_the_manager_stops_every_worker_and_late_workers_are_refused() {
 fn workers_that_lose_their_manager_stop_their_users_and_exit_non_zero() {
     let _one = serial();
     // A server of its own, so that nothing is left behind when the manager is killed.
-    let server = Proc::spawn(
-        "server",
-        &[
-            "reference-server",
-            "--bind",
-            "127.0.0.1:0",
-            "--bcrypt-cost",
-            "4",
-        ],
-        &[],
-    );
-    let line = server.wait_for_line("listening on", Duration::from_secs(30));
-    let host = line.rsplit(' ').next().expect("server URL").to_string();
+    let (server, host) = reference_server();
     let run = Run::manager(2, &health_only(4, "2m").with(&["--host", &host]));
     let mut workers: Vec<Proc> = ["w1", "w2"]
         .iter()
@@ -559,9 +379,38 @@ fn workers_that_lose_their_manager_stop_their_users_and_exit_non_zero() {
     run.manager.signal(libc::SIGSTOP);
     for w in &mut workers {
         assert_eq!(w.wait(Duration::from_secs(60)), 1, "{}", w.output());
-        assert_has(&w.stderr(), "lost the manager", w);
+        assert_has(&w.stderr(), "lost the master", w);
         assert_has(&w.stderr(), "stopping the users", w);
     }
     drop(run);
     drop(server);
+}
+
+#[test]
+fn custom_user_classes_run_on_the_managers_workers_and_a_worker_without_them_is_refused() {
+    let _one = serial();
+    let example = example_bin("custom_user");
+    let study = Args::custom(4, 4, "8s").tags("study");
+
+    // The plain tool lacks StudyUser: refused before any traffic, the class named.
+    let mut run = Run::manager_of(&example, 2, &study);
+    let mut plain = run.worker("plain", &[]);
+    assert_eq!(plain.wait(Duration::from_secs(60)), 2, "{}", plain.output());
+    assert_has(
+        &plain.stderr(),
+        "user class StudyUser: only on the master",
+        &plain,
+    );
+    assert_eq!(run.manager.wait(Duration::from_secs(60)), 2);
+    assert!(run.metrics_path().is_none(), "no run, no reports");
+
+    // Workers of the same program run its class, and its requests are merged.
+    let mut run = Run::manager_of(&example, 2, &study);
+    let mut workers: Vec<Proc> = ["s1", "s2"]
+        .iter()
+        .map(|n| run.worker_of(&example, n, &[]))
+        .collect();
+    let code = master_and_workers_end(&mut run.manager, &mut workers);
+    assert_eq!(code, 0, "{}", run.manager.output());
+    assert_study_run(&run.metrics());
 }

@@ -4,150 +4,31 @@
 
 mod common;
 
+use common::process::Proc;
 use common::{Args, BIN};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TARGET_BIN: &str = env!("CARGO_BIN_EXE_lva-target");
 
-/// A process of the tool with its output collected as it comes.
-struct Proc {
-    child: Child,
-    out: Arc<Mutex<String>>,
-    err: Arc<Mutex<String>>,
-    code: Option<i32>,
+/// Starts the tool with its outputs under `output`.
+fn tool(args: &Args, output: &Path) -> Proc {
+    let mut words: Vec<String> = vec!["--output".into(), output.display().to_string()];
+    words.extend(args.words().iter().cloned());
+    start(BIN, &words, None)
 }
 
-fn collect(pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            let mut text = into.lock().unwrap_or_else(|p| p.into_inner());
-            text.push_str(&line);
-            text.push('\n');
-        }
-    });
-}
-
-impl Proc {
-    fn start(program: &str, words: &[String]) -> Proc {
-        Proc::start_in(program, words, Path::new("."))
+/// Starts a program, in `cwd` when given.
+fn start(program: &str, words: &[String], cwd: Option<&Path>) -> Proc {
+    let mut command = Command::new(program);
+    command.args(words);
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
     }
-
-    fn start_in(program: &str, words: &[String], cwd: &Path) -> Proc {
-        let mut child = Command::new(program)
-            .current_dir(cwd)
-            .args(words)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the program");
-        let (out, err) = (Arc::default(), Arc::default());
-        collect(child.stdout.take().expect("stdout"), Arc::clone(&out));
-        collect(child.stderr.take().expect("stderr"), Arc::clone(&err));
-        Proc {
-            child,
-            out,
-            err,
-            code: None,
-        }
-    }
-
-    fn tool(args: &Args, output: &Path) -> Proc {
-        let mut words: Vec<String> = vec!["--output".into(), output.display().to_string()];
-        words.extend(args.words().iter().cloned());
-        Proc::start(BIN, &words)
-    }
-
-    fn stdout(&self) -> String {
-        self.out.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    fn stderr(&self) -> String {
-        self.err.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    fn output(&self) -> String {
-        format!("stdout:\n{}\nstderr:\n{}", self.stdout(), self.stderr())
-    }
-
-    /// Waits for a line holding `needle` on stdout or stderr; returns it.
-    fn wait_for(&self, needle: &str, limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let all = format!("{}{}", self.stdout(), self.stderr());
-            if let Some(line) = all.lines().find(|l| l.contains(needle)) {
-                return line.to_string();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no '{needle}' within {limit:?}\n{}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn signal(&self, signal: i32) {
-        let pid = i32::try_from(self.child.id()).expect("pid");
-        // SAFETY: signalling a child process this test started.
-        unsafe {
-            libc::kill(pid, signal);
-        }
-    }
-
-    fn wait(&mut self, limit: Duration) -> i32 {
-        if let Some(code) = self.code {
-            return code;
-        }
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                // Let the readers take the last lines.
-                std::thread::sleep(Duration::from_millis(100));
-                let code = status.code().unwrap_or(-1);
-                self.code = Some(code);
-                return code;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running after {limit:?}\n{}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// CPU seconds the process has used so far (user + system), from /proc.
-    fn cpu_secs(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // The fields after the command name's closing parenthesis; utime and stime are the
-        // 14th and 15th of the line.
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let fields: Vec<u64> = rest
-            .split_whitespace()
-            .skip(11)
-            .take(2)
-            .filter_map(|f| f.parse().ok())
-            .collect();
-        // SAFETY: sysconf has no preconditions.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        fields.iter().sum::<u64>() as f64 / ticks
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.code.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    Proc::launch(program, command)
 }
 
 fn files(dir: &Path) -> Vec<PathBuf> {
@@ -212,7 +93,7 @@ fn temp_databases_of(pid: u32) -> Vec<PathBuf> {
 /// interrupted and every output is written, and nothing is left behind.
 fn stopped_by(signal: i32, name: &str) {
     let dir = tempfile::tempdir().expect("dir");
-    let mut run = Proc::tool(
+    let mut run = tool(
         &Args::preset("smoke")
             .duration("20s")
             .exclude_tags("rate-limit")
@@ -296,7 +177,7 @@ fn sighup_mid_run_keeps_everything_and_leaves_nothing() {
 #[test]
 fn the_built_in_server_never_outlives_a_killed_tool() {
     let dir = tempfile::tempdir().expect("dir");
-    let run = Proc::tool(
+    let run = tool(
         &Args::custom(2, 2, "30s")
             .tags("health")
             .with(&["--no-probes"]),
@@ -321,7 +202,7 @@ fn the_built_in_server_never_outlives_a_killed_tool() {
 #[test]
 fn stopped_users_do_not_spin_and_ctrl_c_is_answered() {
     let dir = tempfile::tempdir().expect("dir");
-    let mut run = Proc::tool(
+    let mut run = tool(
         &Args::custom(4, 4, "60s")
             .tags("health")
             .builtin("--rate-limit-auth 1")
@@ -344,6 +225,61 @@ fn stopped_users_do_not_spin_and_ctrl_c_is_answered() {
     assert!(out.contains("[FAIL] Users Started: "), "{}", run.output());
 }
 
+/// Nobody reads the console any more (`| head`, or `| tee` stopped by the same Ctrl-C): the
+/// run goes on, is judged and writes its files, without a panic.
+#[test]
+fn a_closed_stdout_loses_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut words: Vec<String> = vec!["--output".into(), dir.path().display().to_string()];
+    words.extend(
+        Args::custom(3, 3, "20s")
+            .tags("health")
+            .with(&["--no-probes"])
+            .words()
+            .iter()
+            .cloned(),
+    );
+    let mut command = Command::new(BIN);
+    command
+        .args(&words)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("start the tool");
+    // The reader leaves before the first line.
+    drop(child.stdout.take());
+    let mut stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    // Past the ramp-up (when Goose prints that its users are launched), then stopped.
+    std::thread::sleep(Duration::from_secs(6));
+    // SAFETY: signalling the child process this test started.
+    unsafe {
+        libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM);
+    }
+    let status = child.wait().expect("wait");
+    let err = reader.join().expect("stderr");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(status.code(), Some(1), "{err}");
+    let m = metrics(dir.path());
+    assert_eq!(m["test_summary"]["interrupted"], true);
+    assert!(
+        m["test_summary"]["total_requests"].as_u64().unwrap_or(0) > 0,
+        "{}",
+        m["test_summary"]
+    );
+    for suffix in [".html", "_stats.csv", "_junit.xml"] {
+        assert!(
+            file_ending(dir.path(), suffix).is_some(),
+            "{:?}",
+            files(dir.path())
+        );
+    }
+}
+
 /// A host that accepts connections and never answers: the run ends at its plan plus its
 /// stop timeout, saying what it waits for.
 #[test]
@@ -359,7 +295,7 @@ fn a_host_that_never_answers_cannot_hold_the_run() {
     });
     let dir = tempfile::tempdir().expect("dir");
     let started = Instant::now();
-    let mut run = Proc::tool(
+    let mut run = tool(
         &Args::custom(3, 3, "4s").tags("health").with(&[
             "--host",
             &host,
@@ -385,7 +321,7 @@ fn a_host_that_never_answers_cannot_hold_the_run() {
 
 fn refused(args: &[&str], needles: &[&str]) {
     let dir = tempfile::tempdir().expect("dir");
-    let mut run = Proc::tool(&Args::default().with(args), dir.path());
+    let mut run = tool(&Args::default().with(args), dir.path());
     assert_eq!(
         run.wait(Duration::from_secs(30)),
         2,
@@ -434,7 +370,7 @@ fn limits_are_checked_before_any_traffic() {
     );
     // A rate the duration cuts short is raised, and the run says so.
     let dir = tempfile::tempdir().expect("dir");
-    let mut run = Proc::tool(
+    let mut run = tool(
         &Args::preset("custom")
             .users(4)
             .duration("3s")
@@ -459,7 +395,7 @@ fn limits_are_checked_before_any_traffic() {
 /// run says what that means for per-client limits.
 #[test]
 fn ipv6_hosts_work() {
-    let mut server = Proc::start(
+    let mut server = start(
         TARGET_BIN,
         // The users share one client over IPv6: a limit for many clients' worth of logins.
         &[
@@ -471,12 +407,13 @@ fn ipv6_hosts_work() {
             "1000",
         ]
         .map(String::from),
+        None,
     );
     let line = server.wait_for("listening on", Duration::from_secs(30));
     let host = line.rsplit(' ').next().expect("url").to_string();
     assert!(host.starts_with("http://[::1]:"), "{host}");
     let dir = tempfile::tempdir().expect("dir");
-    let mut run = Proc::tool(
+    let mut run = tool(
         &Args::custom(3, 3, "4s")
             .tags("health,stats,upgrade")
             .with(&["--host", &host, "--probes"]),
@@ -551,7 +488,7 @@ impl Certs {
             &self.path(key),
         ]
         .map(String::from);
-        let server = Proc::start(TARGET_BIN, &words);
+        let server = start(TARGET_BIN, &words, None);
         let line = server.wait_for("listening on", Duration::from_secs(30));
         let url = line.rsplit(' ').next().expect("url").to_string();
         assert!(url.starts_with("https://"), "{url}");
@@ -561,7 +498,7 @@ impl Certs {
 
 fn tls_run(host: &str, extra: &[&str]) -> (Proc, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("dir");
-    let mut run = Proc::tool(
+    let mut run = tool(
         &Args::custom(2, 2, "4s")
             .tags("health,upgrade")
             .with(&["--host", host, "--no-probes"])
@@ -577,7 +514,7 @@ fn https_and_wss_with_a_self_signed_certificate() {
     let certs = Certs::new();
     let (_server, host) = certs.server("self.pem", "self.key");
     let (refused, _) = tls_run(&host, &[]);
-    assert_eq!(refused.code, Some(2), "{}", refused.output());
+    assert_eq!(refused.code(), Some(2), "{}", refused.output());
     let err = refused.stderr();
     assert!(err.contains("self-signed"), "{err}");
     assert!(
@@ -587,7 +524,7 @@ fn https_and_wss_with_a_self_signed_certificate() {
     assert!(!err.contains("Is the server running"), "{err}");
 
     let (accepted, dir) = tls_run(&host, &["--insecure"]);
-    assert_eq!(accepted.code, Some(0), "{}", accepted.output());
+    assert_eq!(accepted.code(), Some(0), "{}", accepted.output());
     assert!(
         accepted.stdout().contains("NOT verified"),
         "{}",
@@ -608,7 +545,7 @@ fn https_with_a_private_ca_is_trusted_with_ca_cert() {
     let certs = Certs::new();
     let (_server, host) = certs.server("leaf.pem", "leaf.key");
     let (refused, _) = tls_run(&host, &[]);
-    assert_eq!(refused.code, Some(2), "{}", refused.output());
+    assert_eq!(refused.code(), Some(2), "{}", refused.output());
     assert!(
         refused.stderr().contains("--ca-cert"),
         "{}",
@@ -616,7 +553,7 @@ fn https_with_a_private_ca_is_trusted_with_ca_cert() {
     );
     let ca = certs.path("ca.pem");
     let (accepted, dir) = tls_run(&host, &["--ca-cert", &ca]);
-    assert_eq!(accepted.code, Some(0), "{}", accepted.output());
+    assert_eq!(accepted.code(), Some(0), "{}", accepted.output());
     let m = metrics(dir.path());
     assert_eq!(m["test_summary"]["failed_requests"], 0);
     let ws = common::request_row(&m, "WS connect /ws/{session_id}").expect("wss row");
@@ -639,7 +576,7 @@ fn the_dashboard_run_ends_at_its_duration_with_its_files_under_output() {
             .iter()
             .cloned(),
     );
-    let mut run = Proc::start_in(BIN, &words, cwd.path());
+    let mut run = start(BIN, &words, Some(cwd.path()));
     let line = run.wait_for("Web dashboard: http://", Duration::from_secs(30));
     let url = line
         .split_whitespace()

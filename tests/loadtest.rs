@@ -83,6 +83,8 @@ fn count(row: &Option<Value>, field: &str) -> u64 {
     row.as_ref().and_then(|r| r[field].as_u64()).unwrap_or(0)
 }
 
+// Its note on stderr is captured by the test harness and shown when the test fails.
+#[allow(clippy::disallowed_macros)]
 #[test]
 fn smoke_runs_every_user_class_writes_the_reports_and_passes() {
     let r = run(&Args::preset("smoke").duration("20s"));
@@ -863,6 +865,8 @@ fn the_dashboard_never_passes_a_run_that_did_nothing() {
         .spawn()
         .expect("run");
     let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    // Killed if the test fails before it ends: a dashboard run waits for Start.
+    let mut child = common::browser::Reaped(child);
     let mut url = String::new();
     while !url.contains("Web dashboard: ") {
         url.clear();
@@ -895,7 +899,7 @@ fn the_dashboard_never_passes_a_run_that_did_nothing() {
     .expect("quit");
     let mut rest = String::new();
     let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
-    let status = child.wait().expect("exit");
+    let status = child.0.wait().expect("exit");
     assert_eq!(status.code(), Some(1), "{rest}");
     assert!(
         rest.contains("[FAIL] Work Done: 0 judged requests"),
@@ -908,7 +912,6 @@ fn the_dashboard_never_passes_a_run_that_did_nothing() {
 /// why; its rule is the one given.
 #[test]
 fn abort_on_fail_stops_a_failing_run_early() {
-    let started = std::time::Instant::now();
     let r = run(&Args::custom(4, 4, "20s")
         .tags("health,stats")
         .builtin("--fault-error-rate 0.5")
@@ -921,13 +924,18 @@ fn abort_on_fail_stops_a_failing_run_early() {
             "--no-wait",
         ]));
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    // The run's own clock, not the test's: a busy machine may start the run slowly, but
+    // it must stop well before its 20 s.
+    let stopped_at: f64 = r
+        .stdout
+        .split("[FAIL] Run Completed: INTERRUPTED at ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|secs| secs.parse().ok())
+        .unwrap_or_else(|| panic!("not interrupted:\n{}", r.stdout));
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(18),
-        "not aborted early"
-    );
-    assert!(
-        r.stdout.contains("[FAIL] Run Completed: INTERRUPTED at "),
-        "{}",
+        stopped_at < 15.0,
+        "stopped at {stopped_at} s:\n{}",
         r.stdout
     );
     assert!(

@@ -4,7 +4,6 @@
 mod abort;
 mod progress;
 mod stop;
-mod terminal;
 
 use crate::exchange::context::RunContext;
 use crate::measure::{Ledger, MeasuredRun, MemorySource};

@@ -8,7 +8,7 @@
 
 use super::abort;
 use super::stop::Stop;
-use super::terminal::{draw, on_terminal, say};
+use crate::console::{draw, on_terminal, say};
 use crate::duration::HumanDuration;
 use crate::exchange::context::RunContext;
 use crate::measure::{Ledger, MeasuredRun, RequestKind};
@@ -175,5 +175,5 @@ pub(super) fn final_line(run: &MeasuredRun) {
         http.failures + ws.failures,
         http.rate_limited + ws.rate_limited,
     ));
-    super::terminal::leave_line();
+    crate::console::leave_line();
 }

@@ -145,14 +145,14 @@ pub(super) fn watch_signals(stop: Arc<Stop>) -> std::io::Result<tokio::task::Joi
             };
             received += 1;
             if received == 1 {
-                super::terminal::say(&format!(
+                crate::console::say(&format!(
                     "{name}: stopping the run; users finish their requests and delete their \
                      accounts, {} at most ({name} again skips that)",
                     crate::duration::HumanDuration(stop.timeout)
                 ));
                 stop.interrupt(name);
             } else {
-                super::terminal::say(&format!(
+                crate::console::say(&format!(
                     "{name} again: skipping the cleanup; writing what was measured"
                 ));
                 stop.give_up();

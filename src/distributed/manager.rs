@@ -1,54 +1,50 @@
-//! The manager: waits for the workers, hands out the shares, starts them together, watches
-//! them, merges what they measured and concludes the run like a single-machine run.
+//! The tool's own master (`--manager`): a Locust master that also reads the exact runs.
+//! It speaks Locust's protocol to the same workers a Locust master drives, and holds the
+//! whole run's configuration: it resolves the plan (starting the built-in server when there
+//! is no `--host`), waits for the workers, refuses one of another build (naming what
+//! differs), sends each the plan and waits until each has checked it and the host, ramps
+//! the users up over them ([`super::dispatch`]), shows their live totals, stops them at the
+//! end and merges what they delivered exactly ([`super::roster`]).
 //!
-//! One task accepts connections; each connection gets a task that reads the worker's
-//! `hello` and then carries messages both ways. Every decision (who joins, who is lost,
-//! when the run is over) is taken by the single loop of `Manager`, fed by one channel of
-//! `Event`s, so there are no races between workers joining, leaving and reporting.
+//! Every decision is taken by one loop over the socket's messages, the clock and the
+//! signals, so there are no races between workers joining, reporting and leaving.
 
-use super::protocol::{
-    Fingerprint, ManagerMessage, PROTOCOL_VERSION, Progress, WorkerMessage, WorkerRun, decode,
-    decode_hello, encode, websocket_config,
+use super::delivery::Delivery;
+use super::dispatch;
+use super::fingerprint::Fingerprint;
+use super::link::Router;
+use super::locust_stats::unix_now;
+use super::roster::{Ending, Roster, WorkerOutcome, WorkerRecord, conclude_distributed};
+use super::wire::{
+    self, Ack, Envelope, Hello, PROTOCOL_VERSION, Reason, RunMessage, Spawn, Stats, kind,
 };
-use super::{Share, split};
 use crate::cli::DistributedArgs;
-use crate::cli::RunArgs;
-use crate::conclude::{RunEnd, conclude};
 use crate::duration::{HumanDuration, parse_duration};
 use crate::exit::Exit;
-use crate::measure::MemorySource;
-use crate::measure::merge;
-use crate::measure::{Ledger, MeasuredRun};
+use crate::measure::{Ledger, MemorySeries, MemorySource};
 use crate::plan::Plan;
 use crate::report::RunOutputs;
-use crate::verdict::Check;
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use crate::user_classes::UserClass;
+use serde_json::json;
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, sleep_until};
 use url::Url;
 
-/// A worker that sends nothing for this long is lost (it sends something every second).
+/// A worker that sends nothing for this long is lost (it sends a heartbeat every second).
 const SILENCE_LIMIT: Duration = Duration::from_secs(5);
-/// How long a worker has to resolve its share and reach the host.
+/// How long a worker has to check the plan and reach the host.
 const PREPARE_LIMIT: Duration = Duration::from_secs(30);
-/// Between `start` and the first request: time for every worker to get the message.
-const START_DELAY: Duration = Duration::from_secs(1);
-/// After the planned end, how long the workers have to stop their users and report.
-const FINISH_GRACE: Duration = Duration::from_secs(300);
+/// After the stop, how long the workers have to stop their users and deliver.
+const FINISH_GRACE: Duration = Duration::from_secs(120);
 
-/// What the manager's run needs from the command line and the single-run setup.
+/// What the manager's run needs from the single-run setup.
 pub struct Setup<'a> {
     pub plan: &'a Plan,
-    pub args: &'a RunArgs,
+    /// Every class of this build (the fingerprint covers them all).
+    pub classes: &'a [UserClass],
     pub host: &'a Url,
     pub builtin_pid: Option<u32>,
     pub memory: Option<MemorySource>,
@@ -56,66 +52,27 @@ pub struct Setup<'a> {
     pub options: &'a DistributedArgs,
 }
 
-/// Bytes of messages between the manager and its workers (the JSON text of each frame).
-#[derive(Default)]
-struct Traffic {
-    from_workers: AtomicU64,
-    to_workers: AtomicU64,
-}
-
-enum Event {
-    /// A worker said hello; the reply says whether it joins (its id and name) or why not.
-    Join {
-        name: String,
-        fingerprint: Box<Fingerprint>,
-        outbox: mpsc::UnboundedSender<ManagerMessage>,
-        reply: oneshot::Sender<Result<(usize, String), String>>,
-    },
-    Message {
-        id: usize,
-        message: Box<WorkerMessage>,
-    },
-    Closed {
-        id: usize,
-        reason: String,
-    },
-    /// A connection that never became a worker.
-    TurnedAway {
-        peer: SocketAddr,
-        reason: String,
-    },
-}
-
-#[derive(Debug)]
 enum State {
     Joined,
     Ready,
     Running,
-    Done {
-        measured: Box<MeasuredRun>,
-        goose_error: Option<String>,
-    },
-    Lost {
-        reason: String,
-        at_secs: f64,
-    },
+    Done(Box<Delivery>),
+    Lost { reason: String, at_secs: f64 },
 }
 
 struct Worker {
+    node_id: String,
     name: String,
-    outbox: mpsc::UnboundedSender<ManagerMessage>,
-    share: Option<Share>,
+    index: u64,
     last_heard: Instant,
-    progress: Option<Progress>,
     state: State,
+    /// The live figures it reported (Locust's deltas added up).
+    requests: u64,
+    failures: u64,
+    users: u64,
 }
 
 impl Worker {
-    fn send(&self, message: ManagerMessage) {
-        // A closed outbox means the connection is gone; its task reports that as an event.
-        let _ = self.outbox.send(message);
-    }
-
     fn is_running(&self) -> bool {
         matches!(self.state, State::Running)
     }
@@ -129,31 +86,39 @@ enum Halt {
     Failed(String),
 }
 
-struct Manager {
-    expected: usize,
-    workers: BTreeMap<usize, Worker>,
-    next_id: usize,
-    events: mpsc::UnboundedReceiver<Event>,
-    fingerprint: Fingerprint,
-    /// Set once the shares are handed out: later workers are refused.
-    full: bool,
-    started: Option<Instant>,
-    signals: Signals,
-}
-
 /// Ctrl-C and SIGTERM (what a cluster sends a pod it stops).
 struct Signals {
     interrupt: Signal,
     terminate: Signal,
 }
 
-/// Waits for Ctrl-C or SIGTERM, whichever comes first.
-async fn signalled(signals: &mut Signals) {
-    tokio::select! {
-        _ = signals.interrupt.recv() => {}
-        _ = signals.terminate.recv() => {}
+impl Signals {
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
     }
 }
+
+struct Manager<'a> {
+    setup: &'a Setup<'a>,
+    router: Router,
+    expected: usize,
+    /// By node id, in the order they joined.
+    workers: Vec<Worker>,
+    fingerprint: Fingerprint,
+    /// Set once the plan is out: later workers are refused.
+    full: bool,
+    started: Option<Instant>,
+    signals: Signals,
+    next_index: u64,
+    /// Ctrl-C (or SIGTERM) stopped the run before its end.
+    interrupted: bool,
+}
+
+/// The second Ctrl-C (or SIGTERM) ends the manager without waiting.
+const SECOND_SIGNAL: &str = "stopped by a second Ctrl-C without waiting for the workers' results";
 
 /// Runs the manager's side of a distributed run; returns the exit code.
 pub async fn run(setup: Setup<'_>) -> Exit {
@@ -162,211 +127,89 @@ pub async fn run(setup: Setup<'_>) -> Exit {
         Ok(wait) => wait,
         Err(e) => return Exit::config_error(format!("--worker-timeout: {e}")),
     };
-    let listener = match TcpListener::bind(options.manager_bind).await {
-        Ok(listener) => listener,
+    let router = match Router::bind(options.manager_bind) {
+        Ok(router) => router,
         Err(e) => {
-            return Exit::config_error(format!(
-                "the manager cannot listen on {}: {e} (choose another --manager-bind)",
-                options.manager_bind
-            ));
+            return Exit::config_error(format!("{e} (choose another --manager-bind)"));
         }
     };
-    let address = listener
-        .local_addr()
-        .map_or_else(|_| options.manager_bind.to_string(), |a| a.to_string());
-    let (interrupt, terminate) = match (
+    let signals = match (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
     ) {
-        (Ok(i), Ok(t)) => (i, t),
+        (Ok(interrupt), Ok(terminate)) => Signals {
+            interrupt,
+            terminate,
+        },
         (Err(e), _) | (_, Err(e)) => {
             return Exit::config_error(format!("cannot watch for Ctrl-C: {e}"));
         }
     };
-    println!("{}", setup.plan.describe(setup.host));
-    println!(
-        "Manager listening on ws://{address}/ (protocol {PROTOCOL_VERSION}); waiting up to {} for {} worker{}",
+    outln!("{}", setup.plan.describe(setup.host));
+    outln!(
+        "Manager listening on {} (Locust's worker protocol); waiting up to {} for {} worker{}",
+        router.endpoint,
         HumanDuration(wait),
         options.expect_workers,
         if options.expect_workers == 1 { "" } else { "s" }
     );
-
-    let traffic = Arc::new(Traffic::default());
-    let (events_tx, events) = mpsc::unbounded_channel();
-    let acceptor = tokio::spawn(accept_loop(listener, events_tx, traffic.clone()));
-    let fingerprint = Fingerprint::of_this_build();
     let mut manager = Manager {
+        setup: &setup,
+        router,
         expected: options.expect_workers as usize,
-        workers: BTreeMap::new(),
-        next_id: 1,
-        events,
-        fingerprint,
+        workers: Vec::new(),
+        fingerprint: Fingerprint::of_this_build(setup.classes),
         full: false,
         started: None,
-        signals: Signals {
-            interrupt,
-            terminate,
-        },
+        signals,
+        next_index: 0,
+        interrupted: false,
     };
     // The security probes run once per run, from the manager, on their own accounts.
     let probe_run =
         crate::probes::BesideRun::start(setup.plan.probes, setup.host, &setup.plan.flow_options);
-    let outcome = manager.drive(&setup, wait).await;
+    let outcome = manager.drive(wait).await;
     let probes = probe_run.report().await;
     let code = match outcome {
-        Ok(memory) => manager.conclude(&setup, memory, &traffic, &address, probes),
+        Ok(memory) => manager.conclude(memory, probes),
         Err(Halt::Config(reason)) => {
-            for worker in manager.workers.values() {
-                worker.send(ManagerMessage::Abort {
-                    reason: reason.clone(),
-                });
-            }
-            eprintln!("error: {reason}");
+            manager.refuse_all(&format!("the run is called off: {reason}"));
+            errln!("error: {reason}");
             Exit::Config
         }
         Err(Halt::Failed(reason)) => {
-            eprintln!("error: {reason}");
+            errln!("error: {reason}");
             Exit::Failed
         }
     };
-    // Let the last messages (abort, received) reach the workers before the sockets close.
-    manager.workers.clear();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    acceptor.abort();
+    // The last messages (quit, refusals) leave before the socket closes.
+    manager.router.close().await;
     code
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    events: mpsc::UnboundedSender<Event>,
-    traffic: Arc<Traffic>,
-) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                tokio::spawn(connection(stream, peer, events.clone(), traffic.clone()));
-            }
-            Err(e) => {
-                eprintln!("warning: accepting a worker's connection failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+impl Manager<'_> {
+    fn send<T: serde::Serialize + ?Sized>(&self, node_id: &str, kind: &str, data: &T) {
+        self.router.send(node_id, wire::encode(kind, data, ""));
     }
-}
 
-/// One worker's connection: its hello, the manager's answer, then messages both ways
-/// until either side ends.
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    events: mpsc::UnboundedSender<Event>,
-    traffic: Arc<Traffic>,
-) {
-    let turned_away = |reason: String| {
-        let _ = events.send(Event::TurnedAway { peer, reason });
-    };
-    let socket =
-        match tokio_tungstenite::accept_async_with_config(stream, Some(websocket_config())).await {
-            Ok(socket) => socket,
-            Err(e) => return turned_away(format!("not a WebSocket handshake: {e}")),
-        };
-    let (mut sink, mut stream) = socket.split();
-    let mut send = async |message: &ManagerMessage| {
-        let frame = encode(message);
-        traffic
-            .to_workers
-            .fetch_add(frame.len() as u64, Ordering::Relaxed);
-        sink.send(frame).await
-    };
-    let text = match timeout(Duration::from_secs(10), stream.next()).await {
-        Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text)))) => text,
-        _ => return turned_away("no hello within 10 s".into()),
-    };
-    traffic
-        .from_workers
-        .fetch_add(text.len() as u64, Ordering::Relaxed);
-    let (name, fingerprint) = match decode_hello(text.as_str()) {
-        Ok(hello) => hello,
-        Err(e) => {
-            let reason = e.to_string();
-            let _ = send(&ManagerMessage::Refused {
-                reason: reason.clone(),
-            })
-            .await;
-            return turned_away(reason);
-        }
-    };
-    let (outbox, mut outgoing) = mpsc::unbounded_channel();
-    let (reply, answer) = oneshot::channel();
-    let join = Event::Join {
-        name,
-        fingerprint: Box::new(fingerprint),
-        outbox,
-        reply,
-    };
-    if events.send(join).is_err() {
-        return;
+    fn send_empty(&self, node_id: &str, kind: &str) {
+        self.router.send(node_id, wire::encode_empty(kind, ""));
     }
-    let id = match answer.await {
-        Ok(Ok((id, worker_name))) => {
-            if send(&ManagerMessage::Welcome { worker_name })
-                .await
-                .is_err()
-            {
-                return;
-            }
-            id
-        }
-        Ok(Err(reason)) => {
-            let _ = send(&ManagerMessage::Refused { reason }).await;
-            return;
-        }
-        Err(_) => return,
-    };
-    loop {
-        tokio::select! {
-            message = outgoing.recv() => match message {
-                Some(message) => {
-                    if let Err(e) = send(&message).await {
-                        let _ = events.send(Event::Closed { id, reason: e.to_string() });
-                        return;
-                    }
-                }
-                // The manager is done with this worker.
-                None => return,
+
+    fn refuse(&self, node_id: &str, reason: &str) {
+        self.send(
+            node_id,
+            kind::REFUSED,
+            &Reason {
+                reason: reason.to_string(),
             },
-            frame = stream.next() => match decode::<WorkerMessage>(frame) {
-                Ok(Some((message, bytes))) => {
-                    traffic.from_workers.fetch_add(bytes as u64, Ordering::Relaxed);
-                    let message = Box::new(message);
-                    if events.send(Event::Message { id, message }).is_err() {
-                        return;
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    let _ = events.send(Event::Closed { id, reason: e.to_string() });
-                    return;
-                }
-            },
+        );
+    }
+
+    fn refuse_all(&self, reason: &str) {
+        for worker in &self.workers {
+            self.refuse(&worker.node_id, reason);
         }
-    }
-}
-
-/// The second Ctrl-C (or SIGTERM) ends the manager without waiting.
-const SECOND_SIGNAL: &str = "stopped by a second Ctrl-C without waiting for the workers' results";
-
-impl Manager {
-    /// Gathers the workers, prepares and starts them, and watches the run to its end;
-    /// returns the manager's memory samples of the server under test, if it took any.
-    async fn drive(&mut self, setup: &Setup<'_>, wait: Duration) -> Result<MeasuredRun, Halt> {
-        self.gather(wait).await?;
-        self.prepare(setup).await?;
-        self.watch(setup).await
-    }
-
-    fn joined(&self) -> usize {
-        self.workers.len()
     }
 
     fn elapsed_secs(&self) -> f64 {
@@ -375,37 +218,100 @@ impl Manager {
         })
     }
 
-    fn heartbeat(&self) {
-        for worker in self.workers.values() {
-            worker.send(ManagerMessage::Heartbeat);
+    fn worker_mut(&mut self, node_id: &str) -> Option<&mut Worker> {
+        self.workers.iter_mut().find(|w| w.node_id == node_id)
+    }
+
+    /// Gathers the workers, prepares and starts them, and watches the run to its end;
+    /// returns the manager's memory samples of the server under test, if it took any.
+    async fn drive(&mut self, wait: Duration) -> Result<Option<MemorySeries>, Halt> {
+        self.gather(wait).await?;
+        self.prepare().await?;
+        self.watch().await
+    }
+
+    /// One message from a worker, whatever the stage: joining, heartbeats and reports are
+    /// handled here; what the stage decides on comes back.
+    fn on_message(&mut self, node_id: &str, bytes: &[u8]) -> Result<Option<Envelope>, Halt> {
+        let message = match wire::decode(bytes) {
+            Ok(message) => message,
+            Err(e) => {
+                crate::console::leave_line();
+                errln!("warning: ignored a frame from {node_id}: {e}");
+                return Ok(None);
+            }
+        };
+        if let Some(worker) = self.worker_mut(node_id) {
+            worker.last_heard = Instant::now();
+        }
+        match message.kind.as_str() {
+            kind::HELLO => {
+                self.on_hello(node_id, &message)?;
+                Ok(None)
+            }
+            kind::HEARTBEAT => {
+                if self.worker_mut(node_id).is_some() {
+                    self.send_empty(node_id, kind::HEARTBEAT);
+                }
+                Ok(None)
+            }
+            kind::STATS => {
+                if let (Ok(stats), Some(worker)) =
+                    (message.data::<Stats>(), self.worker_mut(node_id))
+                {
+                    worker.requests += stats.stats_total.num_requests;
+                    worker.failures += stats.stats_total.num_failures;
+                    worker.users = stats.user_count;
+                }
+                Ok(None)
+            }
+            // Locust's bookkeeping, and a worker's first words (its hello follows).
+            kind::CLIENT_READY
+            | kind::SPAWNING
+            | kind::SPAWNING_COMPLETE
+            | kind::CLIENT_STOPPED
+            | kind::EXCEPTION => Ok(None),
+            _ => Ok(Some(message)),
         }
     }
 
-    /// Answers a hello: the worker joins if there is room and it runs the same build.
-    fn on_join(
-        &mut self,
-        name: String,
-        fingerprint: &Fingerprint,
-        outbox: mpsc::UnboundedSender<ManagerMessage>,
-        reply: oneshot::Sender<Result<(usize, String), String>>,
-    ) -> Result<(), Halt> {
-        let differences = self.fingerprint.differences(fingerprint);
-        if !differences.is_empty() {
-            let what = differences.join("; ");
-            let _ = reply.send(Err(format!(
-                "this worker's build differs from the manager's: {what}"
-            )));
-            if self.full {
-                close_live_line();
-                eprintln!("warning: refused worker {name}, a different build: {what}");
+    /// A worker's hello: it joins if there is room and it runs the same build.
+    fn on_hello(&mut self, node_id: &str, message: &Envelope) -> Result<(), Halt> {
+        if let Some(known) = self.workers.iter().find(|w| w.node_id == node_id) {
+            // Said again while it waited for its ack.
+            let index = known.index;
+            self.send(node_id, kind::ACK, &Ack { index: Some(index) });
+            return Ok(());
+        }
+        let hello: Hello = match message.data() {
+            Ok(hello) => hello,
+            Err(e) => {
+                self.refuse(node_id, &format!("an unreadable hello: {e}"));
                 return Ok(());
             }
-            return Err(Halt::Config(format!(
-                "worker {name} runs a different build or task table than the manager ({what}); \
-                 run the same version of lva-loadtest everywhere"
-            )));
+        };
+        if hello.protocol_version != PROTOCOL_VERSION {
+            let reason = format!(
+                "the worker speaks version {} of this tool's messages; the manager speaks {PROTOCOL_VERSION}",
+                hello.protocol_version
+            );
+            return self.turn_away(node_id, &hello.name, reason);
         }
-        if self.full || self.joined() >= self.expected {
+        let differences = self.fingerprint.differences(&hello.fingerprint);
+        if !differences.is_empty() {
+            let what = differences.join("; ");
+            let reason = format!("this worker's build differs from the manager's: {what}");
+            if !self.full {
+                self.refuse(node_id, &reason);
+                return Err(Halt::Config(format!(
+                    "worker {} runs a different build or task table than the manager ({what}); \
+                     run the same version of lva-loadtest everywhere",
+                    hello.name
+                )));
+            }
+            return self.turn_away(node_id, &hello.name, reason);
+        }
+        if self.full || self.workers.len() >= self.expected {
             let why = if self.started.is_some() {
                 format!(
                     "the run has already started with its {} workers; late workers are refused",
@@ -417,107 +323,79 @@ impl Manager {
                     self.expected
                 )
             };
-            close_live_line();
-            eprintln!("warning: refused worker {name}: {why}");
-            let _ = reply.send(Err(why));
-            return Ok(());
+            return self.turn_away(node_id, &hello.name, why);
         }
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut unique = name.clone();
+        let mut name = hello.name.clone();
         let mut n = 1;
-        while self.workers.values().any(|w| w.name == unique) {
+        while self.workers.iter().any(|w| w.name == name) {
             n += 1;
-            unique = format!("{name}#{n}");
+            name = format!("{}#{n}", hello.name);
         }
-        if reply.send(Ok((id, unique.clone()))).is_err() {
-            return Ok(());
-        }
-        self.workers.insert(
-            id,
-            Worker {
-                name: unique.clone(),
-                outbox,
-                share: None,
-                last_heard: Instant::now(),
-                progress: None,
-                state: State::Joined,
-            },
-        );
-        println!(
-            "Worker {unique} joined ({} of {})",
-            self.joined(),
+        let index = self.next_index;
+        self.next_index += 1;
+        self.send(node_id, kind::ACK, &Ack { index: Some(index) });
+        self.workers.push(Worker {
+            node_id: node_id.to_string(),
+            name: name.clone(),
+            index,
+            last_heard: Instant::now(),
+            state: State::Joined,
+            requests: 0,
+            failures: 0,
+            users: 0,
+        });
+        outln!(
+            "Worker {name} joined ({} of {})",
+            self.workers.len(),
             self.expected
         );
         Ok(())
     }
 
-    /// Handles what any stage handles alike; returns the worker messages and closures left
-    /// for the stage.
-    fn on_event(&mut self, event: Option<Event>) -> Result<Option<(usize, Update)>, Halt> {
-        match event {
-            None => Err(Halt::Failed("the manager's connections ended".into())),
-            Some(Event::Join {
-                name,
-                fingerprint,
-                outbox,
-                reply,
-            }) => self
-                .on_join(name, &fingerprint, outbox, reply)
-                .map(|()| None),
-            Some(Event::TurnedAway { peer, reason }) => {
-                close_live_line();
-                eprintln!("warning: turned away a connection from {peer}: {reason}");
-                Ok(None)
-            }
-            Some(Event::Message { id, message }) => {
-                let Some(worker) = self.workers.get_mut(&id) else {
-                    return Ok(None);
-                };
-                worker.last_heard = Instant::now();
-                Ok(Some((id, Update::Message(message))))
-            }
-            Some(Event::Closed { id, reason }) => Ok(Some((id, Update::Closed(reason)))),
-        }
+    fn turn_away(&self, node_id: &str, name: &str, reason: String) -> Result<(), Halt> {
+        crate::console::leave_line();
+        errln!("warning: refused worker {name}: {reason}");
+        self.refuse(node_id, &reason);
+        Ok(())
     }
 
     /// Waits until the expected workers have joined.
     async fn gather(&mut self, wait: Duration) -> Result<(), Halt> {
         let deadline = Instant::now() + wait;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        while self.joined() < self.expected {
+        while self.workers.len() < self.expected {
             tokio::select! {
                 _ = sleep_until(deadline) => {
-                    let names: Vec<&str> = self.workers.values().map(|w| w.name.as_str()).collect();
+                    let names: Vec<&str> = self.workers.iter().map(|w| w.name.as_str()).collect();
                     return Err(Halt::Config(format!(
                         "only {} of {} workers joined within {} (--worker-timeout){}",
-                        self.joined(),
+                        self.workers.len(),
                         self.expected,
                         HumanDuration(wait),
                         if names.is_empty() { String::new() } else { format!(": {}", names.join(", ")) }
                     )));
                 }
                 _ = tick.tick() => {
-                    self.heartbeat();
-                    let silent: Vec<usize> = self
-                        .workers
-                        .iter()
-                        .filter(|(_, w)| w.last_heard.elapsed() > SILENCE_LIMIT)
-                        .map(|(id, _)| *id)
+                    let silent: Vec<usize> = (0..self.workers.len())
+                        .filter(|i| self.workers[*i].last_heard.elapsed() > SILENCE_LIMIT)
                         .collect();
-                    for id in silent {
-                        self.leave(id, "no message for 5 s");
+                    for i in silent.into_iter().rev() {
+                        let worker = self.workers.remove(i);
+                        outln!(
+                            "Worker {} left before the run (no message for {} s); {} of {} joined",
+                            worker.name, SILENCE_LIMIT.as_secs(), self.workers.len(), self.expected
+                        );
                     }
                 }
-                _ = signalled(&mut self.signals) => {
+                _ = self.signals.next() => {
                     return Err(Halt::Config("interrupted before the run started".into()));
                 }
-                event = self.events.recv() => {
-                    if let Some((id, update)) = self.on_event(event)? {
-                        match update {
-                            Update::Closed(reason) => self.leave(id, &reason),
-                            Update::Message(message) => self.unexpected(id, &message, "before the run")?,
-                        }
+                frame = self.router.recv() => {
+                    let Some((node_id, bytes)) = frame else {
+                        return Err(Halt::Failed("the manager's socket closed".into()));
+                    };
+                    if let Some(message) = self.on_message(&node_id, &bytes)? {
+                        self.early(&node_id, &message)?;
                     }
                 }
             }
@@ -525,65 +403,56 @@ impl Manager {
         Ok(())
     }
 
-    /// A worker left before the run: its place is free again.
-    fn leave(&mut self, id: usize, reason: &str) {
-        if let Some(worker) = self.workers.remove(&id) {
-            println!(
-                "Worker {} left before the run ({reason}); {} of {} joined",
-                worker.name,
-                self.joined(),
-                self.expected
-            );
-        }
-    }
-
-    /// Heartbeats are expected anywhere; `failed` is a refusal before traffic.
-    fn unexpected(&self, id: usize, message: &WorkerMessage, when: &str) -> Result<(), Halt> {
-        let name = self.workers.get(&id).map_or("?", |w| w.name.as_str());
-        match message {
-            WorkerMessage::Heartbeat | WorkerMessage::Progress(_) => Ok(()),
-            WorkerMessage::Failed { reason } => Err(Halt::Config(format!(
-                "worker {name} cannot take its share: {reason}"
-            ))),
-            other => {
-                eprintln!("warning: worker {name} sent {other:?} {when}; ignored");
+    /// A message before the run: `lva_failed` calls it off, `quit` frees the place.
+    fn early(&mut self, node_id: &str, message: &Envelope) -> Result<(), Halt> {
+        let name = self
+            .workers
+            .iter()
+            .find(|w| w.node_id == node_id)
+            .map_or_else(|| node_id.to_string(), |w| w.name.clone());
+        match message.kind.as_str() {
+            kind::FAILED => {
+                let reason = message
+                    .data::<Reason>()
+                    .map_or_else(|e| e.to_string(), |r| r.reason);
+                Err(Halt::Config(format!(
+                    "worker {name} cannot take the plan: {reason}"
+                )))
+            }
+            kind::QUIT => {
+                if self.full {
+                    return Err(Halt::Config(format!(
+                        "worker {name} left before the run started"
+                    )));
+                }
+                self.workers.retain(|w| w.node_id != node_id);
+                outln!("Worker {name} left before the run");
                 Ok(())
             }
+            _ => Ok(()),
         }
     }
 
-    /// Hands out the shares and waits until every worker is ready.
-    async fn prepare(&mut self, setup: &Setup<'_>) -> Result<(), Halt> {
-        let plan = setup.plan;
+    /// Sends the plan and waits until every worker has checked it and the host.
+    async fn prepare(&mut self) -> Result<(), Halt> {
         self.full = true;
-        let shares = split(plan.users, plan.spawn_rate, self.expected);
-        let window_ms = plan.targets.spike_window().as_millis() as u64;
-        println!("Shares:");
-        for (worker, share) in self.workers.values_mut().zip(shares) {
-            println!(
-                "  {}: {} users at {}/s (users #{} to #{})",
-                worker.name,
-                share.users,
-                share.spawn_rate,
-                share.first_user_index + 1,
-                share.first_user_index + share.users as u64
-            );
-            worker.share = Some(share);
-            let run = worker_run(setup, share, window_ms);
-            worker.send(ManagerMessage::Prepare { run: Box::new(run) });
+        let mut plan = self.setup.plan.clone();
+        plan.host = Some(self.setup.host.clone());
+        for worker in &self.workers {
+            self.send(&worker.node_id, kind::PLAN, &plan);
         }
         let deadline = Instant::now() + PREPARE_LIMIT;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         while self
             .workers
-            .values()
+            .iter()
             .any(|w| !matches!(w.state, State::Ready))
         {
             tokio::select! {
                 _ = sleep_until(deadline) => {
                     let late: Vec<&str> = self
                         .workers
-                        .values()
+                        .iter()
                         .filter(|w| !matches!(w.state, State::Ready))
                         .map(|w| w.name.as_str())
                         .collect();
@@ -594,33 +463,26 @@ impl Manager {
                     )));
                 }
                 _ = tick.tick() => {
-                    self.heartbeat();
-                    if let Some(w) = self.workers.values().find(|w| w.last_heard.elapsed() > SILENCE_LIMIT) {
+                    if let Some(w) = self.workers.iter().find(|w| w.last_heard.elapsed() > SILENCE_LIMIT) {
                         return Err(Halt::Config(format!(
                             "worker {} stopped answering before the run started", w.name
                         )));
                     }
                 }
-                _ = signalled(&mut self.signals) => {
+                _ = self.signals.next() => {
                     return Err(Halt::Config("interrupted before the run started".into()));
                 }
-                event = self.events.recv() => {
-                    let Some((id, update)) = self.on_event(event)? else { continue };
-                    let name = self.workers.get(&id).map_or_else(String::new, |w| w.name.clone());
-                    match update {
-                        Update::Closed(reason) => {
-                            return Err(Halt::Config(format!(
-                                "worker {name} left before the run started ({reason})"
-                            )));
+                frame = self.router.recv() => {
+                    let Some((node_id, bytes)) = frame else {
+                        return Err(Halt::Failed("the manager's socket closed".into()));
+                    };
+                    let Some(message) = self.on_message(&node_id, &bytes)? else { continue };
+                    if message.kind == kind::READY {
+                        if let Some(w) = self.worker_mut(&node_id) {
+                            w.state = State::Ready;
                         }
-                        Update::Message(message) => match *message {
-                            WorkerMessage::Ready => {
-                                if let Some(w) = self.workers.get_mut(&id) {
-                                    w.state = State::Ready;
-                                }
-                            }
-                            other => self.unexpected(id, &other, "before the run")?,
-                        },
+                    } else {
+                        self.early(&node_id, &message)?;
                     }
                 }
             }
@@ -628,77 +490,157 @@ impl Manager {
         Ok(())
     }
 
-    /// Starts every worker and watches them until each has delivered or is lost.
-    async fn watch(&mut self, setup: &Setup<'_>) -> Result<MeasuredRun, Halt> {
-        let plan = setup.plan;
-        for worker in self.workers.values_mut() {
-            worker.send(ManagerMessage::Start {
-                start_in_ms: START_DELAY.as_millis() as u64,
-            });
-            worker.state = State::Running;
+    /// Sends every worker its users for `started` users of the run.
+    fn spawn(&self, started: usize) {
+        let plan = self.setup.plan;
+        let classes: Vec<(&str, usize)> = plan
+            .selection
+            .classes
+            .iter()
+            .map(|c| (c.name, c.weight))
+            .collect();
+        let running: Vec<&Worker> = self.workers.iter().filter(|w| w.is_running()).collect();
+        let counts = dispatch::counts(&classes, running.len(), started);
+        for (worker, counts) in running.into_iter().zip(counts) {
+            let spawn = Spawn {
+                timestamp: unix_now(),
+                user_classes_count: counts,
+                host: Some(self.setup.host.to_string()),
+                stop_timeout: None,
+                parsed_options: BTreeMap::new(),
+            };
+            self.send(&worker.node_id, kind::SPAWN, &spawn);
         }
-        let start = Instant::now() + START_DELAY;
-        sleep_until(start).await;
-        self.started = Some(start);
-        for worker in self.workers.values_mut() {
+    }
+
+    /// Ramps the users up, holds, stops the workers at the end and waits for what they
+    /// measured.
+    async fn watch(&mut self) -> Result<Option<MemorySeries>, Halt> {
+        let plan = self.setup.plan;
+        for worker in &mut self.workers {
+            worker.state = State::Running;
             worker.last_heard = Instant::now();
         }
+        let start = Instant::now();
+        self.started = Some(start);
         // The server's memory is read here, as a single run reads it.
         let ledger = Arc::new(Ledger::new(plan.targets.spike_window()));
-        let sampler = setup
+        let sampler = self
+            .setup
             .memory
             .clone()
             .map(|source| source.sample_into(ledger.clone()));
-        println!("Started {} workers.", self.expected);
+        let mut started = dispatch::started_after(plan.users, plan.spawn_rate, 0);
+        self.spawn(started);
+        outln!("Started {} workers.", self.expected);
 
-        let deadline = start + plan.duration + FINISH_GRACE;
+        let end = start + plan.duration;
+        let mut deadline = end + FINISH_GRACE;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut live = LiveLine::default();
         let mut stopping = false;
-        while self.workers.values().any(Worker::is_running) {
+        while self.workers.iter().any(Worker::is_running) {
             tokio::select! {
                 _ = tick.tick() => {
-                    self.heartbeat();
-                    self.notice_silence(Instant::now() >= deadline);
+                    let now = Instant::now();
+                    let seconds = now.saturating_duration_since(start).as_secs();
+                    let want = dispatch::started_after(plan.users, plan.spawn_rate, seconds);
+                    if !stopping && now < end && want != started {
+                        started = want;
+                        self.spawn(started);
+                    }
+                    if !stopping && now >= end {
+                        stopping = true;
+                        self.stop_all();
+                    }
+                    self.notice_silence(now >= deadline);
                     live.show(self, plan.duration);
                 }
-                _ = signalled(&mut self.signals) => {
+                _ = self.signals.next() => {
                     if stopping {
                         return Err(Halt::Failed(SECOND_SIGNAL.into()));
                     }
                     stopping = true;
-                    close_live_line();
-                    println!("Interrupted: stopping every worker (again to quit without their results).");
-                    for worker in self.workers.values().filter(|w| w.is_running()) {
-                        worker.send(ManagerMessage::Stop { reason: "Ctrl-C on the manager".into() });
-                    }
+                    self.interrupted = true;
+                    deadline = Instant::now() + FINISH_GRACE;
+                    crate::console::leave_line();
+                    outln!("Interrupted: stopping every worker (again to quit without their results).");
+                    self.stop_all();
                 }
-                event = self.events.recv() => {
-                    if let Some((id, update)) = self.on_event(event)? {
-                        self.on_running_update(id, update);
+                frame = self.router.recv() => {
+                    let Some((node_id, bytes)) = frame else {
+                        return Err(Halt::Failed("the manager's socket closed".into()));
+                    };
+                    if let Some(message) = self.on_message(&node_id, &bytes)? {
+                        self.during(&node_id, &message);
                     }
                 }
             }
         }
-        close_live_line();
+        crate::console::leave_line();
+        for worker in &self.workers {
+            self.send_empty(&worker.node_id, kind::QUIT);
+        }
         if let Some(sampler) = sampler {
             sampler.abort();
         }
-        Ok(ledger.snapshot(&plan.scenario, false))
+        Ok(ledger.snapshot(&plan.scenario, false).memory)
+    }
+
+    fn stop_all(&self) {
+        for worker in self.workers.iter().filter(|w| w.is_running()) {
+            self.send_empty(&worker.node_id, kind::STOP);
+        }
+    }
+
+    /// A worker's message during the run: its exact run, or its failure.
+    fn during(&mut self, node_id: &str, message: &Envelope) {
+        let at_secs = self.elapsed_secs();
+        let Some(worker) = self.worker_mut(node_id) else {
+            return;
+        };
+        if !worker.is_running() {
+            return;
+        }
+        match message.kind.as_str() {
+            kind::RUN => {
+                let delivery = message
+                    .data::<RunMessage>()
+                    .map_err(|e| e.to_string())
+                    .and_then(|m| Delivery::from_bytes(&m.run).map_err(|e| e.to_string()));
+                match delivery {
+                    Ok(delivery) => {
+                        crate::console::leave_line();
+                        outln!(
+                            "Worker {} finished: {}.",
+                            worker.name,
+                            delivery.measured.request_count()
+                        );
+                        worker.state = State::Done(Box::new(delivery));
+                    }
+                    Err(e) => lose(worker, format!("an unreadable exact run: {e}"), at_secs),
+                }
+            }
+            kind::FAILED => {
+                let reason = message
+                    .data::<Reason>()
+                    .map_or_else(|e| e.to_string(), |r| r.reason);
+                lose(worker, format!("failed: {reason}"), at_secs);
+            }
+            kind::QUIT => lose(worker, "it quit".into(), at_secs),
+            _ => {}
+        }
     }
 
     /// Workers that have been silent too long (or all still running, past the deadline)
     /// are lost.
     fn notice_silence(&mut self, past_deadline: bool) {
         let at_secs = self.elapsed_secs();
-        for worker in self.workers.values_mut().filter(|w| w.is_running()) {
+        for worker in self.workers.iter_mut().filter(|w| w.is_running()) {
             let reason = if worker.last_heard.elapsed() > SILENCE_LIMIT {
                 format!("no message for {} s", SILENCE_LIMIT.as_secs())
             } else if past_deadline {
-                format!(
-                    "no result {} s after the planned end",
-                    FINISH_GRACE.as_secs()
-                )
+                format!("no result {} s after the stop", FINISH_GRACE.as_secs())
             } else {
                 continue;
             };
@@ -706,341 +648,126 @@ impl Manager {
         }
     }
 
-    fn on_running_update(&mut self, id: usize, update: Update) {
-        let at_secs = self.elapsed_secs();
-        let Some(worker) = self.workers.get_mut(&id) else {
-            return;
-        };
-        match update {
-            Update::Closed(reason) => {
-                if worker.is_running() {
-                    lose(worker, format!("connection lost: {reason}"), at_secs);
-                }
-            }
-            Update::Message(message) => match *message {
-                WorkerMessage::Progress(progress) => worker.progress = Some(progress),
-                WorkerMessage::Result {
-                    measured,
-                    goose_error,
-                } if worker.is_running() => {
-                    worker.send(ManagerMessage::Received);
-                    close_live_line();
-                    println!(
-                        "Worker {} finished: {} requests.",
-                        worker.name,
-                        measured.requests.iter().map(|r| r.total()).sum::<u64>()
-                    );
-                    worker.state = State::Done {
-                        measured,
-                        goose_error,
-                    };
-                }
-                WorkerMessage::Failed { reason } if worker.is_running() => {
-                    lose(worker, format!("failed: {reason}"), at_secs);
-                }
-                _ => {}
-            },
-        }
-    }
-
     /// Merges, judges and reports.
     fn conclude(
-        &self,
-        setup: &Setup<'_>,
-        memory: MeasuredRun,
-        traffic: &Traffic,
-        address: &str,
+        &mut self,
+        memory: Option<MemorySeries>,
         probes: Option<crate::probes::ProbeReport>,
     ) -> Exit {
-        let done: Vec<&MeasuredRun> = self
-            .workers
-            .values()
+        let setup = self.setup;
+        let workers = std::mem::take(&mut self.workers);
+        let lost_at: BTreeMap<String, f64> = workers
+            .iter()
             .filter_map(|w| match &w.state {
-                State::Done { measured, .. } => Some(measured.as_ref()),
+                State::Lost { at_secs, .. } => Some((w.name.clone(), *at_secs)),
                 _ => None,
             })
             .collect();
-        let runs: Vec<MeasuredRun> = done.into_iter().cloned().collect();
-        let mut merged = match merge(&runs) {
-            Ok(merged) => merged,
-            Err(e) => {
-                eprintln!("error: {e}; nothing to judge");
-                for check in self.workers_check(setup.options.accept_degraded).details {
-                    eprintln!("  {check}");
-                }
-                return Exit::Failed;
-            }
+        let roster = Roster {
+            workers: workers
+                .into_iter()
+                .map(|w| WorkerRecord {
+                    outcome: match w.state {
+                        State::Done(delivery) => WorkerOutcome::Delivered(delivery),
+                        State::Lost { reason, at_secs } => {
+                            WorkerOutcome::Lost(format!("{reason}, at {at_secs:.1}s"))
+                        }
+                        State::Joined | State::Ready | State::Running => {
+                            WorkerOutcome::Lost("it never finished".into())
+                        }
+                    },
+                    name: w.name,
+                    reported_requests: Some(w.requests),
+                })
+                .collect(),
+            accept_degraded: setup.options.accept_degraded,
         };
-        merged.scenario = setup.plan.scenario.clone();
-        merged.memory = memory.memory;
-        let goose_errors: Vec<String> = self
-            .workers
-            .values()
-            .filter_map(|w| match &w.state {
-                State::Done {
-                    goose_error: Some(e),
-                    ..
-                } => Some(format!("{}: {e}", w.name)),
-                _ => None,
-            })
-            .collect();
-
-        let seconds = merged.duration_secs.max(0.001);
-        let from = traffic.from_workers.load(Ordering::Relaxed);
-        let to = traffic.to_workers.load(Ordering::Relaxed);
-        println!(
-            "\nTraffic with the workers: {from} bytes received, {to} bytes sent over {seconds:.1} s ({:.0} bytes/s)",
-            (from + to) as f64 / seconds
+        let seconds = self.elapsed_secs().max(0.001);
+        let (sent, received) = self.router.traffic.totals();
+        let per_worker = (sent + received) as f64 / roster.workers.len().max(1) as f64 / seconds;
+        outln!(
+            "\nTraffic with the workers: {received} bytes received, {sent} bytes sent over \
+             {seconds:.1} s ({per_worker:.0} bytes/s per worker)"
         );
-        let lost: Vec<&str> = self
-            .workers
-            .values()
-            .filter(|w| matches!(w.state, State::Lost { .. }))
-            .map(|w| w.name.as_str())
-            .collect();
-        let mut extra = serde_json::Map::new();
-        extra.insert(
-            "distributed".into(),
-            json!({
-                "protocol_version": PROTOCOL_VERSION,
-                "manager_address": address,
-                "fingerprint": self.fingerprint.digest(),
-                "expected_workers": self.expected,
-                "degraded": !lost.is_empty(),
-                "accept_degraded": setup.options.accept_degraded,
-                "lost_workers": lost,
-                "workers": self.workers.values().map(worker_json).collect::<Vec<_>>(),
-                "goose_reports": "not written: Goose's reports are per process (see docs/DISTRIBUTED.md)",
-                "traffic": {
-                    "bytes_from_workers": from,
-                    "bytes_to_workers": to,
-                    "seconds": seconds,
-                    "bytes_per_second": (from + to) as f64 / seconds,
-                },
-            }),
-        );
-        let end = RunEnd {
-            measured: merged,
-            goose_error: (!goose_errors.is_empty()).then(|| goose_errors.join("; ")),
-            goose_reports: Vec::new(),
-            extra_checks: vec![self.workers_check(setup.options.accept_degraded)],
-            extra,
-            probes,
-        };
-        conclude(
-            setup.plan,
-            setup.host,
-            setup.builtin_pid.is_some(),
-            setup.outputs,
-            end,
+        let master = json!({
+            "kind": "lva-loadtest manager",
+            "address": self.router.endpoint,
+            "lost_at_secs": lost_at,
+            "traffic": {
+                "bytes_from_workers": received,
+                "bytes_to_workers": sent,
+                "seconds": seconds,
+                "bytes_per_second_per_worker": per_worker,
+            },
+        });
+        let distributed = roster.json(master);
+        conclude_distributed(
+            &roster,
+            Ending {
+                plan: setup.plan,
+                host: setup.host,
+                builtin_server: setup.builtin_pid.is_some(),
+                outputs: setup.outputs,
+                memory,
+                probes,
+                distributed,
+                interrupted: self.interrupted,
+            },
         )
     }
-
-    /// The verdict's word on the workers: all delivered, or which were lost.
-    fn workers_check(&self, accept_degraded: bool) -> Check {
-        let delivered = self
-            .workers
-            .values()
-            .filter(|w| matches!(w.state, State::Done { .. }))
-            .count();
-        let lost: Vec<&Worker> = self
-            .workers
-            .values()
-            .filter(|w| matches!(w.state, State::Lost { .. }))
-            .collect();
-        let mut actual = format!("{delivered} of {} delivered", self.expected);
-        if !lost.is_empty() {
-            let names: Vec<&str> = lost.iter().map(|w| w.name.as_str()).collect();
-            actual.push_str(&format!(
-                "; DEGRADED, lost: {}{}",
-                names.join(", "),
-                if accept_degraded {
-                    " (accepted by --accept-degraded)"
-                } else {
-                    ""
-                }
-            ));
-        }
-        let mut check = Check::judged(
-            "workers",
-            "Workers Reporting",
-            format!("all {} workers deliver their measurements", self.expected),
-            actual,
-            lost.is_empty() || accept_degraded,
-        )
-        .with_details(self.workers.values().map(worker_line).collect());
-        if check.failed() {
-            check.advice = Some(
-                "A worker stopped reporting: look at its log and its machine (killed, out of \
-                 memory, network). The figures cover the workers that delivered; a lost \
-                 worker's last progress is listed but not merged. --accept-degraded accepts \
-                 such a run."
-                    .into(),
-            );
-        }
-        check
-    }
-}
-
-/// What the stage decides about a worker's event.
-enum Update {
-    Message(Box<WorkerMessage>),
-    Closed(String),
 }
 
 fn lose(worker: &mut Worker, reason: String, at_secs: f64) {
-    close_live_line();
-    eprintln!(
+    crate::console::leave_line();
+    errln!(
         "warning: lost worker {} at {at_secs:.1}s ({reason}); the run goes on with the others",
         worker.name
     );
-    worker.send(ManagerMessage::Stop {
-        reason: format!("the manager gave up on this worker: {reason}"),
-    });
     worker.state = State::Lost { reason, at_secs };
 }
 
-fn progress_text(p: &Progress) -> String {
-    format!(
-        "{} requests, {} failures, {} rate limited, {} users at {:.1}s",
-        p.requests, p.failures, p.rate_limited, p.users, p.elapsed_secs
-    )
-}
-
-fn share_text(share: Option<&Share>) -> String {
-    share.map_or_else(String::new, |s| {
-        format!("{} users at {}/s", s.users, s.spawn_rate)
-    })
-}
-
-fn worker_line(w: &Worker) -> String {
-    let share = share_text(w.share.as_ref());
-    match &w.state {
-        State::Done { measured, .. } => format!(
-            "{}: {share}, delivered {} requests",
-            w.name,
-            measured.requests.iter().map(|r| r.total()).sum::<u64>()
-        ),
-        State::Lost { reason, at_secs } => format!(
-            "{}: {share}, LOST at {at_secs:.1}s ({reason}); last progress: {}; not in the merged figures",
-            w.name,
-            w.progress
-                .as_ref()
-                .map_or_else(|| "none".to_string(), progress_text)
-        ),
-        other => format!("{}: {share}, {other:?}", w.name),
-    }
-}
-
-fn worker_json(w: &Worker) -> Value {
-    let (status, reason, lost_at, requests) = match &w.state {
-        State::Done { measured, .. } => (
-            "delivered",
-            None,
-            None,
-            Some(measured.requests.iter().map(|r| r.total()).sum::<u64>()),
-        ),
-        State::Lost { reason, at_secs } => ("lost", Some(reason.clone()), Some(*at_secs), None),
-        _ => ("unfinished", None, None, None),
-    };
-    json!({
-        "name": w.name,
-        "users": w.share.map(|s| s.users),
-        "spawn_rate": w.share.map(|s| s.spawn_rate),
-        "first_user_index": w.share.map(|s| s.first_user_index),
-        "status": status,
-        "lost_reason": reason,
-        "lost_at_secs": lost_at,
-        "requests": requests,
-        "last_progress": w.progress,
-        "last_progress_incomplete": status == "lost",
-    })
-}
-
-/// The options a worker needs, from the manager's command line and its share.
-fn worker_run(setup: &Setup<'_>, share: Share, window_ms: u64) -> WorkerRun {
-    let (plan, args) = (setup.plan, setup.args);
-    WorkerRun {
-        scenario: plan.scenario.clone(),
-        host: setup.host.to_string(),
-        users: share.users,
-        spawn_rate: share.spawn_rate,
-        duration_secs: plan.duration.as_secs(),
-        tags: plan.filter.include.clone(),
-        exclude_tags: plan.filter.exclude.clone(),
-        skip_preflight: plan.skip_preflight,
-        keep_accounts: args.keep_accounts,
-        forwarded_for_pool: args.forwarded_for_pool,
-        no_loopback_sources: args.no_loopback_sources,
-        request_timeout: args.request_timeout.clone(),
-        ws_token_in_header: args.ws_token_in_header,
-        ws_hold: args.ws_hold.clone(),
-        ws_pace_ms: args.ws_pace_ms,
-        ws_payload_bytes: args.ws_payload_bytes,
-        ws_timeout: args.ws_timeout.clone(),
-        window_ms,
-        first_user_index: share.first_user_index,
-    }
-}
-
-/// The manager's live totals: the sum of the workers' last progress.
+/// The manager's live totals: the sum of what the workers reported.
 #[derive(Default)]
 struct LiveLine {
-    last_requests: u64,
+    /// The totals of the last few seconds: the rate is over the workers' report interval.
+    recent: std::collections::VecDeque<u64>,
     seconds: u64,
 }
 
-/// Whether the live line is on the terminal without its newline yet.
-static LIVE_LINE_OPEN: AtomicBool = AtomicBool::new(false);
-
-/// Ends the live line, so that a message does not overwrite it.
-fn close_live_line() {
-    if LIVE_LINE_OPEN.swap(false, Ordering::Relaxed) {
-        eprintln!();
-    }
-}
-
 impl LiveLine {
-    fn show(&mut self, manager: &Manager, duration: Duration) {
+    fn show(&mut self, manager: &Manager<'_>, duration: Duration) {
         self.seconds += 1;
-        let mut total = Progress::default();
-        for worker in manager.workers.values() {
-            let Some(p) = &worker.progress else { continue };
-            total.requests += p.requests;
-            total.failures += p.failures;
-            total.rate_limited += p.rate_limited;
-            // A lost worker's requests were made; its users are gone.
-            if worker.is_running() {
-                total.users += p.users;
-            }
+        let requests: u64 = manager.workers.iter().map(|w| w.requests).sum();
+        let failures: u64 = manager.workers.iter().map(|w| w.failures).sum();
+        let users: u64 = manager
+            .workers
+            .iter()
+            .filter(|w| w.is_running())
+            .map(|w| w.users)
+            .sum();
+        let running = manager.workers.iter().filter(|w| w.is_running()).count();
+        self.recent.push_back(requests);
+        if self.recent.len() > 4 {
+            self.recent.pop_front();
         }
-        let running = manager.workers.values().filter(|w| w.is_running()).count();
-        let rps = total.requests.saturating_sub(self.last_requests);
-        self.last_requests = total.requests;
+        let over = (self.recent.len() - 1).max(1) as u64;
+        let rps = requests.saturating_sub(self.recent.front().copied().unwrap_or(0)) / over;
         let elapsed = Duration::from_secs_f64(manager.elapsed_secs());
-        let judged = total.requests - total.rate_limited;
-        let errors = if judged == 0 {
+        let errors = if requests == 0 {
             0.0
         } else {
-            total.failures as f64 * 100.0 / judged as f64
+            failures as f64 * 100.0 / requests as f64
         };
         let line = format!(
-            "[{} / {} left] workers {running}/{}  users {}  {rps} req/s  errors {errors:.2}%  429s {}  requests {}",
+            "[{} / {} left] workers {running}/{}  users {users}  {rps} req/s  failures {errors:.2}%  requests {requests}",
             HumanDuration(Duration::from_secs(elapsed.as_secs())),
             HumanDuration(Duration::from_secs(
                 duration.saturating_sub(elapsed).as_secs()
             )),
             manager.expected,
-            total.users,
-            total.rate_limited,
-            total.requests,
         );
-        if std::io::stderr().is_terminal() {
-            eprint!("\r\x1b[2K{line}");
-            let _ = std::io::stderr().flush();
-            LIVE_LINE_OPEN.store(true, Ordering::Relaxed);
-        } else if self.seconds.is_multiple_of(5) {
-            eprintln!("{line}");
+        if crate::console::on_terminal() || self.seconds.is_multiple_of(5) {
+            crate::console::draw(&line);
         }
     }
 }

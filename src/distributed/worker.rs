@@ -1,366 +1,701 @@
-//! A worker: connects to the manager, takes its share of the users, runs it with the
-//! ordinary attack, reports progress every second and its measurements at the end.
+//! A worker: joins a master (a stock Locust 2.x master, or this tool's `--manager`) over
+//! Locust's protocol and runs the users it is told to, reporting as Locust's workers do;
+//! at the end of each run it delivers everything it measured, exactly (`lva_run`).
 //!
-//! A worker that loses its manager (connection closed, or nothing heard for 5 s) stops its
-//! users through Goose's killswitch, as Ctrl-C would, and exits with code 1: nobody would
-//! receive what it measured.
+//! Its life: `client_ready` and `lva_hello` until the master's `ack`; heartbeats every
+//! second from then on; for each `spawn`, the users of each class set to the master's
+//! numbers ([`super::spawner`]), the first one resolving the plan (the manager's
+//! `lva_plan`, or the Locust master's options) and checking the classes and the host
+//! before any traffic; stats every 3 s; on `stop`, `lva_collect` or `quit` the users stop
+//! and the exact run goes to the master. A worker that hears nothing from its master for
+//! [`MASTER_SILENCE`] stops its users and exits with code 1 if what it measured was not
+//! delivered.
 
-use super::protocol::{
-    Fingerprint, ManagerMessage, PROTOCOL_VERSION, Progress, WorkerMessage, WorkerRun, decode,
-    encode, websocket_config,
+use super::delivery::Delivery;
+use super::fingerprint::Fingerprint;
+use super::link::{Dealer, DealerSender, endpoint};
+use super::locust_stats::LocustStats;
+use super::spawner::Spawner;
+use super::wire::{
+    self, Ack, Envelope, Exception, Heartbeat, Hello, NO_LOCUST_VERSION, PROTOCOL_VERSION, Reason,
+    RunMessage, Spawn, SpawningComplete, Stats, WorkerState, kind,
 };
-use crate::attack::{self, RunError};
 use crate::cli::DistributedArgs;
-use crate::cli::RunArgs;
 use crate::duration::{HumanDuration, parse_duration};
+use crate::exchange::context::RunContext;
 use crate::exit::Exit;
-use crate::measure::{Ledger, MeasuredRun, RequestKind};
+use crate::measure::{Ledger, MeasuredRun, Observation, Outcome};
 use crate::plan::{ConfigError, Plan};
-use crate::user_classes::builtin_classes;
-use futures_util::{SinkExt, StreamExt};
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use crate::transport::TlsOptions;
+use crate::user_classes::UserClass;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio::time::{Instant, timeout};
-use url::Url;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::time::Instant;
 
-/// The manager sends something every second; this much silence means it is gone.
-const SILENCE_LIMIT: Duration = Duration::from_secs(5);
+/// User numbers of worker `i` start at `i × this + 1`, so that the users of different
+/// workers have different loopback sources and forwarded-for addresses.
+pub const USERS_PER_WORKER: u64 = 10_000;
+/// Locust's workers send `client_ready` again when no `ack` came in this time.
+const CONNECT_RETRY: Duration = Duration::from_secs(5);
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How often the live figures go to the master (Locust's interval).
+const REPORT: Duration = Duration::from_secs(3);
+/// A master answers every heartbeat at once: this long without a word, it is gone.
+pub const MASTER_SILENCE: Duration = Duration::from_secs(20);
+/// How long stopping users may take (their task, then their on-stop work).
+const STOP_LIMIT: Duration = Duration::from_secs(60);
 
-/// The link to the manager: messages out through a writer task, messages in through a
-/// reader task, and when the manager was last heard.
-struct Link {
-    outbox: mpsc::UnboundedSender<WorkerMessage>,
-    inbox: mpsc::UnboundedReceiver<Result<ManagerMessage, String>>,
+/// One run (from the first `spawn` to its end): its plan and what measures it.
+struct Test {
+    plan: Plan,
+    ledger: Arc<Ledger>,
+    stats: Arc<LocustStats>,
+    spawner: Spawner,
+}
+
+struct Worker {
+    name: String,
+    node_id: String,
+    endpoint: String,
+    classes: Vec<UserClass>,
+    fingerprint: Fingerprint,
+    link: Dealer,
+    state: Arc<AtomicU8>,
+    index: u64,
+    /// The plan the tool's manager sent, waiting for the first `spawn`.
+    plan: Option<Plan>,
+    test: Option<Test>,
+    last_spawn: f64,
     last_heard: Instant,
-    /// Why the manager is gone, once it is.
-    lost: Option<String>,
+    /// A run's measurements reached the master.
+    delivered: bool,
+    /// How this worker trusts the host's certificate (its own `--ca-cert`, `--insecure`):
+    /// a CA file is a path on this machine, not the master's.
+    tls: TlsOptions,
+    request_log: Option<Arc<Mutex<std::io::BufWriter<std::fs::File>>>>,
 }
 
-impl Link {
-    fn send(&self, message: WorkerMessage) {
-        let _ = self.outbox.send(message);
-    }
+/// How the handling of a message ends.
+enum Next {
+    Continue,
+    Exit(Exit),
+}
 
-    /// The next message, or `None` with [`Link::lost`] set when the manager is gone.
-    async fn next(&mut self, tick: &mut tokio::time::Interval) -> Option<ManagerMessage> {
-        loop {
-            if self.lost.is_some() {
-                return None;
-            }
-            tokio::select! {
-                message = self.inbox.recv() => match message {
-                    Some(Ok(message)) => {
-                        self.last_heard = Instant::now();
-                        return Some(message);
-                    }
-                    Some(Err(e)) => self.lost = Some(format!("lost the manager: {e}")),
-                    None => self.lost = Some("lost the manager: the connection closed".into()),
-                },
-                _ = tick.tick() => {
-                    self.send(WorkerMessage::Heartbeat);
-                    self.check_silence();
-                }
-            }
-        }
-    }
+fn state_code(state: WorkerState) -> u8 {
+    state as u8
+}
 
-    fn check_silence(&mut self) {
-        if self.lost.is_none() && self.last_heard.elapsed() > SILENCE_LIMIT {
-            self.lost = Some(format!(
-                "lost the manager: nothing heard for {} s",
-                SILENCE_LIMIT.as_secs()
-            ));
-        }
+fn state_of(code: u8) -> WorkerState {
+    match code {
+        1 => WorkerState::Spawning,
+        2 => WorkerState::Running,
+        3 => WorkerState::Stopped,
+        _ => WorkerState::Ready,
     }
 }
 
-/// Runs a worker; returns the exit code.
-pub async fn run(args: &RunArgs, options: &DistributedArgs) -> Exit {
+/// Runs a worker with `classes` (the built-in ones, or a program's own); returns the exit
+/// code.
+pub async fn run(options: &DistributedArgs, tls: TlsOptions, classes: Vec<UserClass>) -> Exit {
     let wait = match parse_duration(&options.worker_timeout) {
         Ok(wait) => wait,
         Err(e) => return Exit::config_error(format!("--worker-timeout: {e}")),
     };
-    let name = options.worker_name.clone().unwrap_or_else(default_name);
-    let url = manager_url(&options.manager_host, options.manager_port);
-    let socket = match connect(&url, wait).await {
-        Ok(socket) => socket,
+    let request_log = match options.request_log.as_ref().map(open_log).transpose() {
+        Ok(log) => log,
         Err(e) => return Exit::config_error(e),
     };
-    let (mut sink, mut stream) = socket.split();
-    let (outbox, mut outgoing) = mpsc::unbounded_channel::<WorkerMessage>();
-    let writer = tokio::spawn(async move {
-        while let Some(message) = outgoing.recv().await {
-            if sink.send(encode(&message)).await.is_err() {
-                return;
-            }
+    let name = options.worker_name.clone().unwrap_or_else(default_name);
+    let node_id = format!("{name}_{}", uuid::Uuid::new_v4().simple());
+    let endpoint = endpoint(&options.manager_host, &options.manager_port.to_string());
+    let link = match Dealer::connect(&endpoint, &node_id) {
+        Ok(link) => link,
+        Err(e) => {
+            return Exit::config_error(format!("{e} (check --master-host and --master-port)"));
         }
-        let _ = sink.close().await;
-    });
-    let (incoming, inbox) = mpsc::unbounded_channel();
-    let reader = tokio::spawn(async move {
-        loop {
-            match decode::<ManagerMessage>(stream.next().await) {
-                Ok(Some((message, _))) => {
-                    if incoming.send(Ok(message)).is_err() {
-                        return;
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    let _ = incoming.send(Err(e.to_string()));
-                    return;
-                }
-            }
-        }
-    });
-    let mut link = Link {
-        outbox,
-        inbox,
-        last_heard: Instant::now(),
-        lost: None,
     };
-    link.send(WorkerMessage::Hello {
-        protocol_version: PROTOCOL_VERSION,
-        worker_name: name,
-        fingerprint: Fingerprint::of_this_build(),
-    });
-    let code = session(&mut link, args, &url).await;
-    // Closing the outbox lets the writer send what is queued (the result), then close.
-    drop(link);
-    let _ = timeout(Duration::from_secs(10), writer).await;
-    reader.abort();
+    let fingerprint = Fingerprint::of_this_build(&classes);
+    let mut worker = Worker {
+        name,
+        node_id,
+        endpoint,
+        classes,
+        fingerprint,
+        link,
+        state: Arc::new(AtomicU8::new(state_code(WorkerState::Ready))),
+        index: 0,
+        plan: None,
+        test: None,
+        last_spawn: 0.0,
+        last_heard: Instant::now(),
+        tls,
+        delivered: false,
+        request_log,
+    };
+    let code = match worker.join(wait).await {
+        Ok(()) => worker.serve().await,
+        Err(code) => code,
+    };
+    if let Some(log) = &worker.request_log {
+        let _ = lock(log).flush();
+    }
+    let (sent, received) = worker.link.traffic.totals();
+    outln!("Traffic with the master: {sent} bytes sent, {received} bytes received.");
+    worker.link.close().await;
     code
 }
 
-/// The worker's life once connected: welcome, share, start, attack, result.
-async fn session(link: &mut Link, args: &RunArgs, url: &str) -> Exit {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let lost = |link: &Link| {
-        eprintln!(
-            "error: {}",
-            link.lost.as_deref().unwrap_or("lost the manager")
-        );
-        Exit::Failed
-    };
-
-    let name = match link.next(&mut tick).await {
-        Some(ManagerMessage::Welcome { worker_name }) => worker_name,
-        Some(ManagerMessage::Refused { reason }) => {
-            return Exit::config_error(format!(
-                "the manager at {url} refused this worker: {reason}"
-            ));
-        }
-        Some(other) => {
-            eprintln!("error: the manager at {url} answered {other:?} instead of welcome");
-            return Exit::Failed;
-        }
-        None => return lost(link),
-    };
-    println!("Joined the manager at {url} as {name}; waiting for the run to start.");
-
-    let run = loop {
-        match link.next(&mut tick).await {
-            Some(ManagerMessage::Prepare { run }) => break run,
-            Some(ManagerMessage::Abort { reason }) => return aborted(&reason),
-            Some(_) => {}
-            None => return lost(link),
-        }
-    };
-    let (plan, host) = match worker_plan(args, &run) {
-        Ok(resolved) => resolved,
-        Err(e) => return refuse_share(link, e.to_string()),
-    };
-    if !plan.skip_preflight
-        && let Err(e) = crate::host::preflight(&host, &plan.flow_options.tls).await
-    {
-        return refuse_share(link, e.to_string());
-    }
-    link.send(WorkerMessage::Ready);
-    println!(
-        "Share: {} users at {}/s (users #{} to #{}) for {} against {host}",
-        run.users,
-        run.spawn_rate,
-        run.first_user_index + 1,
-        run.first_user_index + run.users as u64,
-        HumanDuration(plan.duration)
-    );
-
-    let start_in = loop {
-        match link.next(&mut tick).await {
-            Some(ManagerMessage::Start { start_in_ms }) => {
-                break Duration::from_millis(start_in_ms);
-            }
-            Some(ManagerMessage::Abort { reason }) => return aborted(&reason),
-            Some(_) => {}
-            None => return lost(link),
-        }
-    };
-    tokio::time::sleep(start_in).await;
-
-    let ledger = Arc::new(Ledger::new(Duration::from_millis(run.window_ms)));
-    let (result, stop) = attack(link, &plan, &host, ledger).await;
-    let result = match result {
-        Ok(result) => result,
-        Err(e) => {
-            eprintln!("error: {e}");
-            link.send(WorkerMessage::Failed {
-                reason: e.to_string(),
-            });
-            return if matches!(e, RunError::Config(_)) {
-                Exit::Config
-            } else {
-                Exit::Failed
-            };
-        }
-    };
-    print_totals(&name, &result.measured);
-    if link.lost.is_some() {
-        eprintln!("error: the manager is gone: nobody received this worker's measurements");
-        return Exit::Failed;
-    }
-    if let Some(reason) = stop {
-        println!("Stopped early by the manager: {reason}");
-    }
-    link.send(WorkerMessage::Result {
-        measured: Box::new(result.measured),
-        goose_error: result.goose_error,
-    });
-    loop {
-        match link.next(&mut tick).await {
-            Some(ManagerMessage::Received) => return Exit::Passed,
-            Some(_) => {}
-            None => {
-                eprintln!("error: the manager did not confirm it received the measurements");
-                return lost(link);
-            }
-        }
-    }
+fn open_log(path: &PathBuf) -> Result<Arc<Mutex<std::io::BufWriter<std::fs::File>>>, String> {
+    std::fs::File::create(path)
+        .map(|f| Arc::new(Mutex::new(std::io::BufWriter::new(f))))
+        .map_err(|e| format!("--request-log {}: {e}", path.display()))
 }
 
-/// Runs the attack while reporting progress, obeying `stop` and watching the manager.
-/// Returns the attack's result and the manager's reason to stop early, if it gave one.
-async fn attack(
-    link: &mut Link,
-    plan: &Plan,
-    host: &Url,
-    ledger: Arc<Ledger>,
-) -> (Result<attack::AttackResult, RunError>, Option<String>) {
-    let live = ledger.clone();
-    let attack = attack::attack_with_ledger(plan, host, None, &[], ledger);
-    tokio::pin!(attack);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut stop: Option<String> = None;
-    let mut announced = false;
-    loop {
-        tokio::select! {
-            result = &mut attack => return (result, stop),
-            _ = tick.tick() => {
-                link.send(WorkerMessage::Progress(Progress {
-                    elapsed_secs: live.elapsed().as_secs_f64(),
-                    requests: live.live.requests.load(Ordering::Relaxed),
-                    failures: live.live.failures.load(Ordering::Relaxed),
-                    rate_limited: live.live.rate_limited.load(Ordering::Relaxed),
-                    users: live.live.users.load(Ordering::Relaxed),
-                }));
-                link.check_silence();
-                // Goose clears its killswitch when its attack begins: pull it again every
-                // second until the attack ends, so a stop that came early is not lost.
-                if let Some(reason) = stop.as_ref().or(link.lost.as_ref()) {
-                    goose::trigger_killswitch(reason);
-                }
-            }
-            message = link.inbox.recv(), if link.lost.is_none() => match message {
-                Some(Ok(ManagerMessage::Stop { reason })) => {
-                    link.last_heard = Instant::now();
-                    goose::trigger_killswitch(&reason);
-                    stop = Some(reason);
-                }
-                Some(Ok(_)) => link.last_heard = Instant::now(),
-                Some(Err(e)) => link.lost = Some(format!("lost the manager: {e}")),
-                None => link.lost = Some("lost the manager: the connection closed".into()),
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Worker {
+    fn send<T: serde::Serialize + ?Sized>(&self, kind: &str, data: &T) {
+        self.link.send(wire::encode(kind, data, &self.node_id));
+    }
+
+    fn send_empty(&self, kind: &str) {
+        self.link.send(wire::encode_empty(kind, &self.node_id));
+    }
+
+    fn set_state(&self, state: WorkerState) {
+        self.state.store(state_code(state), Ordering::Relaxed);
+    }
+
+    fn announce(&self) {
+        self.send(kind::CLIENT_READY, &NO_LOCUST_VERSION);
+        self.send(
+            kind::HELLO,
+            &Hello {
+                protocol_version: PROTOCOL_VERSION,
+                name: self.name.clone(),
+                digest: self.fingerprint.digest(),
+                fingerprint: self.fingerprint.clone(),
             },
+        );
+    }
+
+    /// Says `client_ready` until the master acknowledges it (workers often start first).
+    async fn join(&mut self, wait: Duration) -> Result<(), Exit> {
+        let deadline = Instant::now() + wait;
+        let mut said = false;
+        loop {
+            self.announce();
+            let retry = (Instant::now() + CONNECT_RETRY).min(deadline);
+            loop {
+                let frame = tokio::select! {
+                    frame = self.link.recv() => frame,
+                    _ = tokio::time::sleep_until(retry) => break,
+                };
+                let Some(message) = frame.and_then(|bytes| wire::decode(&bytes).ok()) else {
+                    continue;
+                };
+                match message.kind.as_str() {
+                    kind::ACK => {
+                        self.index = message
+                            .data::<Ack>()
+                            .ok()
+                            .and_then(|a| a.index)
+                            .unwrap_or(0);
+                        outln!(
+                            "Joined the master at {} as {} (worker index {}); waiting for users.",
+                            self.endpoint,
+                            self.name,
+                            self.index
+                        );
+                        self.last_heard = Instant::now();
+                        return Ok(());
+                    }
+                    kind::REFUSED => return Err(self.refused(&message)),
+                    _ => {}
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(Exit::config_error(format!(
+                    "no master answered at {} within {}; check --master-host, --master-port \
+                     and that the master runs (--worker-timeout waits longer)",
+                    self.endpoint,
+                    HumanDuration(wait)
+                )));
+            }
+            if !said {
+                outln!("Waiting for the master at {} ...", self.endpoint);
+                said = true;
+            }
         }
-        if let Some(reason) = &link.lost
-            && !announced
+    }
+
+    fn refused(&self, message: &Envelope) -> Exit {
+        let reason = message
+            .data::<Reason>()
+            .map_or_else(|e| e.to_string(), |r| r.reason);
+        Exit::config_error(format!(
+            "the master at {} refused this worker: {reason}",
+            self.endpoint
+        ))
+    }
+
+    /// From the `ack` to the end: the master's orders, heartbeats, reports.
+    async fn serve(&mut self) -> Exit {
+        let beats = tokio::spawn(heartbeats(
+            self.link.sender(),
+            self.node_id.clone(),
+            self.state.clone(),
+        ));
+        let code = self.obey().await;
+        beats.abort();
+        let _ = beats.await;
+        code
+    }
+
+    async fn obey(&mut self) -> Exit {
+        let (mut interrupt, mut terminate) = match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(i), Ok(t)) => (i, t),
+            (Err(e), _) | (_, Err(e)) => {
+                return Exit::config_error(format!("cannot watch for Ctrl-C: {e}"));
+            }
+        };
+        let mut report = tokio::time::interval(REPORT);
+        let mut second = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            let next = tokio::select! {
+                // The master's messages first: after a long stop, those that waited prove it
+                // is still there before the silence is checked.
+                biased;
+                frame = self.link.recv() => match frame {
+                    Some(bytes) => self.on_frame(&bytes).await,
+                    None => self.master_lost("the connection ended").await,
+                },
+                _ = report.tick() => {
+                    self.report();
+                    Next::Continue
+                }
+                _ = second.tick() => {
+                    if let Some(test) = &self.test {
+                        test.ledger.sample_users(test.spawner.user_count());
+                    }
+                    if self.last_heard.elapsed() > MASTER_SILENCE {
+                        let why = format!("nothing heard for {} s", MASTER_SILENCE.as_secs());
+                        self.master_lost(&why).await
+                    } else {
+                        Next::Continue
+                    }
+                }
+                _ = interrupt.recv() => self.interrupted("Ctrl-C").await,
+                _ = terminate.recv() => self.interrupted("SIGTERM").await,
+            };
+            if let Next::Exit(code) = next {
+                return code;
+            }
+        }
+    }
+
+    async fn on_frame(&mut self, bytes: &[u8]) -> Next {
+        let message = match wire::decode(bytes) {
+            Ok(message) => message,
+            Err(e) => {
+                errln!("warning: ignored a frame from the master: {e}");
+                return Next::Continue;
+            }
+        };
+        self.last_heard = Instant::now();
+        match message.kind.as_str() {
+            kind::HEARTBEAT | kind::SPAWNING_COMPLETE => Next::Continue,
+            kind::ACK => {
+                if let Ok(Ack { index: Some(index) }) = message.data() {
+                    self.index = index;
+                }
+                Next::Continue
+            }
+            kind::SPAWN => self.on_spawn(&message).await,
+            kind::PLAN => self.on_plan(&message).await,
+            kind::STOP => {
+                self.finish("the master stopped the run").await;
+                self.send_empty(kind::CLIENT_STOPPED);
+                self.send(kind::CLIENT_READY, &NO_LOCUST_VERSION);
+                self.set_state(WorkerState::Ready);
+                Next::Continue
+            }
+            kind::COLLECT => {
+                self.finish("the master ended the run").await;
+                self.set_state(WorkerState::Stopped);
+                Next::Continue
+            }
+            kind::QUIT => {
+                self.finish("the master quit").await;
+                self.send_empty(kind::QUIT);
+                outln!("The master said quit.");
+                Next::Exit(Exit::Passed)
+            }
+            kind::RECONNECT => {
+                errln!("warning: the master asked for a new connection");
+                self.link.reconnect();
+                self.announce();
+                Next::Continue
+            }
+            kind::REFUSED => {
+                let code = self.refused(&message);
+                self.finish("refused").await;
+                Next::Exit(code)
+            }
+            _ => Next::Continue,
+        }
+    }
+
+    /// The tool's manager sends its plan before the first `spawn`: taken, checked, and
+    /// answered.
+    async fn on_plan(&mut self, message: &Envelope) -> Next {
+        let taken = match message.data::<Plan>() {
+            Ok(mut plan) => match plan.select(self.classes.clone()) {
+                Ok(()) => self.check_host(plan).await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(ConfigError(format!("an unreadable plan: {e}"))),
+        };
+        match taken {
+            Ok(plan) => {
+                outln!(
+                    "Plan: scenario {} against {}",
+                    plan.scenario,
+                    plan.host.as_ref().map_or("?", |h| h.as_str())
+                );
+                self.plan = Some(plan);
+                self.send_empty(kind::READY);
+                Next::Continue
+            }
+            Err(e) => self.cannot(e.to_string()),
+        }
+    }
+
+    /// Refuses what the master asked, before any traffic: said to the master (an
+    /// `exception` shows in Locust's UI), and the worker leaves with code 2.
+    fn cannot(&self, reason: String) -> Next {
+        self.send(
+            kind::FAILED,
+            &Reason {
+                reason: reason.clone(),
+            },
+        );
+        self.send(
+            kind::EXCEPTION,
+            &Exception {
+                msg: format!("worker {} cannot run: {reason}", self.name),
+                traceback: String::new(),
+            },
+        );
+        self.send_empty(kind::QUIT);
+        Next::Exit(Exit::config_error(format!(
+            "this worker cannot run what the master asks: {reason}"
+        )))
+    }
+
+    async fn check_host(&self, plan: Plan) -> Result<Plan, ConfigError> {
+        let Some(host) = plan.host.clone() else {
+            return Err(ConfigError::new("the plan names no host"));
+        };
+        if !plan.skip_preflight {
+            crate::host::preflight(&host, &self.tls)
+                .await
+                .map_err(|e| ConfigError(e.to_string()))?;
+        }
+        Ok(plan)
+    }
+
+    /// Every class the master names must be one this worker has and runs.
+    fn check_classes(&self, plan: &Plan, counts: &BTreeMap<String, u64>) -> Result<(), String> {
+        let selected = plan.selection.class_names();
+        for (class, n) in counts {
+            if !self.classes.iter().any(|c| c.name == class) {
+                let ours: Vec<&str> = self.classes.iter().map(|c| c.name).collect();
+                return Err(format!(
+                    "the master names user class {class}, which this worker does not have \
+                     (it has {}): run a worker built with that class",
+                    ours.join(", ")
+                ));
+            }
+            if *n > 0 && !selected.contains(&class.as_str()) {
+                return Err(format!(
+                    "the master gives users to {class}, which has no task left after the tag \
+                     filter on this worker"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_spawn(&mut self, message: &Envelope) -> Next {
+        self.send_empty(kind::SPAWNING);
+        let spawn: Spawn = match message.data() {
+            Ok(spawn) => spawn,
+            Err(e) => {
+                errln!("warning: ignored a spawn: {e}");
+                return Next::Continue;
+            }
+        };
+        if spawn.timestamp <= self.last_spawn {
+            return Next::Continue;
+        }
+        self.last_spawn = spawn.timestamp;
+        if self.test.is_none() {
+            let plan = match self.plan.take() {
+                Some(plan) => Ok(plan),
+                None => {
+                    let resolved = super::master_options::resolve(
+                        &spawn.parsed_options,
+                        spawn.host.as_deref(),
+                        self.classes.clone(),
+                    );
+                    match resolved {
+                        Ok(plan) => self.check_host(plan).await,
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            let plan = match plan {
+                Ok(plan) => plan,
+                Err(e) => return self.cannot(e.to_string()),
+            };
+            if let Err(reason) = self.check_classes(&plan, &spawn.user_classes_count) {
+                return self.cannot(reason);
+            }
+            match self.begin(plan) {
+                Ok(test) => self.test = Some(test),
+                Err(e) => return self.cannot(e),
+            }
+        } else if let Some(test) = &self.test
+            && let Err(reason) = self.check_classes(&test.plan, &spawn.user_classes_count)
         {
-            eprintln!("\nerror: {reason}; stopping the users");
-            goose::trigger_killswitch(reason);
-            announced = true;
+            return self.cannot(reason);
         }
+        self.set_state(WorkerState::Spawning);
+        let Some(test) = self.test.as_mut() else {
+            return Next::Continue;
+        };
+        test.spawner.set(&spawn.user_classes_count);
+        let counts = test.spawner.counts();
+        let user_count = test.spawner.user_count();
+        test.ledger.sample_users(user_count);
+        self.send(
+            kind::SPAWNING_COMPLETE,
+            &SpawningComplete {
+                user_classes_count: counts,
+                user_count,
+            },
+        );
+        self.set_state(WorkerState::Running);
+        Next::Continue
+    }
+
+    /// A run starts: its ledger (from now on), the live figures and the users.
+    fn begin(&self, mut plan: Plan) -> Result<Test, String> {
+        let host = plan.host.clone().ok_or("the plan names no host")?;
+        plan.flow_options.tls = self.tls.clone();
+        plan.flow_options.first_user_index = self.index * USERS_PER_WORKER;
+        let ledger = Arc::new(Ledger::new(plan.targets.spike_window()));
+        let stats = Arc::new(LocustStats::default());
+        let (counted, log) = (stats.clone(), self.request_log.clone());
+        let tap = Box::new(move |obs: &Observation<'_>| {
+            counted.record(obs);
+            if let Some(log) = &log {
+                let _ = writeln!(lock(log), "{}", log_line(obs));
+            }
+        });
+        if ledger.set_tap(tap).is_err() {
+            return Err("the run's ledger has a tap already".into());
+        }
+        let ctx = RunContext::new(host.clone(), plan.flow_options.clone(), ledger.clone())?;
+        let spawner = Spawner::new(&plan.selection.classes, Arc::new(ctx));
+        outln!(
+            "Run started: scenario {}, classes {}, against {host}",
+            plan.scenario,
+            plan.selection.class_names().join(", ")
+        );
+        Ok(Test {
+            plan,
+            ledger,
+            stats,
+            spawner,
+        })
+    }
+
+    /// Sends what the users did since the previous report.
+    fn report(&self) {
+        if let Some(test) = &self.test {
+            self.report_of(test);
+        }
+    }
+
+    fn report_of(&self, test: &Test) {
+        let report = test.stats.take();
+        self.send(
+            kind::STATS,
+            &Stats {
+                stats: report.entries,
+                stats_total: report.total,
+                errors: report.errors,
+                user_classes_count: test.spawner.counts(),
+                user_count: test.spawner.user_count(),
+            },
+        );
+    }
+
+    /// Ends the run, if one runs: the users stop, the last figures and the exact run go to
+    /// the master.
+    async fn finish(&mut self, why: &str) {
+        let Some(mut test) = self.test.take() else {
+            return;
+        };
+        outln!("Stopping the users: {why}.");
+        test.spawner.stop_all(STOP_LIMIT).await;
+        test.ledger.sample_users(0);
+        self.report_of(&test);
+        let measured = test.ledger.snapshot(&test.plan.scenario, false);
+        print_totals(&self.name, &measured);
+        let delivery = Delivery {
+            name: self.name.clone(),
+            node_id: self.node_id.clone(),
+            fingerprint: self.fingerprint.clone(),
+            plan: test.plan,
+            measured,
+        };
+        self.send(
+            kind::RUN,
+            &RunMessage {
+                name: self.name.clone(),
+                protocol_version: PROTOCOL_VERSION,
+                run: delivery.to_bytes(),
+            },
+        );
+        self.delivered = true;
+    }
+
+    async fn master_lost(&mut self, why: &str) -> Next {
+        errln!("\nerror: lost the master at {}: {why}", self.endpoint);
+        let Some(mut test) = self.test.take() else {
+            if self.delivered {
+                outln!("This worker's measurements were delivered before.");
+                return Next::Exit(Exit::Passed);
+            }
+            return Next::Exit(Exit::Failed);
+        };
+        errln!("error: stopping the users");
+        test.spawner.stop_all(STOP_LIMIT).await;
+        print_totals(&self.name, &test.ledger.snapshot(&test.plan.scenario, true));
+        errln!("error: the master is gone: nobody received this worker's measurements");
+        Next::Exit(Exit::Failed)
+    }
+
+    async fn interrupted(&mut self, what: &str) -> Next {
+        errln!("\n{what}: stopping this worker's users and delivering what they measured");
+        self.finish(what).await;
+        self.send_empty(kind::QUIT);
+        Next::Exit(Exit::Failed)
     }
 }
 
-fn aborted(reason: &str) -> Exit {
-    eprintln!("error: the manager called the run off: {reason}");
-    Exit::Config
+/// One request of the `--request-log`: a JSON object a line.
+fn log_line(obs: &Observation<'_>) -> String {
+    let outcome = match obs.outcome {
+        Outcome::Success => "success",
+        Outcome::Failure(_) => "failure",
+        Outcome::RateLimited => "rate_limited",
+        Outcome::ExpectedError(_) => "expected_error",
+    };
+    serde_json::json!({
+        "key": format!("{} {}", obs.method, obs.name),
+        "us": obs.duration.as_micros() as u64,
+        "status": obs.status,
+        "outcome": outcome,
+    })
+    .to_string()
 }
 
-fn refuse_share(link: &Link, reason: String) -> Exit {
-    link.send(WorkerMessage::Failed {
-        reason: reason.clone(),
-    });
-    Exit::config_error(format!("cannot take the share the manager gave: {reason}"))
+/// Heartbeats every second, with this process's CPU and memory: on a task of their own,
+/// so that a worker busy stopping its users is not taken for lost.
+async fn heartbeats(link: DealerSender, node_id: String, state: Arc<AtomicU8>) {
+    let mut usage = Usage::now();
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    loop {
+        tick.tick().await;
+        let (cpu, memory) = usage.sample();
+        link.send(wire::encode(
+            kind::HEARTBEAT,
+            &Heartbeat {
+                state: state_of(state.load(Ordering::Relaxed)),
+                current_cpu_usage: cpu,
+                current_memory_usage: memory,
+            },
+            &node_id,
+        ));
+    }
 }
 
-/// The worker's plan: its own command line (for Goose's options after `--`), with
-/// everything about the run taken from the manager's share.
-fn worker_plan(args: &RunArgs, run: &WorkerRun) -> Result<(Plan, Url), ConfigError> {
-    let joined = |list: &[String]| (!list.is_empty()).then(|| list.join(","));
-    let mut own = args.clone();
-    own.scenario = run.scenario.clone();
-    own.host = Some(run.host.clone());
-    own.users = Some(run.users);
-    own.spawn_rate = Some(run.spawn_rate);
-    own.duration = Some(format!("{}s", run.duration_secs));
-    own.tags = joined(&run.tags);
-    own.exclude_tags = joined(&run.exclude_tags);
-    own.web = false;
-    own.builtin_args = None;
-    own.server_pid = None;
-    own.memory_url = None;
-    own.abort_on_fail = false;
-    own.skip_preflight = run.skip_preflight;
-    own.keep_accounts = run.keep_accounts;
-    own.forwarded_for_pool = run.forwarded_for_pool;
-    own.no_loopback_sources = run.no_loopback_sources;
-    own.request_timeout = run.request_timeout.clone();
-    own.ws_token_in_header = run.ws_token_in_header;
-    own.ws_hold = run.ws_hold.clone();
-    own.ws_pace_ms = run.ws_pace_ms;
-    own.ws_payload_bytes = run.ws_payload_bytes;
-    own.ws_timeout = run.ws_timeout.clone();
-    let mut plan = Plan::resolve(&own, builtin_classes())?;
-    plan.flow_options.first_user_index = run.first_user_index;
-    let host = plan
-        .host
-        .clone()
-        .ok_or_else(|| ConfigError::new("the manager sent no host"))?;
-    Ok((plan, host))
+/// This process's CPU time and resident memory.
+struct Usage {
+    cpu: Duration,
+    at: std::time::Instant,
 }
 
-/// The worker's own totals, printed so that they can be checked against the manager's.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage writes the struct it is given and reads nothing else.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+impl Usage {
+    fn now() -> Usage {
+        Usage {
+            cpu: cpu_time(),
+            at: std::time::Instant::now(),
+        }
+    }
+
+    /// Percent of one core since the previous sample, and bytes resident now.
+    fn sample(&mut self) -> (f64, u64) {
+        let now = Usage::now();
+        let wall = now.at.duration_since(self.at).as_secs_f64();
+        let cpu = now.cpu.saturating_sub(self.cpu).as_secs_f64();
+        *self = now;
+        let percent = if wall > 0.0 { cpu * 100.0 / wall } else { 0.0 };
+        let memory = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| crate::measure::memory::parse_vm_rss(&s))
+            .unwrap_or(0);
+        (percent, memory)
+    }
+}
+
+/// The worker's own totals, printed so that they can be checked against the master's.
 fn print_totals(name: &str, run: &MeasuredRun) {
-    let all: u64 = run.requests.iter().map(|r| r.total()).sum();
     let failures: u64 = run.requests.iter().map(|r| r.failures).sum();
     let limited: u64 = run.requests.iter().map(|r| r.rate_limited).sum();
-    println!(
-        "Worker {name} measured {all} requests ({} HTTP, {} WebSocket): {failures} failures, {limited} rate limited.",
-        run.combined(RequestKind::Http).total(),
-        run.combined(RequestKind::WebSocket).total(),
+    outln!(
+        "Worker {name} measured {}: {failures} failures, {limited} rate limited.",
+        run.request_count()
     );
 }
 
-fn manager_url(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("ws://[{host}]:{port}/")
-    } else {
-        format!("ws://{host}:{port}/")
-    }
-}
-
-/// The host name and process id: unique on a machine, readable in the manager's reports.
+/// The host name and process id: unique on a machine, readable in the master's reports.
 fn default_name() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
@@ -371,78 +706,23 @@ fn default_name() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Connects to the manager, trying again every second for `wait` (workers often start
-/// before their manager).
-async fn connect(url: &str, wait: Duration) -> Result<Socket, String> {
-    let deadline = Instant::now() + wait;
-    let mut said = false;
-    loop {
-        let attempt = timeout(
-            Duration::from_secs(5),
-            tokio_tungstenite::connect_async_with_config(url, Some(websocket_config()), false),
-        )
-        .await;
-        let why = match attempt {
-            Ok(Ok((socket, _))) => return Ok(socket),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "no answer within 5 s".to_string(),
-        };
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "could not reach the manager at {url} within {} ({why}); check --manager-host, \
-                 --manager-port and that the manager runs (--worker-timeout waits longer)",
-                HumanDuration(wait)
-            ));
-        }
-        if !said {
-            println!("Waiting for the manager at {url} ({why}) ...");
-            said = true;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     #[test]
-    fn a_share_becomes_the_workers_plan() {
-        let cli = crate::cli::Cli::try_parse_from(["lva-loadtest", "--worker"]).expect("cli");
-        let run = WorkerRun {
-            scenario: "custom".into(),
-            host: "http://127.0.0.1:9/".into(),
-            users: 3,
-            spawn_rate: 1.5,
-            duration_secs: 8,
-            tags: vec!["health".into(), "stats".into()],
-            exclude_tags: vec![],
-            skip_preflight: true,
-            keep_accounts: false,
-            forwarded_for_pool: None,
-            no_loopback_sources: false,
-            request_timeout: "30s".into(),
-            ws_token_in_header: false,
-            ws_hold: "10s".into(),
-            ws_pace_ms: 1000,
-            ws_payload_bytes: 256,
-            ws_timeout: "10s".into(),
-            window_ms: 10_000,
-            first_user_index: 4,
-        };
-        let (plan, host) = worker_plan(&cli.run, &run).expect("plan");
-        assert_eq!(host.as_str(), "http://127.0.0.1:9/");
-        assert_eq!((plan.users, plan.spawn_rate), (3, 1.5));
-        assert_eq!(plan.duration, Duration::from_secs(8));
-        assert_eq!(plan.filter.include, ["health", "stats"]);
-        assert_eq!(plan.flow_options.first_user_index, 4);
-        assert!(plan.flow_options.loopback_sources);
-        assert_eq!(plan.test_plan(), "3,2s;3,6s;0,0s");
-        assert_eq!(manager_url("::1", 5115), "ws://[::1]:5115/");
-        assert_eq!(manager_url("manager", 5115), "ws://manager:5115/");
+    fn states_travel_as_locust_names_them() {
+        for state in [
+            WorkerState::Ready,
+            WorkerState::Spawning,
+            WorkerState::Running,
+            WorkerState::Stopped,
+        ] {
+            assert_eq!(state_of(state_code(state)), state);
+        }
+        let mut usage = Usage::now();
+        let (cpu, memory) = usage.sample();
+        assert!(cpu >= 0.0);
+        assert!(memory > 0, "this process has resident memory");
     }
 }

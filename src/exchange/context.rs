@@ -11,7 +11,7 @@ use std::time::Duration;
 use url::Url;
 
 /// How the WebSocket user behaves.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct WsOptions {
     /// Send the access token as `?token=` (true) or as an `Authorization` header.
     pub token_in_query: bool,
@@ -41,7 +41,7 @@ impl Default for WsOptions {
 }
 
 /// Options of the user flows that the command line sets.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct FlowOptions {
     /// Leave the accounts the run created in place at the end.
     pub keep_accounts: bool,

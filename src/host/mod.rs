@@ -40,9 +40,10 @@ impl Host {
             Some(host) => (host.clone(), None),
             None => {
                 let server = BuiltinServer::start(&plan.builtin_args).await?;
-                println!(
+                outln!(
                     "No --host given: testing the built-in reference server at {} (pid {}).",
-                    server.url, server.pid
+                    server.url,
+                    server.pid
                 );
                 (server.url.clone(), Some(server))
             }

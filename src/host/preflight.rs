@@ -15,7 +15,7 @@ pub async fn preflight(host: &Url, tls: &TlsOptions) -> Result<(), HostError> {
     match client.get(&url).send().await {
         Ok(r) if r.status() == reqwest::StatusCode::OK => Ok(()),
         Ok(r) => {
-            eprintln!(
+            errln!(
                 "warning: pre-flight GET {url} answered {} (expected 200); the run goes on",
                 r.status()
             );

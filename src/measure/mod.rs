@@ -18,8 +18,8 @@ pub use merge::{MergeError, merge};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// What a recorded operation is: judged apart, HTTP against the HTTP targets and
@@ -350,6 +350,17 @@ pub struct MeasuredRun {
 }
 
 impl MeasuredRun {
+    /// "28 requests (19 HTTP, 9 WebSocket)": the count a worker reports, split by kind so
+    /// that it can be checked against the summary's HTTP total.
+    pub fn request_count(&self) -> String {
+        let all: u64 = self.requests.iter().map(|r| r.total()).sum();
+        format!(
+            "{all} requests ({} HTTP, {} WebSocket)",
+            self.combined(RequestKind::Http).total(),
+            self.combined(RequestKind::WebSocket).total()
+        )
+    }
+
     /// All requests of one kind together.
     pub fn combined(&self, kind: RequestKind) -> RequestStats {
         let mut all = RequestStats::default();
@@ -406,6 +417,10 @@ pub struct LiveCounters {
     pub in_flight: AtomicU64,
 }
 
+/// Something that sees every request as the ledger records it (a distributed worker's
+/// live statistics for its master).
+pub type RequestTap = Box<dyn Fn(&Observation<'_>) + Send + Sync>;
+
 /// The run's collector: every request, authentication and WebSocket event reports here.
 /// Cheap on the request path: one short lock and a few counter updates.
 pub struct Ledger {
@@ -418,6 +433,7 @@ pub struct Ledger {
     origin_nanos: AtomicU64,
     state: Mutex<LedgerState>,
     pub live: LiveCounters,
+    tap: OnceLock<RequestTap>,
 }
 
 /// What [`Ledger::record`] needs to know about one request.
@@ -445,7 +461,14 @@ impl Ledger {
             origin_nanos: AtomicU64::new(0),
             state: Mutex::new(LedgerState::default()),
             live: LiveCounters::default(),
+            tap: OnceLock::new(),
         }
+    }
+
+    /// Shows every request recorded from now on to `tap` as well; a ledger has one tap
+    /// (a second is refused and returned).
+    pub fn set_tap(&self, tap: RequestTap) -> Result<(), RequestTap> {
+        self.tap.set(tap)
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -464,6 +487,9 @@ impl Ledger {
     }
 
     pub fn record(&self, obs: &Observation<'_>) {
+        if let Some(tap) = self.tap.get() {
+            tap(obs);
+        }
         match obs.kind {
             RequestKind::Http => self.live.requests.fetch_add(1, Ordering::Relaxed),
             RequestKind::WebSocket => self.live.ws_operations.fetch_add(1, Ordering::Relaxed),

@@ -9,6 +9,7 @@ use crate::presets::{self, PresetChecks};
 use crate::transport::{TlsOptions, is_loopback_host};
 use crate::user_classes::{Selection, TagFilter, UserClass};
 use crate::verdict::{RunFacts, Targets};
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 use url::Url;
@@ -43,7 +44,10 @@ const OWNED_GOOSE_OPTIONS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Everything a run needs, resolved.
+/// Everything a run needs, resolved. It travels whole to the workers of a distributed
+/// run (serialised), so a new option reaches them with no further edit; the user classes
+/// do not travel: a worker selects its own with [`Plan::select`].
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Plan {
     pub scenario: String,
     /// The checks the scenario's preset adds to every run's (none for `custom`).
@@ -52,7 +56,11 @@ pub struct Plan {
     pub spawn_rate: f64,
     pub duration: Duration,
     pub filter: TagFilter,
+    /// The classes this process runs (after the tag filter): not serialised.
+    #[serde(skip)]
     pub selection: Selection,
+    /// `--no-wait`: the classes run without waits between tasks.
+    pub no_wait: bool,
     /// `None`: start the built-in reference server.
     pub host: Option<Url>,
     pub builtin_args: Vec<String>,
@@ -85,7 +93,7 @@ pub struct Plan {
 
 /// The run's dashboard (`--web`): on a port checked free before any traffic, with a token
 /// of its own for control.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Web {
     /// The port it listens on (a free one when `--web-port 0`).
     pub port: u16,
@@ -120,7 +128,7 @@ impl Web {
 
 /// When `--abort-on-fail` stops a run: a figure worse than `factor` times its target, once
 /// `min_requests` requests were judged and `min_elapsed` has passed.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct AbortRule {
     pub factor: f64,
     pub min_requests: u64,
@@ -178,27 +186,8 @@ impl Plan {
         // The banner keeps the asked rate; the note says what the run really does.
         warnings.extend(limits::effective_spawn_rate(users, spawn_rate, duration).1);
 
-        let mut include = split_list(args.tags.as_deref());
-        if let (true, Some(p)) = (include.is_empty(), preset) {
-            include = p.tags.iter().map(|t| t.to_string()).collect();
-        }
-        let filter = TagFilter {
-            include,
-            exclude: split_list(args.exclude_tags.as_deref()),
-        };
-        filter.check_known(&classes).map_err(ConfigError)?;
-        let mut classes = classes;
-        if args.no_wait {
-            for class in &mut classes {
-                class.wait = (Duration::ZERO, Duration::ZERO);
-            }
-        }
-        let selection = Selection::new(classes, &filter);
-        if selection.classes.is_empty() {
-            return Err(ConfigError::new(
-                "the tag filter leaves no task to run: loosen --tags or --exclude-tags",
-            ));
-        }
+        let filter = tag_filter(preset, args.tags.as_deref(), args.exclude_tags.as_deref());
+        let selection = select(classes, &filter, args.no_wait)?;
 
         let host = args.host.as_deref().map(parse_host).transpose()?;
         let memory_url = args
@@ -340,6 +329,7 @@ impl Plan {
             duration,
             filter,
             selection,
+            no_wait: args.no_wait,
             host,
             builtin_args,
             web: if args.web {
@@ -368,6 +358,13 @@ impl Plan {
             targets,
             goose_args: args.goose_args.clone(),
         })
+    }
+
+    /// Selects this process's own `classes` the way the plan's were (tag filter,
+    /// `--no-wait`): what a worker does with the plan it received.
+    pub fn select(&mut self, classes: Vec<UserClass>) -> Result<(), ConfigError> {
+        self.selection = select(classes, &self.filter, self.no_wait)?;
+        Ok(())
     }
 
     /// How long the users take to start at the spawn rate, within the run's duration.
@@ -491,6 +488,44 @@ fn reaches_over_ipv4_loopback(url: &Url) -> bool {
                 && addresses.iter().all(|a| a.ip().is_loopback())
         }
     }
+}
+
+/// The tag filter of `--tags` and `--exclude-tags` (comma-separated): without `--tags`, the
+/// preset's tags.
+pub fn tag_filter(
+    preset: Option<&presets::Preset>,
+    tags: Option<&str>,
+    exclude_tags: Option<&str>,
+) -> TagFilter {
+    let mut include = split_list(tags);
+    if let (true, Some(p)) = (include.is_empty(), preset) {
+        include = p.tags.iter().map(|t| t.to_string()).collect();
+    }
+    TagFilter {
+        include,
+        exclude: split_list(exclude_tags),
+    }
+}
+
+/// The classes a run spawns: the tag filter applied, waits removed for `--no-wait`.
+fn select(
+    mut classes: Vec<UserClass>,
+    filter: &TagFilter,
+    no_wait: bool,
+) -> Result<Selection, ConfigError> {
+    filter.check_known(&classes).map_err(ConfigError)?;
+    if no_wait {
+        for class in &mut classes {
+            class.wait = (Duration::ZERO, Duration::ZERO);
+        }
+    }
+    let selection = Selection::new(classes, filter);
+    if selection.classes.is_empty() {
+        return Err(ConfigError::new(
+            "the tag filter leaves no task to run: loosen --tags or --exclude-tags",
+        ));
+    }
+    Ok(selection)
 }
 
 /// Goose's errors say "invalid option" at the top and what was wrong inside.

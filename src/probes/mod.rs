@@ -297,7 +297,7 @@ impl BesideRun {
     pub async fn report(self) -> Option<ProbeReport> {
         self.0?
             .await
-            .inspect_err(|e| eprintln!("warning: the security probes failed: {e}"))
+            .inspect_err(|e| errln!("warning: the security probes failed: {e}"))
             .ok()
     }
 }

@@ -142,7 +142,7 @@ impl IntoResponse for ApiError {
             )
                 .into_response(),
             Self::Internal(cause) => {
-                eprintln!("lva-target: internal error: {cause}");
+                errln!("lva-target: internal error: {cause}");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     Json(json!({ "detail": "Internal server error" })),
@@ -150,7 +150,7 @@ impl IntoResponse for ApiError {
                     .into_response()
             }
             Self::Unhandled(cause) => {
-                eprintln!("lva-target: unhandled error: {cause}");
+                errln!("lva-target: unhandled error: {cause}");
                 let mut res = (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

@@ -107,7 +107,7 @@ pub(crate) fn spawn_export_job(state: Shared, export: ExportRow, delay: std::tim
             })
             .await;
         if let Err(e) = result {
-            eprintln!("lva-target: export {id} failed: {e:?}");
+            errln!("lva-target: export {id} failed: {e:?}");
             let _ = state
                 .db
                 .call(move |conn| {

@@ -142,8 +142,8 @@ impl ServerHandle {
         let _ = self.stop.send(true);
         if let Some(task) = self.task.take() {
             match task.await {
-                Ok(Err(e)) => eprintln!("lva-target: server error: {e}"),
-                Err(e) => eprintln!("lva-target: server task failed: {e}"),
+                Ok(Err(e)) => errln!("lva-target: server error: {e}"),
+                Err(e) => errln!("lva-target: server task failed: {e}"),
                 Ok(Ok(())) => {}
             }
         }
@@ -359,7 +359,7 @@ pub async fn main(args: ServerArgs) -> Exit {
     match result {
         Ok(()) => Exit::Passed,
         Err(e) => {
-            eprintln!("lva-target: {e}");
+            errln!("lva-target: {e}");
             Exit::Config
         }
     }

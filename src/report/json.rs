@@ -492,6 +492,6 @@ pub(crate) mod tests {
             &Provenance::default(),
         )
         .expect("json");
-        println!("{}", String::from_utf8_lossy(&bytes));
+        outln!("{}", String::from_utf8_lossy(&bytes));
     }
 }

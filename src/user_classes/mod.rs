@@ -135,7 +135,7 @@ pub fn builtin_classes() -> Vec<UserClass> {
 
 /// Locust-style tag filter: keep tasks with any included tag, drop tasks with any
 /// excluded tag. On-start and on-stop work is always kept.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TagFilter {
     /// `--tags`: when not empty, a task needs one of these.
     pub include: Vec<String>,
@@ -176,6 +176,7 @@ pub fn known_tags(classes: &[UserClass]) -> BTreeSet<&'static str> {
 }
 
 /// The classes a run spawns, each with the tasks the filter kept.
+#[derive(Clone, Default)]
 pub struct Selection {
     /// The classes spawned, each with only its kept tasks.
     pub classes: Vec<UserClass>,
@@ -247,53 +248,83 @@ impl Selection {
     }
 }
 
-/// A user's start: counted as launched, its class's on-start work, then counted as started
-/// unless that work stopped it (a refusal, counted with its reason by the work itself).
-fn start_transaction(class: &UserClass, ctx: &Arc<RunContext>) -> Transaction {
-    let (ctx, name) = (ctx.clone(), class.name);
-    let hook = class.on_start.as_ref().map(|h| h.run);
-    let function: TransactionFunction = Arc::new(move |user: &mut GooseUser| {
-        let ctx = ctx.clone();
-        Box::pin(async move {
-            ctx.ledger.user_started(name);
-            let result = match hook {
-                Some(run) => run(user, ctx.clone()).await,
-                None => Ok(()),
-            };
-            if !is_stopped(user) {
-                if let Some(s) = session_mut(user) {
-                    s.ready = true;
-                }
-                ctx.ledger.user_ready(name);
+/// A user's start, as every user of every class starts (under Goose, and on a distributed
+/// worker): counted as launched, its class's on-start work, then counted as started unless
+/// that work stopped it (a refusal, counted with its reason by the work itself).
+pub fn begin_user<'a>(
+    class: &'a UserClass,
+    user: &'a mut GooseUser,
+    ctx: Arc<RunContext>,
+) -> TaskFuture<'a> {
+    Box::pin(async move {
+        ctx.ledger.user_started(class.name);
+        let result = match &class.on_start {
+            Some(hook) => (hook.run)(user, ctx.clone()).await,
+            None => Ok(()),
+        };
+        if !is_stopped(user) {
+            if let Some(s) = session_mut(user) {
+                s.ready = true;
             }
-            result
-        })
-    });
+            ctx.ledger.user_ready(class.name);
+        }
+        result
+    })
+}
+
+/// A user's end, as every user ends: its class's on-stop work (whatever its state), then
+/// counted as done.
+pub fn end_user<'a>(
+    class: &'a UserClass,
+    user: &'a mut GooseUser,
+    ctx: Arc<RunContext>,
+) -> TaskFuture<'a> {
+    Box::pin(async move {
+        let result = match &class.on_stop {
+            Some(hook) => (hook.run)(user, ctx.clone()).await,
+            None => Ok(()),
+        };
+        ctx.ledger.user_done();
+        result
+    })
+}
+
+fn start_transaction(class: &UserClass, ctx: &Arc<RunContext>) -> Transaction {
+    let (ctx, class) = (ctx.clone(), Arc::new(class.clone()));
     let label = class.on_start.as_ref().map_or("on_start", |h| h.name);
-    Transaction::new(function).set_name(label)
-}
-
-/// A user's end: its class's on-stop work (whatever its state), then counted as done.
-fn stop_transaction(class: &UserClass, ctx: &Arc<RunContext>) -> Transaction {
-    let ctx = ctx.clone();
-    let hook = class.on_stop.as_ref().map(|h| h.run);
     let function: TransactionFunction = Arc::new(move |user: &mut GooseUser| {
-        let ctx = ctx.clone();
-        Box::pin(async move {
-            let result = match hook {
-                Some(run) => run(user, ctx.clone()).await,
-                None => Ok(()),
-            };
-            ctx.ledger.user_done();
-            result
-        })
+        let (ctx, class) = (ctx.clone(), class.clone());
+        Box::pin(async move { begin_user(&class, user, ctx).await })
     });
-    let label = class.on_stop.as_ref().map_or("on_stop", |h| h.name);
     Transaction::new(function).set_name(label)
 }
 
-/// A task runs only for a user that has not stopped; a stopped user idles instead. With
-/// `wait` (min, max), the task then waits as Goose would have between two tasks.
+fn stop_transaction(class: &UserClass, ctx: &Arc<RunContext>) -> Transaction {
+    let (ctx, class) = (ctx.clone(), Arc::new(class.clone()));
+    let label = class.on_stop.as_ref().map_or("on_stop", |h| h.name);
+    let function: TransactionFunction = Arc::new(move |user: &mut GooseUser| {
+        let (ctx, class) = (ctx.clone(), class.clone());
+        Box::pin(async move { end_user(&class, user, ctx).await })
+    });
+    Transaction::new(function).set_name(label)
+}
+
+/// Runs a task's body as every class runs it: only for a user that has not stopped; a
+/// stopped user idles instead. Goose's transactions and a distributed worker's users both
+/// run their tasks through this.
+pub fn run_task(run: TaskFn, user: &mut GooseUser, ctx: Arc<RunContext>) -> TaskFuture<'_> {
+    Box::pin(async move {
+        if is_stopped(user) {
+            ctx.idle(STOPPED_USER_IDLE).await;
+            return Ok(());
+        }
+        run(user, ctx).await
+    })
+}
+
+/// A task as Goose runs it: [`run_task`], then, with `wait` (min, max), the wait Goose
+/// would have made between two tasks, with one timer. While the run stops, a waiting
+/// class's user pauses instead of starting a task.
 fn task_transaction(
     task: &Task,
     ctx: &Arc<RunContext>,
@@ -307,12 +338,10 @@ fn task_transaction(
                 tokio::time::sleep(STOPPING_USER_PAUSE).await;
                 return Ok(());
             }
-            if is_stopped(user) {
-                ctx.idle(STOPPED_USER_IDLE).await;
-                return Ok(());
-            }
-            let result = run(user, ctx.clone()).await;
-            if let Some((min, max)) = wait {
+            // A stopped user idles in run_task; it has nothing to wait between.
+            let stopped = is_stopped(user);
+            let result = run_task(run, user, ctx.clone()).await;
+            if let (Some((min, max)), false) = (wait, stopped) {
                 ctx.wait_between_tasks(min, max).await;
             }
             result

@@ -232,6 +232,12 @@ pub fn check_tool_args(args: &[String], classes: Vec<UserClass>) -> Result<(), S
     match cli.command {
         Some(Command::Validate(v)) => v.targets.resolve().map(|_| ()).map_err(|e| e.to_string()),
         Some(Command::ReferenceServer(t)) => t.into_config().map(|_| ()).map_err(|e| e.to_string()),
+        Some(Command::LocustClasses(a)) => {
+            lva_loadtest::distributed::declare::declare(&a, &classes)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+        Some(Command::Merge(m)) => m.targets.resolve().map(|_| ()).map_err(|e| e.to_string()),
         None if cli.run.list_scenarios => Ok(()),
         None => Plan::resolve(&cli.run, classes)
             .map(|_| ())

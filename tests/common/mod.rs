@@ -264,6 +264,8 @@ impl Args {
     }
 }
 
+pub mod process;
+
 /// A plain HTTP file server (Python's `http.server`) on an ephemeral port of 127.0.0.1,
 /// serving an empty folder: HTML pages, 404 for every API path, 501 for POST. Stopped
 /// when dropped.
