@@ -208,13 +208,15 @@ if ((!scale_only)); then
   # imports and logins done) over a window, its CPU time from /proc and its requests from
   # the server's own count (/metrics), so neither's start-up or shutdown weighs in.
   cmp_users=50
-  ticks="$(getconf CLK_TCK)"
-  # reading PID: "cpu_seconds answers_so_far", nothing once PID has ended.
+  # reading PID: "cpu_seconds answers_so_far", nothing once PID has ended. The CPU time is
+  # the sum of the threads' scheduler run times (nanoseconds): /proc/PID/stat counts in
+  # 10 ms ticks, too coarse for a paced window (a few thousand requests at tens of µs each).
   reading() {
-    local stat answers
-    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 0
+    local cpu answers
+    cpu="$(cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {if (NR) printf "%.9f", s / 1e9}')"
+    [[ -n "$cpu" ]] || return 0
     answers="$(curl -fsS "$host/metrics" | awk '/^lva_http_requests_total/ {s += $NF} END {print s + 0}')" || return 0
-    awk -v a="$answers" -v hz="$ticks" '{sub(/.*\) /, ""); if ($1 != "Z") print ($12 + $13) / hz, a}' <<<"$stat"
+    echo "$cpu $answers"
   }
   # window_run ROW I WINDOW CMD...: one run of a generator; appends requests/s and CPU µs
   # per request over its window to $work/ROW.rps and .cpu.
