@@ -101,7 +101,8 @@ pub(super) fn check(run: &MeasuredRun, t: &Targets) -> Check {
                 "too few samples after the {} warm-up ({} over {}; a fit needs {MIN_SAMPLES} over {}s)",
                 fmt_secs(m.warmup_secs),
                 m.fitted_samples,
-                fmt_secs(m.fitted_span_secs),
+                // Rounded down: a 9.96 s span shown as "10s" would read as enough.
+                fmt_secs((m.fitted_span_secs * 10.0).floor() / 10.0),
                 MIN_SPAN_SECS
             ),
         )
