@@ -25,6 +25,8 @@ pub struct MemorySummary {
     pub start_mib: f64,
     pub end_mib: f64,
     pub peak_mib: f64,
+    /// From the first fitted sample to the last.
+    pub fitted_span_secs: f64,
     /// `None` when too few samples remain after the warm-up.
     pub slope_mib_per_min: Option<f64>,
 }
@@ -57,6 +59,7 @@ pub fn memory_summary(run: &MeasuredRun, t: &Targets) -> Option<MemorySummary> {
         samples: samples.len(),
         warmup_secs,
         fitted_samples: fitted.len(),
+        fitted_span_secs: span,
         first_mib: first.rss_bytes as f64 / MIB,
         start_mib: fitted.first().map_or(0.0, |s| s.rss_bytes as f64 / MIB),
         end_mib: last.rss_bytes as f64 / MIB,
@@ -95,9 +98,11 @@ pub(super) fn check(run: &MeasuredRun, t: &Targets) -> Check {
             label,
             target,
             format!(
-                "too few samples after the {} warm-up ({}; a fit needs {MIN_SAMPLES} over {}s)",
+                "too few samples after the {} warm-up ({} over {}; a fit needs {MIN_SAMPLES} over {}s)",
                 fmt_secs(m.warmup_secs),
                 m.fitted_samples,
+                // Rounded down: a 9.96 s span shown as "10s" would read as enough.
+                fmt_secs((m.fitted_span_secs * 10.0).floor() / 10.0),
                 MIN_SPAN_SECS
             ),
         )
