@@ -376,6 +376,19 @@ fn a_stop_from_the_masters_web_api_stops_the_workers() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{web_port}");
+    // Locust's web UI may come up after its workers are connected: wait until it listens.
+    let listening = Instant::now() + Duration::from_secs(30);
+    while runtime
+        .block_on(client.get(format!("{base}/stats/requests")).send())
+        .is_err()
+    {
+        assert!(
+            Instant::now() < listening,
+            "the web UI never listened\n{}",
+            master.proc.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     web(
         &runtime,
         client.post(format!("{base}/swarm")).form(&[

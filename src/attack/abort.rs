@@ -42,3 +42,90 @@ pub(super) fn clearly_missed(
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::{Observation, Outcome, RequestKind};
+    use std::time::{Duration, Instant};
+
+    fn rule(min_requests: u64) -> AbortRule {
+        AbortRule {
+            factor: 2.0,
+            min_requests,
+            min_elapsed: Duration::ZERO,
+        }
+    }
+
+    /// `n` health checks taking `ms`, every `fail_every`-th failing (0: none fails).
+    fn ledger_with(n: u64, ms: u64, fail_every: u64) -> Ledger {
+        let ledger = Ledger::new(Duration::from_secs(10));
+        for i in 0..n {
+            let outcome = if fail_every > 0 && i % fail_every == 0 {
+                Outcome::Failure("HTTP 500".into())
+            } else {
+                Outcome::Success
+            };
+            ledger.record(&Observation {
+                kind: RequestKind::Http,
+                method: "GET",
+                name: "/health",
+                user_class: "AuthenticatedUser",
+                started: Instant::now(),
+                duration: Duration::from_millis(ms),
+                status: Some(if outcome.is_failure() { 500 } else { 200 }),
+                outcome: &outcome,
+                bytes: 10,
+            });
+        }
+        ledger
+    }
+
+    #[test]
+    fn half_the_answers_failing_stops_the_run_with_its_error_rate() {
+        let reason = clearly_missed(&ledger_with(40, 5, 2), &rule(20), &Targets::default());
+        let reason = reason.expect("an error rate of 50% is clearly missed");
+        assert!(
+            reason.starts_with("error rate 50.00% is more than 2x"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_slow_p95_stops_the_run_with_its_p95() {
+        let reason = clearly_missed(&ledger_with(40, 1500, 0), &rule(20), &Targets::default());
+        let reason = reason.expect("a P95 of 1500 ms is clearly missed");
+        assert!(
+            reason.starts_with("P95 1500 ms is more than 2x"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_healthy_run_a_young_run_and_a_few_failures_are_never_stopped() {
+        let targets = Targets::default();
+        assert_eq!(
+            clearly_missed(&ledger_with(40, 5, 0), &rule(20), &targets),
+            None
+        );
+        // Too few judged requests yet.
+        assert_eq!(
+            clearly_missed(&ledger_with(10, 5, 2), &rule(20), &targets),
+            None
+        );
+        // Too early.
+        let young = AbortRule {
+            min_elapsed: Duration::from_secs(3600),
+            ..rule(1)
+        };
+        assert_eq!(
+            clearly_missed(&ledger_with(40, 1500, 2), &young, &targets),
+            None
+        );
+        // A high rate made of fewer than MIN_FAILURES failures.
+        assert_eq!(
+            clearly_missed(&ledger_with(8, 5, 2), &rule(1), &targets),
+            None
+        );
+    }
+}
