@@ -77,15 +77,34 @@ fn process_gone(pid: u32, within: Duration) -> bool {
     false
 }
 
-fn temp_databases_of(pid: u32) -> Vec<PathBuf> {
-    files(&std::env::temp_dir())
-        .into_iter()
-        .filter(|p| {
-            p.file_name().is_some_and(|n| {
-                n.to_string_lossy()
-                    .starts_with(&format!("lva-target-{pid}."))
-            })
-        })
+/// The built-in server's temporary database, from its command line (`--db PATH`); it must
+/// exist while the server runs.
+fn database_of(server: u32) -> PathBuf {
+    let cmdline = std::fs::read(format!("/proc/{server}/cmdline")).expect("server's cmdline");
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let db = args
+        .iter()
+        .position(|a| a == "--db")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("no --db in {args:?}"));
+    assert!(
+        db.exists(),
+        "{} missing while the server runs",
+        db.display()
+    );
+    db
+}
+
+/// The database and its journal files still on disk.
+fn left_behind(db: &Path) -> Vec<PathBuf> {
+    ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| PathBuf::from(format!("{}{suffix}", db.display())))
+        .filter(|p| p.exists())
         .collect()
 }
 
@@ -101,6 +120,7 @@ fn stopped_by(signal: i32, name: &str) {
         dir.path(),
     );
     let server = builtin_pid(&run);
+    let db = database_of(server);
     run.wait_for("users 10", Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(1));
     run.signal(signal);
@@ -157,11 +177,7 @@ fn stopped_by(signal: i32, name: &str) {
         process_gone(server, Duration::from_secs(5)),
         "server {server} left running"
     );
-    assert!(
-        temp_databases_of(server).is_empty(),
-        "{:?}",
-        temp_databases_of(server)
-    );
+    assert!(left_behind(&db).is_empty(), "{:?}", left_behind(&db));
 }
 
 #[test]
@@ -184,17 +200,14 @@ fn the_built_in_server_never_outlives_a_killed_tool() {
         dir.path(),
     );
     let server = builtin_pid(&run);
+    let db = database_of(server);
     run.wait_for("users 2", Duration::from_secs(30));
     run.signal(libc::SIGKILL);
     assert!(
         process_gone(server, Duration::from_secs(5)),
         "server {server} outlived the tool"
     );
-    assert!(
-        temp_databases_of(server).is_empty(),
-        "{:?}",
-        temp_databases_of(server)
-    );
+    assert!(left_behind(&db).is_empty(), "{:?}", left_behind(&db));
 }
 
 /// Every user refused at its start (a one-request auth budget shared by all): the stopped
