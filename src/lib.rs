@@ -38,7 +38,7 @@
 //! task).
 //!
 //! A program adds its own classes and keeps the whole tool (presets, flags, targets,
-//! reports, exit codes) with [`app::main_with_classes`]; `examples/custom_user.rs` is a
+//! reports, exit codes) with [`app::run`]; `examples/custom_user.rs` is a
 //! complete one. In short:
 //!
 //! ```no_run
@@ -76,12 +76,11 @@
 //!     Ok(())
 //! }
 //!
-//! #[tokio::main]
-//! async fn main() {
+//! fn main() {
 //!     let mut classes = lva_loadtest::user_classes::builtin_classes();
 //!     classes.push(health_watcher());
 //!     let args = std::env::args().collect();
-//!     let exit = lva_loadtest::app::main_with_classes(args, classes).await;
+//!     let exit = lva_loadtest::app::run(args, classes);
 //!     std::process::exit(exit.code());
 //! }
 //! ```
