@@ -348,7 +348,15 @@ impl DealerTask {
                 _ = tokio::time::sleep_until(deadline), if closing.is_some() => {}
             }
         }
-        if let Some(Connection { backend, .. }) = connection {
+        if let Some(Connection {
+            send,
+            recv,
+            events,
+            backend,
+        }) = connection
+        {
+            // Dropping the socket's halves closes it: its connection writes what it holds.
+            drop((send, recv, events));
             flushed(backend, closing.unwrap_or_else(Instant::now)).await;
         }
     }
@@ -636,13 +644,17 @@ mod tests {
                 let dealer = Dealer::connect(&target, "w3_ghi").expect("dealer");
                 dealer.send(b"first".to_vec());
                 dealer.send(sent);
+                let start = Instant::now();
                 dealer.close().await;
-            });
+                start.elapsed()
+            })
         });
         assert_eq!(next_routed(&mut router).await.1, b"first");
         let (_, bytes) = next_routed(&mut router).await;
         assert!(bytes == big, "{} of {} bytes", bytes.len(), big.len());
-        worker.join().expect("the worker's thread");
+        // Done once its frames are written, not at the end of its linger.
+        let took = worker.join().expect("the worker's thread");
+        assert!(took < LINGER, "{took:?}");
         router.close().await;
     }
 
