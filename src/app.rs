@@ -10,7 +10,6 @@ use crate::host::Host;
 use crate::plan::Plan;
 use crate::presets;
 use crate::probes;
-use crate::reference_server;
 use crate::report::{self, RunOutputs};
 use crate::user_classes::{UserClass, builtin_classes};
 use clap::Parser;
@@ -61,9 +60,6 @@ pub async fn main_with_args(args: Vec<String>) -> Exit {
 /// [`builtin_classes`], its own, or both): the way to extend the load test without forking
 /// it. The command line, presets, tag filter, targets and reports are the tool's own; see
 /// `examples/custom_user.rs`.
-///
-/// The program must call this with its own command line, since the built-in reference
-/// server is started by running the program itself with `reference-server`.
 pub async fn main_with_classes(args: Vec<String>, classes: Vec<UserClass>) -> Exit {
     let relay = crate::console::relay_stdout();
     let exit = run_command(args, classes).await;
@@ -87,7 +83,6 @@ async fn run_command(args: Vec<String>, classes: Vec<UserClass>) -> Exit {
         }
     };
     match cli.command {
-        Some(Command::ReferenceServer(args)) => reference_server::main(args).await,
         Some(Command::Validate(args)) => validate_saved(&args),
         Some(Command::LocustClasses(args)) => {
             match distributed::declare::declare(&args, &classes) {

@@ -7,7 +7,8 @@
 //! [`verdict::judge`] turns that into a [`verdict::Verdict`], and [`report`] writes the
 //! summary and the files; [`conclude`] is that end of every run. [`app`] ties them into the
 //! tool's commands, and `main` turns the command's [`exit::Exit`] into the process's code.
-//! [`reference_server`] is the reference server the tool tests without `--host`. The map is
+//! Without `--host` the tool starts the reference server, the `lva-target` program of the
+//! workspace's `crates/lva-target`, beside it (see [`host`]). The map is
 //! `docs/ARCHITECTURE.md`.
 //!
 //! # User classes, tasks and tags
@@ -102,7 +103,6 @@ pub mod measure;
 pub mod plan;
 pub mod presets;
 pub mod probes;
-pub mod reference_server;
 pub mod report;
 pub mod transport;
 pub mod user_classes;

@@ -3,13 +3,11 @@
 //! starting its built-in reference server, with short runs. (The same workers under a
 //! stock Locust master: `tests/locust.rs`.)
 
-mod common;
-
-use common::process::{
+use crate::support::process::{
     Proc, assert_study_run, example_bin, logged_requests, master_and_workers_end, reference_server,
     serial,
 };
-use common::{Args, BIN};
+use crate::support::{Args, BIN};
 use lva_loadtest::measure::{Histogram, MeasuredRun};
 use serde_json::Value;
 use std::collections::BTreeMap;
