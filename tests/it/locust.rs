@@ -617,13 +617,13 @@ fn every_message_a_worker_sends_is_the_bytes_pythons_msgpack_writes() {
     let fingerprint = Fingerprint::of("0.1.0", &lva_loadtest::user_classes::builtin_classes());
     let frames: Vec<(String, Vec<u8>)> = vec![
         (
-            kind::CLIENT_READY.into(),
-            encode(kind::CLIENT_READY, &NO_LOCUST_VERSION, node),
+            Kind::ClientReady.as_str().into(),
+            encode(Kind::ClientReady, &NO_LOCUST_VERSION, node),
         ),
         (
-            kind::HEARTBEAT.into(),
+            Kind::Heartbeat.as_str().into(),
             encode(
-                kind::HEARTBEAT,
+                Kind::Heartbeat,
                 &Heartbeat {
                     state: WorkerState::Running,
                     current_cpu_usage: 12.5,
@@ -632,11 +632,14 @@ fn every_message_a_worker_sends_is_the_bytes_pythons_msgpack_writes() {
                 node,
             ),
         ),
-        (kind::SPAWNING.into(), encode_empty(kind::SPAWNING, node)),
         (
-            kind::SPAWNING_COMPLETE.into(),
+            Kind::Spawning.as_str().into(),
+            encode_empty(Kind::Spawning, node),
+        ),
+        (
+            Kind::SpawningComplete.as_str().into(),
             encode(
-                kind::SPAWNING_COMPLETE,
+                Kind::SpawningComplete,
                 &SpawningComplete {
                     user_classes_count: counts.clone(),
                     user_count: 3,
@@ -645,9 +648,9 @@ fn every_message_a_worker_sends_is_the_bytes_pythons_msgpack_writes() {
             ),
         ),
         (
-            kind::STATS.into(),
+            Kind::Stats.as_str().into(),
             encode(
-                kind::STATS,
+                Kind::Stats,
                 &Stats {
                     stats: report.entries,
                     stats_total: report.total,
@@ -659,14 +662,14 @@ fn every_message_a_worker_sends_is_the_bytes_pythons_msgpack_writes() {
             ),
         ),
         (
-            kind::CLIENT_STOPPED.into(),
-            encode_empty(kind::CLIENT_STOPPED, node),
+            Kind::ClientStopped.as_str().into(),
+            encode_empty(Kind::ClientStopped, node),
         ),
-        (kind::QUIT.into(), encode_empty(kind::QUIT, node)),
+        (Kind::Quit.as_str().into(), encode_empty(Kind::Quit, node)),
         (
-            kind::EXCEPTION.into(),
+            Kind::Exception.as_str().into(),
             encode(
-                kind::EXCEPTION,
+                Kind::Exception,
                 &Exception {
                     msg: "worker w1 cannot run: é".into(),
                     traceback: String::new(),
@@ -675,9 +678,9 @@ fn every_message_a_worker_sends_is_the_bytes_pythons_msgpack_writes() {
             ),
         ),
         (
-            kind::HELLO.into(),
+            Kind::Hello.as_str().into(),
             encode(
-                kind::HELLO,
+                Kind::Hello,
                 &Hello {
                     protocol_version: PROTOCOL_VERSION,
                     name: "w1".into(),
@@ -687,11 +690,11 @@ fn every_message_a_worker_sends_is_the_bytes_pythons_msgpack_writes() {
                 node,
             ),
         ),
-        (kind::READY.into(), encode_empty(kind::READY, node)),
+        (Kind::Ready.as_str().into(), encode_empty(Kind::Ready, node)),
         (
-            kind::FAILED.into(),
+            Kind::Failed.as_str().into(),
             encode(
-                kind::FAILED,
+                Kind::Failed,
                 &Reason {
                     reason: "x".repeat(300),
                 },
@@ -699,9 +702,9 @@ fn every_message_a_worker_sends_is_the_bytes_pythons_msgpack_writes() {
             ),
         ),
         (
-            kind::RUN.into(),
+            Kind::Run.as_str().into(),
             encode(
-                kind::RUN,
+                Kind::Run,
                 &RunMessage {
                     name: "w1".into(),
                     protocol_version: PROTOCOL_VERSION,
