@@ -71,17 +71,11 @@ impl Run {
     }
 
     fn metrics_path(&self) -> Option<PathBuf> {
-        std::fs::read_dir(self.dir.path().join("reports"))
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.to_string_lossy().ends_with("_metrics.json"))
+        crate::support::file_ending(&self.dir.path().join("reports"), "_metrics.json")
     }
 
     fn metrics(&self) -> Value {
-        let path = self
-            .metrics_path()
-            .unwrap_or_else(|| panic!("no metrics JSON\n{}", self.manager.output()));
-        serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("JSON")
+        crate::support::metrics_in(&self.dir.path().join("reports"), &self.manager.output())
     }
 }
 
@@ -135,10 +129,7 @@ fn worker_at(program: &Path, port: &str, name: &str, log: &Path, env: &[(&str, &
 
 /// A loopback port nothing listens on (it was free a moment ago).
 fn unused_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    crate::support::free_port()
 }
 
 fn health_only(users: u32, duration: &str) -> Args {

@@ -3,7 +3,7 @@
 //! dashboard's run. Real binaries, real signals, servers on loopback.
 
 use crate::support::process::Proc;
-use crate::support::{Args, BIN};
+use crate::support::{Args, BIN, file_ending};
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -29,23 +29,11 @@ fn start(program: impl AsRef<Path>, words: &[String], cwd: Option<&Path>) -> Pro
 }
 
 fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.sort();
-    files
-}
-
-fn file_ending(dir: &Path, suffix: &str) -> Option<PathBuf> {
-    files(dir)
-        .into_iter()
-        .find(|p| p.to_string_lossy().ends_with(suffix))
+    crate::support::files_in(dir)
 }
 
 fn metrics(dir: &Path) -> Value {
-    let path = file_ending(dir, "_metrics.json")
-        .unwrap_or_else(|| panic!("no metrics JSON among {:?}", files(dir)));
-    serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("JSON")
+    crate::support::metrics_in(dir, "")
 }
 
 /// The built-in server's pid, from the banner line.

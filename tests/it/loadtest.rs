@@ -1,81 +1,11 @@
 //! The load tester end to end: the real binary against its built-in reference server on
 //! 127.0.0.1, with short runs (seconds).
 
-use crate::support::{Args, BIN};
+use crate::support::{Args, BIN, Run, run};
 use lva_loadtest::user_classes::{Selection, TagFilter, builtin_classes};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    dir: tempfile::TempDir,
-}
-
-impl Run {
-    fn files(&self) -> Vec<PathBuf> {
-        let mut files: Vec<_> = std::fs::read_dir(self.dir.path())
-            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        files.sort();
-        files
-    }
-
-    fn file_ending(&self, suffix: &str) -> Option<PathBuf> {
-        self.files()
-            .into_iter()
-            .find(|p| p.to_string_lossy().ends_with(suffix))
-    }
-
-    /// The metrics JSON the run wrote.
-    fn metrics(&self) -> Value {
-        let path = self
-            .file_ending("_metrics.json")
-            .unwrap_or_else(|| panic!("no metrics JSON among {:?}\n{}", self.files(), self.stderr));
-        let text = std::fs::read_to_string(path).expect("read metrics");
-        serde_json::from_str(&text).expect("metrics JSON parses")
-    }
-
-    /// Request key → the measured row.
-    fn request(&self, key: &str) -> Option<Value> {
-        crate::support::request_row(&self.metrics(), key)
-    }
-
-    fn keys(&self) -> Vec<String> {
-        self.metrics()["measured"]["requests"]
-            .as_array()
-            .map(|rows| {
-                rows.iter()
-                    .map(|r| {
-                        format!(
-                            "{} {}",
-                            r["method"].as_str().unwrap_or(""),
-                            r["name"].as_str().unwrap_or("")
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-fn run(args: &Args) -> Run {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let output: Output = Command::new(BIN)
-        .arg("--output")
-        .arg(dir.path())
-        .args(args.words())
-        .output()
-        .expect("run lva-loadtest");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        dir,
-    }
-}
+use std::path::Path;
+use std::process::Command;
 
 fn count(row: &Option<Value>, field: &str) -> u64 {
     row.as_ref().and_then(|r| r[field].as_u64()).unwrap_or(0)

@@ -4,6 +4,7 @@
 //! on 127.0.0.1. And the bytes of every message a worker sends, read and written again by
 //! Python's msgpack.
 
+use crate::support::free_port;
 use crate::support::process::{
     Proc, assert_study_run, example_bin, logged_requests, master_and_workers_end, python_tools,
     reference_server, serial,
@@ -16,19 +17,11 @@ use lva_loadtest::measure::{
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TOOL: &str = env!("CARGO_BIN_EXE_lva-loadtest");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// A Locust master with the shipped master file, its CSV files and the exact runs in a
 /// temporary folder; `tool` is the program it declares the classes of.
@@ -123,14 +116,7 @@ impl Master {
     }
 
     fn metrics(&self) -> Value {
-        let path = std::fs::read_dir(self.dir.path().join("reports"))
-            .ok()
-            .and_then(|d| {
-                d.filter_map(|e| e.ok().map(|e| e.path()))
-                    .find(|p| p.to_string_lossy().ends_with("_metrics.json"))
-            })
-            .unwrap_or_else(|| panic!("no metrics JSON\n{}", self.proc.output()));
-        serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("JSON")
+        crate::support::metrics_in(&self.dir.path().join("reports"), &self.proc.output())
     }
 
     /// Locust's CSV of one kind (`stats`, `stats_history`) as rows of named columns.

@@ -4,9 +4,9 @@
 //! `validate` writes the same report for a saved run; Goose's own reports only on request.
 
 use crate::support::browser::Browser;
-use crate::support::{Args, BIN};
+use crate::support::{Args, BIN, run};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// Locust's `--csv-full-history` columns, as `locust/stats.py` (2.x) writes them.
@@ -36,59 +36,6 @@ const LOCUST_HISTORY_COLUMNS: [&str; 24] = [
     "Total Max Response Time",
     "Total Average Content Size",
 ];
-
-struct Run {
-    code: i32,
-    stdout: String,
-    dir: tempfile::TempDir,
-}
-
-impl Run {
-    /// The file of this run whose name ends with `suffix`.
-    fn file(&self, suffix: &str) -> PathBuf {
-        std::fs::read_dir(self.dir.path())
-            .expect("output dir")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.to_string_lossy().ends_with(suffix))
-            .unwrap_or_else(|| panic!("no {suffix} file; the run printed:\n{}", self.stdout))
-    }
-
-    /// The tool's own HTML report (not Goose's, not one `validate` wrote).
-    fn report(&self) -> PathBuf {
-        std::fs::read_dir(self.dir.path())
-            .expect("output dir")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| {
-                let name = p.to_string_lossy();
-                name.ends_with(".html") && !name.contains("_goose") && !name.contains("_validated")
-            })
-            .unwrap_or_else(|| panic!("no HTML report; the run printed:\n{}", self.stdout))
-    }
-
-    fn metrics(&self) -> Value {
-        let text = std::fs::read_to_string(self.file("_metrics.json")).expect("read");
-        serde_json::from_str(&text).expect("metrics JSON")
-    }
-}
-
-fn run(args: &Args) -> Run {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let out = Command::new(BIN)
-        .arg("--output")
-        .arg(dir.path())
-        .args(args.words())
-        .output()
-        .expect("run lva-loadtest");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: format!(
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        dir,
-    }
-}
 
 fn file_url(path: &Path) -> String {
     format!("file://{}", path.display())
