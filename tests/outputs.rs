@@ -101,3 +101,86 @@ fn one_run_id_names_every_account_and_every_output() {
         );
     }
 }
+
+/// A few seconds of two users doing health checks.
+fn short_run() -> Args {
+    Args::custom(2, 2, "3s")
+        .tags("health")
+        .with(&["--no-probes"])
+}
+
+/// The files a run lists under "Reports:" on its console.
+fn listed_reports(stdout: &str) -> Vec<PathBuf> {
+    stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Reports:"))
+        .skip(1)
+        .map_while(|l| l.strip_prefix("  "))
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// `load_test_custom_20260304_050607_2_metrics.json` → `20260304_050607`.
+fn second_of(path: &Path) -> String {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    name.trim_start_matches("load_test_custom_")
+        .chars()
+        .take(15)
+        .collect()
+}
+
+/// Sleeps until just after the start of the next second, so that two runs started now
+/// name their files in the same second.
+fn sleep_to_next_second() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    std::thread::sleep(Duration::from_millis(
+        1000 - u64::from(now.subsec_millis()) + 20,
+    ));
+}
+
+/// Parallel CI jobs sharing a reports folder: two runs started in the same second both
+/// keep their files, under names the console prints; nothing of the names' claims is left.
+#[test]
+fn two_runs_started_in_the_same_second_keep_both_their_files() {
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().expect("dir");
+        let out = dir.path().join("shared");
+        sleep_to_next_second();
+        let mut first = tool(&short_run(), &out);
+        let mut second = tool(&short_run(), &out);
+        let codes = (
+            first.wait(Duration::from_secs(60)),
+            second.wait(Duration::from_secs(60)),
+        );
+        let outputs = format!("{}\n{}", first.output(), second.output());
+        assert_eq!(codes, (0, 0), "{outputs}");
+        let (a, b) = (
+            listed_reports(&first.stdout()),
+            listed_reports(&second.stdout()),
+        );
+        assert_eq!((a.len(), b.len()), (6, 6), "{outputs}");
+        if second_of(&a[0]) != second_of(&b[0]) {
+            // They straddled a second: try again.
+            continue;
+        }
+        assert!(
+            a.iter().all(|p| !b.contains(p)),
+            "{a:?} and {b:?}\n{outputs}"
+        );
+        let mut listed: Vec<PathBuf> = a.iter().chain(&b).cloned().collect();
+        listed.sort();
+        assert_eq!(files(&out), listed, "{outputs}");
+        for (run, reports) in [(&first, &a), (&second, &b)] {
+            let metrics = reports
+                .iter()
+                .find(|p| p.to_string_lossy().ends_with("_metrics.json"))
+                .expect("a metrics JSON");
+            let id = console_value(&run.stdout(), "Run id: ");
+            assert_eq!(json(metrics)["provenance"]["run_id"], id.as_str());
+        }
+        return;
+    }
+    panic!("three tries never started two runs in the same second");
+}

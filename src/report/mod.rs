@@ -3,8 +3,10 @@
 //! and places of every file (Goose's own reports included, when asked for).
 //!
 //! Files are named `load_test_{scenario}_{YYYYmmdd_HHMMSS}` plus a suffix, in the output
-//! directory, which [`RunOutputs::prepare`] creates and proves writable before the run. Every
-//! file is written whole or not at all ([`write_atomic`]).
+//! directory, which [`RunOutputs::prepare`] creates before the run; the name is claimed
+//! there exclusively (a hidden `.{stem}.claim` file, created only if absent, removed when
+//! the run ends), so that two runs started in the same second never share one. Every file is
+//! written whole or not at all ([`write_atomic`]).
 
 pub mod atomic;
 pub mod console;
@@ -57,14 +59,30 @@ pub enum ReportError {
     Encode { what: &'static str, reason: String },
 }
 
-/// Where a run's files go and what they are called.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a run's files go and what they are called. It holds the claim on its name (see
+/// [`RunOutputs::prepare_named`]) until it is dropped.
+#[derive(Debug)]
 pub struct RunOutputs {
     pub dir: PathBuf,
-    /// `load_test_{scenario}_{YYYYmmdd_HHMMSS}`, with `_2`, `_3`... when a run of the same
-    /// scenario already wrote files in the same second.
+    /// `load_test_{scenario}_{YYYYmmdd_HHMMSS}`, with `_2`, `_3`... when another run claimed
+    /// that name, or wrote files under it, first.
     pub stem: String,
+    /// The file that claims `stem` in `dir` while the run goes (removed when dropped).
+    claim: PathBuf,
 }
+
+/// The suffixes of every file a run may write under its stem.
+const SUFFIXES: [&str; 9] = [
+    ".html",
+    "_goose.html",
+    "_goose.json",
+    "_stats.csv",
+    "_stats_history.csv",
+    "_failures.csv",
+    "_metrics.json",
+    "_junit.xml",
+    "_findings.md",
+];
 
 /// A scenario name safe in a file name.
 fn file_safe(name: &str) -> String {
@@ -85,9 +103,42 @@ fn file_safe(name: &str) -> String {
     }
 }
 
+/// `dir/.{stem}.claim`: the file whose exclusive creation reserves `stem` in `dir`.
+fn claim_path(dir: &Path, stem: &str) -> PathBuf {
+    dir.join(format!(".{stem}.claim"))
+}
+
+/// Claims `stem` in `dir`: creates its claim file exclusively (another run holding it
+/// makes this fail with `AlreadyExists`), then makes sure no earlier run wrote files under
+/// it. `Ok(false)` when the name is taken either way.
+fn claim(dir: &Path, stem: &str) -> std::io::Result<bool> {
+    let path = claim_path(dir, stem);
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(mut file) => {
+            use std::io::Write;
+            // Who holds it, for whoever finds one a killed run left behind.
+            let _ = writeln!(file, "{}", std::process::id());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    // A finished run's claim is gone, its files are not: they keep the name taken.
+    let written = SUFFIXES
+        .iter()
+        .any(|suffix| dir.join(format!("{stem}{suffix}")).exists());
+    if written {
+        let _ = std::fs::remove_file(&path);
+    }
+    Ok(!written)
+}
+
 impl RunOutputs {
-    /// Creates `dir` if missing and proves it writable (writes and removes a probe file), so
-    /// an unusable directory is found before any traffic.
+    /// Creates `dir` if missing and claims the run's name in it (which proves it
+    /// writable), so an unusable directory is found before any traffic.
     pub fn prepare<Tz: TimeZone>(
         dir: &Path,
         scenario: &str,
@@ -104,32 +155,24 @@ impl RunOutputs {
         RunOutputs::prepare_named(dir, &base)
     }
 
-    /// Like [`RunOutputs::prepare`], for files named `base` plus their suffixes (`_2`, `_3`...
-    /// added when files of that name exist).
+    /// Like [`RunOutputs::prepare`], for files named `base` plus their suffixes. The name is
+    /// claimed exclusively: a run that finds `base` claimed by another (two runs started in
+    /// the same second into one folder) or used by an earlier one takes the next free of
+    /// `base_2`, `base_3`...
     pub fn prepare_named(dir: &Path, base: &str) -> Result<RunOutputs, ReportError> {
         std::fs::create_dir_all(dir).map_err(|source| ReportError::CreateDir {
             dir: dir.to_path_buf(),
             source,
         })?;
-        let base = base.to_string();
-        let mut outputs = RunOutputs {
-            dir: dir.to_path_buf(),
-            stem: base.clone(),
-        };
-        // Never overwrite an earlier run's files.
-        let mut n = 1;
-        while outputs.metrics_json_path().exists() || outputs.html_path().exists() {
-            n += 1;
-            outputs.stem = format!("{base}_{n}");
-        }
-        let probe = dir.join(format!(".{}.probe-{}", outputs.stem, std::process::id()));
-        let unwritable = |source| ReportError::Unwritable {
+        let stem = claim_free_stem(dir, base).map_err(|source| ReportError::Unwritable {
             dir: dir.to_path_buf(),
             source,
-        };
-        std::fs::write(&probe, b"probe").map_err(unwritable)?;
-        std::fs::remove_file(&probe).map_err(unwritable)?;
-        Ok(outputs)
+        })?;
+        Ok(RunOutputs {
+            dir: dir.to_path_buf(),
+            claim: claim_path(dir, &stem),
+            stem,
+        })
     }
 
     fn path(&self, suffix: &str) -> PathBuf {
@@ -231,6 +274,28 @@ impl RunOutputs {
             (self.html_path(), html::html_report(r).into_bytes()),
             (self.stats_history_csv_path(), history::history_csv(r.run)?),
         ])
+    }
+}
+
+impl Drop for RunOutputs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.claim);
+    }
+}
+
+/// The first of `base`, `base_2`, `base_3`... that this process can claim in `dir`.
+fn claim_free_stem(dir: &Path, base: &str) -> std::io::Result<String> {
+    let mut n = 1;
+    loop {
+        let stem = if n == 1 {
+            base.to_string()
+        } else {
+            format!("{base}_{n}")
+        };
+        if claim(dir, &stem)? {
+            return Ok(stem);
+        }
+        n += 1;
     }
 }
 
@@ -338,15 +403,38 @@ mod tests {
             out.html_path()
                 .ends_with("load_test_rate-limit_20260304_050607.html")
         );
-        assert_eq!(
-            std::fs::read_dir(&dir).expect("dir").count(),
-            0,
-            "probe removed"
-        );
+        let names = || -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(&dir)
+                .expect("dir")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(), [".load_test_rate-limit_20260304_050607.claim"]);
 
-        std::fs::write(out.metrics_json_path(), "{}").expect("write");
-        let again = RunOutputs::prepare(&dir, "rate-limit", now).expect("prepare");
-        assert_eq!(again.stem, "load_test_rate-limit_20260304_050607_2");
+        // Claimed by a run still going: the next free name.
+        let second = RunOutputs::prepare(&dir, "rate-limit", now).expect("prepare");
+        assert_eq!(second.stem, "load_test_rate-limit_20260304_050607_2");
+        // Written by a run that ended (its claim is gone): taken too.
+        std::fs::write(second.junit_xml_path(), "<x/>").expect("write");
+        drop(second);
+        drop(out);
+        let third = RunOutputs::prepare(&dir, "rate-limit", now).expect("prepare");
+        assert_eq!(third.stem, "load_test_rate-limit_20260304_050607");
+        std::fs::write(third.metrics_json_path(), "{}").expect("write");
+        drop(third);
+        let fourth = RunOutputs::prepare(&dir, "rate-limit", now).expect("prepare");
+        assert_eq!(fourth.stem, "load_test_rate-limit_20260304_050607_3");
+        drop(fourth);
+        assert_eq!(
+            names(),
+            [
+                "load_test_rate-limit_20260304_050607_2_junit.xml",
+                "load_test_rate-limit_20260304_050607_metrics.json",
+            ],
+            "no claim outlives its run"
+        );
         assert_eq!(file_safe("a/b c"), "a_b_c");
     }
 
