@@ -184,3 +184,148 @@ fn two_runs_started_in_the_same_second_keep_both_their_files() {
     }
     panic!("three tries never started two runs in the same second");
 }
+
+/// A run of a few seconds more, so that its folder can be taken away while it goes.
+fn longer_run() -> Args {
+    Args::custom(2, 2, "6s")
+        .tags("health")
+        .with(&["--no-probes"])
+}
+
+/// A run going (`longer_run`), its outputs in `reports` of a folder of its own and its
+/// `TMPDIR` another.
+struct Going {
+    dir: tempfile::TempDir,
+    out: PathBuf,
+    tmp: tempfile::TempDir,
+    run: Proc,
+}
+
+/// Starts `longer_run` and waits until it runs.
+fn going() -> Going {
+    let dir = tempfile::tempdir().expect("dir");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("reports");
+    let mut command = Command::new(BIN);
+    command
+        .arg("--output")
+        .arg(&out)
+        .args(longer_run().words())
+        .env("TMPDIR", tmp.path());
+    let run = Proc::launch("lva-loadtest", command);
+    run.wait_for_line("Run id: ", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    Going { dir, out, tmp, run }
+}
+
+/// The report folder removed during the run: the tool creates it again and writes every
+/// file there, says so, and the exit code is the verdict's.
+#[test]
+fn a_report_folder_removed_mid_run_is_created_again_with_every_file() {
+    let mut g = going();
+    std::fs::remove_dir_all(&g.out).expect("remove the folder");
+    assert_eq!(g.run.wait(Duration::from_secs(60)), 0, "{}", g.run.output());
+    assert!(
+        g.run
+            .stderr()
+            .contains("vanished during the run: created it again"),
+        "{}",
+        g.run.output()
+    );
+    let mut listed = listed_reports(&g.run.stdout());
+    listed.sort();
+    assert_eq!(listed.len(), 6, "{}", g.run.output());
+    assert_eq!(files(&g.out), listed, "{}", g.run.output());
+    assert!(files(g.tmp.path()).is_empty(), "{:?}", files(g.tmp.path()));
+}
+
+/// The report folder replaced by a file during the run: nothing can be written there, so
+/// the metrics JSON goes to the temporary folder under the run's id, the console names it
+/// with the `validate` command that re-creates the reports, and the run fails (its
+/// reports are not where CI looks). That command then gives the run's own verdict.
+#[test]
+fn a_report_folder_that_cannot_be_made_again_leaves_the_metrics_json_in_the_temp_folder() {
+    let Going {
+        dir,
+        out,
+        tmp,
+        mut run,
+    } = going();
+    std::fs::remove_dir_all(&out).expect("remove the folder");
+    std::fs::write(&out, "not a folder").expect("a file in its place");
+    assert_eq!(run.wait(Duration::from_secs(60)), 1, "{}", run.output());
+    let id = console_value(&run.stdout(), "Run id: ");
+    let saved = files(tmp.path());
+    assert_eq!(saved.len(), 1, "{saved:?}\n{}", run.output());
+    let fallback = &saved[0];
+    let name = fallback.file_name().unwrap_or_default().to_string_lossy();
+    assert!(
+        name.starts_with("load_test_custom_") && name.ends_with(&format!("_run-{id}_metrics.json")),
+        "{name}"
+    );
+    let err = run.stderr();
+    let command = format!("lva-loadtest validate {}", fallback.display());
+    assert!(err.contains(&command), "{}", run.output());
+    assert!(
+        run.stdout()
+            .contains("ALL TARGETS MET; 6 of 6 report files could not be written"),
+        "{}",
+        run.output()
+    );
+    assert_eq!(json(fallback)["provenance"]["run_id"], id.as_str());
+
+    let again = dir.path().join("again");
+    let validated = Command::new(BIN)
+        .arg("validate")
+        .arg(fallback)
+        .arg("--output")
+        .arg(&again)
+        .output()
+        .expect("validate");
+    assert_eq!(validated.status.code(), Some(0), "{validated:?}");
+    assert!(
+        files(&again)
+            .iter()
+            .any(|p| p.to_string_lossy().ends_with(".html"))
+    );
+}
+
+/// One file that cannot be written (a folder stands where the JUnit XML goes) loses no
+/// other: the five others are written and listed, the lost one is named, and the run fails
+/// (CI would miss its JUnit) with the reason on its result line.
+#[test]
+fn a_file_that_cannot_be_written_loses_no_other() {
+    let mut g = going();
+    // The run's name, from the claim it holds while it goes.
+    let claim = files(&g.out)
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with(".claim"))
+        .unwrap_or_else(|| panic!("no claim in {:?}", files(&g.out)));
+    let name = claim.file_name().unwrap_or_default().to_string_lossy();
+    let stem = name.trim_start_matches('.').trim_end_matches(".claim");
+    let junit = g.out.join(format!("{stem}_junit.xml"));
+    std::fs::create_dir(&junit).expect("a folder where the JUnit goes");
+    std::fs::write(junit.join("inside"), "x").expect("keep it non-empty");
+    assert_eq!(g.run.wait(Duration::from_secs(60)), 1, "{}", g.run.output());
+    let listed = listed_reports(&g.run.stdout());
+    assert_eq!(listed.len(), 5, "{}", g.run.output());
+    assert!(listed.iter().all(|p| p.is_file()), "{listed:?}");
+    assert!(!listed.contains(&junit), "{listed:?}");
+    assert!(
+        g.run
+            .stderr()
+            .contains(&format!("error: cannot write {}", junit.display())),
+        "{}",
+        g.run.output()
+    );
+    assert!(
+        g.run
+            .stdout()
+            .contains("ALL TARGETS MET; 1 of 6 report files could not be written (exit code 1)"),
+        "{}",
+        g.run.output()
+    );
+    // Nothing `validate` could make again was lost: it is not offered.
+    assert!(!g.run.stderr().contains("validate"), "{}", g.run.output());
+    assert!(files(g.tmp.path()).is_empty(), "{:?}", files(g.tmp.path()));
+}

@@ -49,12 +49,6 @@ pub enum ReportError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot write {}: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("cannot encode the {what}: {reason}")]
     Encode { what: &'static str, reason: String },
 }
@@ -223,8 +217,12 @@ impl RunOutputs {
 
     /// Writes every file of the run: the HTML report, the stats, history and failures CSV,
     /// the metrics JSON, the JUnit XML (the verdict's suite, and the probes' when they ran)
-    /// and the findings; returns their paths.
-    pub fn write_all(&self, r: &RunReport<'_>) -> Result<Vec<PathBuf>, ReportError> {
+    /// and the findings. A folder that vanished during the run is created again, each file
+    /// is written on its own (one that fails loses no other), and a metrics JSON that cannot
+    /// go into the folder goes to the system's temporary folder instead
+    /// ([`Written::fallback`]). Only an encoding error is an `Err`.
+    pub fn write_all(&self, r: &RunReport<'_>) -> Result<Written, ReportError> {
+        let place = self.place();
         let mut verdict_suite = junit::TestSuite::of_verdict(r.verdict, r.run);
         if !r.provenance.run_id.is_empty() {
             verdict_suite
@@ -246,34 +244,147 @@ impl RunOutputs {
                 map.insert("probes_elapsed_secs".into(), p.elapsed_secs.into());
             }
         }
+        let metrics =
+            json::metrics_json(r.run, r.verdict, r.targets, r.facts, &extra, r.provenance)?;
         let mut files = vec![
-            (self.html_path(), html::html_report(r).into_bytes()),
-            (self.stats_csv_path(), csv::stats_csv(r.run)?),
-            (self.stats_history_csv_path(), history::history_csv(r.run)?),
-            (self.failures_csv_path(), csv::failures_csv(r.run)?),
-            (
-                self.metrics_json_path(),
-                json::metrics_json(r.run, r.verdict, r.targets, r.facts, &extra, r.provenance)?,
-            ),
-            (self.junit_xml_path(), junit::junit_xml(&suites)),
+            (".html", html::html_report(r).into_bytes()),
+            ("_stats.csv", csv::stats_csv(r.run)?),
+            ("_stats_history.csv", history::history_csv(r.run)?),
+            ("_failures.csv", csv::failures_csv(r.run)?),
+            (METRICS_JSON, metrics),
+            ("_junit.xml", junit::junit_xml(&suites)),
         ];
         if let Some(p) = r.probes {
             let heading = format!(
                 "Scenario {} against {} ({}, run id {})",
-                r.verdict.scenario, r.provenance.host, self.stem, r.provenance.run_id
+                r.verdict.scenario, r.provenance.host, place.stem, r.provenance.run_id
             );
             let text = probes::findings_markdown(p, &heading, r.probes_report_only);
-            files.push((self.findings_md_path(), text.into_bytes()));
+            files.push(("_findings.md", text.into_bytes()));
         }
-        write_files(files)
+        Ok(self.write_each(place, files, Some(&r.provenance.run_id)))
     }
 
-    /// The files `validate` writes for a saved run: the HTML report and the history CSV.
-    pub fn write_review(&self, r: &RunReport<'_>) -> Result<Vec<PathBuf>, ReportError> {
-        write_files(vec![
-            (self.html_path(), html::html_report(r).into_bytes()),
-            (self.stats_history_csv_path(), history::history_csv(r.run)?),
-        ])
+    /// The files `validate` writes for a saved run: the HTML report and the history CSV
+    /// (the saved file it read stays where it is: no fallback).
+    pub fn write_review(&self, r: &RunReport<'_>) -> Result<Written, ReportError> {
+        let files = vec![
+            (".html", html::html_report(r).into_bytes()),
+            ("_stats_history.csv", history::history_csv(r.run)?),
+        ];
+        Ok(self.write_each(self.place(), files, None))
+    }
+
+    /// The folder and name the files go to now: the folder is created again when it
+    /// vanished during the run, and the name claimed in it again (the next free one if
+    /// another run took it meanwhile).
+    fn place(&self) -> Place {
+        let mut place = Place {
+            stem: self.stem.clone(),
+            recreated: false,
+            claim: None,
+            unusable: None,
+        };
+        if self.dir.is_dir() {
+            return place;
+        }
+        match std::fs::create_dir_all(&self.dir)
+            .and_then(|()| claim_free_stem(&self.dir, &self.stem))
+        {
+            Ok(stem) => {
+                place.recreated = true;
+                if stem != self.stem {
+                    place.claim = Some(claim_path(&self.dir, &stem));
+                }
+                place.stem = stem;
+            }
+            Err(e) => place.unusable = Some(e),
+        }
+        place
+    }
+
+    /// Writes `files` (suffix, bytes) under `place`, each on its own; the metrics JSON goes
+    /// to the fallback place when it cannot go into the folder and `run_id` is given.
+    fn write_each(
+        &self,
+        place: Place,
+        files: Vec<(&'static str, Vec<u8>)>,
+        run_id: Option<&str>,
+    ) -> Written {
+        let mut written = Written {
+            recreated: place.recreated,
+            ..Written::default()
+        };
+        for (suffix, bytes) in files {
+            let path = self.dir.join(format!("{}{suffix}", place.stem));
+            let result = match &place.unusable {
+                Some(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+                None => write_atomic(&path, &bytes),
+            };
+            match result {
+                Ok(()) => written.files.push(path),
+                Err(e) => {
+                    written.lost.push((path, e));
+                    if suffix == METRICS_JSON
+                        && let Some(run_id) = run_id
+                    {
+                        let fallback = fallback_path(&place.stem, run_id);
+                        match write_atomic(&fallback, &bytes) {
+                            Ok(()) => written.fallback = Some(fallback),
+                            Err(e) => written.lost.push((fallback, e)),
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(claim) = place.claim {
+            let _ = std::fs::remove_file(claim);
+        }
+        written
+    }
+}
+
+/// The metrics JSON's suffix.
+const METRICS_JSON: &str = "_metrics.json";
+
+/// Where a run's metrics JSON goes when its folder cannot take it: the system's temporary
+/// folder (`$TMPDIR`, or `/tmp`), under the run's name and id, which no other run shares.
+pub fn fallback_path(stem: &str, run_id: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{stem}_run-{run_id}{METRICS_JSON}"))
+}
+
+/// Where the files go when they are written (see [`RunOutputs::place`]).
+struct Place {
+    stem: String,
+    recreated: bool,
+    /// A claim taken when the folder was created again, under another name than the run's.
+    claim: Option<PathBuf>,
+    /// Why the folder cannot be used, when it cannot.
+    unusable: Option<std::io::Error>,
+}
+
+/// What writing a run's files came to: every file is tried, whatever happened to another.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// The files written, in the output folder.
+    pub files: Vec<PathBuf>,
+    /// The files that could not be written, and why (a failed fallback among them).
+    pub lost: Vec<(PathBuf, std::io::Error)>,
+    /// The output folder had vanished during the run and was created again.
+    pub recreated: bool,
+    /// Where the metrics JSON was written instead, when the folder could not take it.
+    pub fallback: Option<PathBuf>,
+}
+
+impl Written {
+    /// The metrics JSON written, in the folder or at the fallback place.
+    pub fn metrics_json(&self) -> Option<&Path> {
+        self.fallback.as_deref().or_else(|| {
+            self.files
+                .iter()
+                .find(|p| p.to_string_lossy().ends_with(METRICS_JSON))
+                .map(PathBuf::as_path)
+        })
     }
 }
 
@@ -297,18 +408,6 @@ fn claim_free_stem(dir: &Path, base: &str) -> std::io::Result<String> {
         }
         n += 1;
     }
-}
-
-fn write_files(files: Vec<(PathBuf, Vec<u8>)>) -> Result<Vec<PathBuf>, ReportError> {
-    let mut written = Vec::new();
-    for (path, bytes) in files {
-        write_atomic(&path, &bytes).map_err(|source| ReportError::Write {
-            path: path.clone(),
-            source,
-        })?;
-        written.push(path);
-    }
-    Ok(written)
 }
 
 /// Everything a run's files are made of: what was measured, how it was judged, and where it
