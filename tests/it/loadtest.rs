@@ -734,35 +734,6 @@ fn back_to_back_runs_do_not_inherit_the_rate_limit_budget() {
     let _ = server.wait();
 }
 
-/// A run whose reports cannot be written says which and why, and the exit code it prints is
-/// the one it returns.
-#[test]
-fn a_failure_to_write_the_reports_is_one_exit_code() {
-    let dir = tempfile::tempdir().expect("dir");
-    let out = dir.path().join("reports");
-    let child = Command::new(BIN)
-        .arg("--output")
-        .arg(&out)
-        .args(Args::custom(2, 2, "4s").tags("health").words())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run");
-    // The folder was prepared before the traffic; take it away before the run ends.
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    std::fs::remove_dir_all(&out).expect("remove the output folder");
-    let output = child.wait_with_output().expect("output");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
-    assert!(stderr.contains("cannot write"), "{stderr}");
-    assert!(stderr.contains(&out.display().to_string()), "{stderr}");
-    assert!(
-        stdout.contains("the reports could not all be written (exit code 1)"),
-        "{stdout}"
-    );
-}
-
 /// The dashboard: a port already taken is a configuration error before any traffic; Quit
 /// before Start fails the run for want of work.
 #[test]
