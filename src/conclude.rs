@@ -65,6 +65,8 @@ pub fn conclude(
             "builtin_server": builtin_server,
             "users": plan.users,
             "spawn_rate": plan.spawn_rate,
+            "asked_spawn_rate": plan.asked_spawn_rate,
+            "ramp_seconds": plan.ramp_secs(),
             "duration_seconds": plan.duration.as_secs_f64(),
             "tags": plan.filter.include,
             "exclude_tags": plan.filter.exclude,

@@ -139,6 +139,9 @@ pub async fn attack_with_ledger(
     if plan.web.is_some() {
         ledger.measure_from_first_user();
     }
+    if let Some(rule) = &plan.abort {
+        ledger.watch_abort(rule.min_requests, rule.min_elapsed);
+    }
     let stop = Stop::new(ctx.clone(), plan.stop_timeout);
     let signals = stop::watch_signals(stop.clone())
         .map_err(|e| RunError::Goose(format!("cannot watch for stop signals: {e}")))?;

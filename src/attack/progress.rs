@@ -43,6 +43,7 @@ pub(super) async fn monitor(ctx: Arc<RunContext>, stop: Arc<Stop>, watch: Watch)
     // first user.
     let mut origin = (!watch.web).then_some(0.0);
     let mut shut_down_at: Option<f64> = None;
+    let mut abort_watch = AbortWatch::default();
     loop {
         tick.tick().await;
         seconds += 1;
@@ -107,10 +108,65 @@ pub(super) async fn monitor(ctx: Arc<RunContext>, stop: Arc<Stop>, watch: Watch)
         }
         if let Some((rule, targets)) = &watch.abort
             && !stop.is_stopping()
-            && let Some(reason) = abort::clearly_missed(&ledger, rule, targets)
+            && origin.is_some()
         {
-            say(&format!("--abort-on-fail: {reason}; stopping the run"));
-            stop.abort(&reason);
+            abort_watch.tick(&ledger, &stop, rule, targets, seconds);
+        }
+    }
+}
+
+/// What the monitor remembers of the abort rule: whether it was armed, and when it last
+/// said it was not.
+#[derive(Default)]
+struct AbortWatch {
+    armed: bool,
+    inactive_said_at: Option<u64>,
+}
+
+/// How often a rule that cannot act yet says so.
+const INACTIVE_NOTE_EVERY: u64 = 10;
+
+impl AbortWatch {
+    /// One second of the rule: a note while it cannot act past its minimum time (a safety
+    /// option that silently does nothing would be trusted), a note when it is armed, and
+    /// the stop when a target is clearly missed.
+    fn tick(
+        &mut self,
+        ledger: &Ledger,
+        stop: &Stop,
+        rule: &AbortRule,
+        targets: &Targets,
+        now: u64,
+    ) {
+        match abort::watch(ledger, rule, targets) {
+            abort::Rule::Inactive { early: true, .. } => {}
+            abort::Rule::Inactive { judged, .. } => {
+                if self
+                    .inactive_said_at
+                    .is_none_or(|at| now >= at + INACTIVE_NOTE_EVERY)
+                {
+                    self.inactive_said_at = Some(now);
+                    say(&format!(
+                        "--abort-on-fail: abort rule inactive until {} judged requests; {judged} so far (--abort-min-requests)",
+                        rule.min_requests
+                    ));
+                }
+            }
+            state => {
+                if !self.armed {
+                    self.armed = true;
+                    ledger.abort_armed();
+                    say(&format!(
+                        "--abort-on-fail: abort rule armed ({} judged requests and {} reached)",
+                        rule.min_requests,
+                        HumanDuration(rule.min_elapsed)
+                    ));
+                }
+                if let abort::Rule::Stop(reason) = state {
+                    say(&format!("--abort-on-fail: {reason}; stopping the run"));
+                    stop.abort(&reason);
+                }
+            }
         }
     }
 }

@@ -45,6 +45,7 @@ pub fn merge(runs: &[MeasuredRun]) -> Result<MeasuredRun, MergeError> {
         interrupted: runs.iter().any(|r| r.interrupted),
         aborted: runs.iter().find_map(|r| r.aborted.clone()),
         interruption: runs.iter().find_map(|r| r.interruption.clone()),
+        abort_rule: runs.iter().find_map(|r| r.abort_rule.clone()),
         ..MeasuredRun::default()
     };
 

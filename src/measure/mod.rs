@@ -347,6 +347,21 @@ pub struct MeasuredRun {
     /// Per user class: how its users started.
     #[serde(default)]
     pub user_starts: BTreeMap<String, ClassStarts>,
+    /// `--abort-on-fail`'s rule as the run saw it, when it was on: whether it was ever armed.
+    #[serde(default)]
+    pub abort_rule: Option<AbortArming>,
+}
+
+/// When `--abort-on-fail`'s rule may stop the run, and when it could first (if ever): below
+/// its minimums it does nothing, and the verdict says so.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AbortArming {
+    /// `--abort-min-requests`: judged requests before it may stop the run.
+    pub min_requests: u64,
+    /// `--abort-min-time`, in seconds.
+    pub min_secs: f64,
+    /// Seconds into the run when both minimums were first met; `None`: never.
+    pub armed_at_secs: Option<f64>,
 }
 
 impl MeasuredRun {
@@ -393,6 +408,7 @@ struct LedgerState {
     aborted: Option<String>,
     interruption: Option<String>,
     user_starts: BTreeMap<String, ClassStarts>,
+    abort_rule: Option<AbortArming>,
     /// Seconds from the ledger's start to the start of what is measured: the first user's
     /// start in a dashboard run (which waits for Start), 0 otherwise.
     origin_secs: f64,
@@ -657,6 +673,23 @@ impl Ledger {
             .get_or_insert_with(|| reason.to_string());
     }
 
+    /// Notes that `--abort-on-fail`'s rule watches this run, with its minimums.
+    pub fn watch_abort(&self, min_requests: u64, min_elapsed: Duration) {
+        self.lock().abort_rule = Some(AbortArming {
+            min_requests,
+            min_secs: min_elapsed.as_secs_f64(),
+            armed_at_secs: None,
+        });
+    }
+
+    /// Notes that the abort rule's minimums are met from now on; the first call counts.
+    pub fn abort_armed(&self) {
+        let t_secs = self.elapsed().as_secs_f64();
+        if let Some(rule) = self.lock().abort_rule.as_mut() {
+            rule.armed_at_secs.get_or_insert(t_secs);
+        }
+    }
+
     /// What interrupted the run, if something did.
     pub fn interruption(&self) -> Option<String> {
         self.lock().interruption.clone()
@@ -751,9 +784,16 @@ impl Ledger {
             .map(|s| s.users)
             .max()
             .unwrap_or(0);
-        let end_secs = state
-            .stop_secs
-            .unwrap_or_else(|| self.elapsed().as_secs_f64());
+        // A run measured from its first user that never had one measured nothing: its
+        // time waiting (for a dashboard's Start) is no part of the run.
+        let end_secs =
+            if self.from_first_user.load(Ordering::Relaxed) && state.first_user_secs.is_none() {
+                origin
+            } else {
+                state
+                    .stop_secs
+                    .unwrap_or_else(|| self.elapsed().as_secs_f64())
+            };
         let started_at =
             self.started_at + chrono::Duration::milliseconds((origin * 1000.0).round() as i64);
         let ended_at =
@@ -799,6 +839,10 @@ impl Ledger {
             aborted: state.aborted.clone(),
             interruption: state.interruption.clone(),
             user_starts: state.user_starts.clone(),
+            abort_rule: state.abort_rule.as_ref().map(|rule| AbortArming {
+                armed_at_secs: rule.armed_at_secs.map(shift),
+                ..rule.clone()
+            }),
         }
     }
 }

@@ -229,6 +229,13 @@ impl RunOutputs {
                 .properties
                 .push(("run_id".into(), r.provenance.run_id.clone()));
         }
+        // The plan as it ran (the spawn rate and ramp the run really had), for CI readers.
+        verdict_suite.properties.extend(
+            r.provenance
+                .plan
+                .iter()
+                .map(|(label, value)| (label.to_lowercase().replace(' ', "_"), value.clone())),
+        );
         let mut suites = vec![verdict_suite];
         let mut extra = r.extra.clone();
         if let Some(p) = r.probes {

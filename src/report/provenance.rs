@@ -48,7 +48,14 @@ impl Provenance {
         let mut lines = vec![
             ("Scenario", plan.scenario.clone()),
             ("Users", plan.users.to_string()),
-            ("Spawn rate", format!("{}/s", plan.spawn_rate)),
+            ("Spawn rate", plan.spawn_rate_text()),
+            (
+                "Ramp",
+                match plan.ramp_secs() {
+                    0 => "0s (every user at once)".to_string(),
+                    secs => HumanDuration(std::time::Duration::from_secs(secs)).to_string(),
+                },
+            ),
             ("Duration", HumanDuration(plan.duration).to_string()),
             ("Tags", list(&plan.filter.include)),
         ];

@@ -73,10 +73,13 @@ fn step_failure(step: &str, reply: &Reply) -> String {
         return format!("{step} got no answer ({why})");
     }
     match (reply.status_u16(), reply.detail()) {
-        (Some(429), _) | (Some(_), None) => {
-            format!("{step} refused ({})", reply.status_u16().unwrap_or(0))
-        }
+        (Some(429), _) => format!("{step} refused (429)"),
         (Some(code), Some(detail)) => format!("{step} refused ({code}: {detail})"),
+        // No JSON at all (an HTML page, a proxy's text): the advice names it.
+        (Some(code), None) if reply.json.is_none() => {
+            format!("{step} refused ({code}: body is not JSON)")
+        }
+        (Some(code), None) => format!("{step} refused ({code})"),
         (None, _) => format!("{step} failed"),
     }
 }

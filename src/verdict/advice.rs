@@ -20,8 +20,63 @@ pub(super) fn slowest(run: &MeasuredRun, kind: RequestKind, n: usize) -> String 
         .join(", ")
 }
 
+/// Requests the tool gave up on at `--request-timeout`: how many, the limit, and the
+/// endpoints with the most.
+struct Timeouts {
+    count: u64,
+    limit: String,
+    endpoints: String,
+}
+
+/// What the failures table says about requests that hit `--request-timeout`, if any did.
+fn timeouts(run: &MeasuredRun) -> Option<Timeouts> {
+    const MARK: &str = "no answer within --request-timeout ";
+    let mut limit = None;
+    let mut by_endpoint = BTreeMap::<String, u64>::new();
+    for e in run.errors.iter().filter(|e| e.error.contains(MARK)) {
+        limit.get_or_insert_with(|| e.error.split(MARK).nth(1).unwrap_or("").to_string());
+        *by_endpoint
+            .entry(format!("{} {}", e.method, e.name))
+            .or_insert(0) += e.occurrences;
+    }
+    let count = by_endpoint.values().sum();
+    let mut endpoints: Vec<_> = by_endpoint.into_iter().collect();
+    endpoints.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Some(Timeouts {
+        count,
+        limit: limit?,
+        endpoints: endpoints
+            .iter()
+            .take(3)
+            .map(|(k, n)| format!("{k} ×{n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+/// The timeouts' own sentence: the tool's limit ended them, and what the server did.
+fn timeout_advice(run: &MeasuredRun, t: &Timeouts) -> String {
+    let http = run.combined(RequestKind::Http);
+    let answered = http.total() - http.status_codes.get(&0).copied().unwrap_or(0);
+    format!(
+        "{} requests got no answer within --request-timeout {} ({}): the tool gave up on \
+         them, the server was still working or never answered; it answered {answered} of \
+         {} requests. Raise --request-timeout if waits that long are acceptable, else find \
+         what holds those endpoints up.",
+        t.count,
+        t.limit,
+        t.endpoints,
+        http.total()
+    )
+}
+
 /// Slow answers: where to look, naming the slowest requests of `kind`.
 pub(super) fn latency(run: &MeasuredRun, kind: RequestKind) -> String {
+    if kind == RequestKind::Http
+        && let Some(t) = timeouts(run)
+    {
+        return timeout_advice(run, &t);
+    }
     format!(
         "Slow responses (database bottleneck?): check query performance and profile the \
          slowest endpoints: {}.",
@@ -51,13 +106,21 @@ pub(super) fn errors(run: &MeasuredRun, kind: RequestKind, with_429s: bool) -> S
         }
     }
     let server: u64 = codes.range(500..600).map(|(_, n)| n).sum();
-    let transport = codes.get(&0).copied().unwrap_or(0);
+    let timed_out = timeouts(run);
+    let transport = codes
+        .get(&0)
+        .copied()
+        .unwrap_or(0)
+        .saturating_sub(timed_out.as_ref().map_or(0, |t| t.count));
     let throttled = codes.get(&429).copied().unwrap_or(0);
     let mut parts = Vec::new();
     if server > 0 {
         parts.push(format!(
             "{server} server errors (5xx): application errors, check the server logs for exceptions."
         ));
+    }
+    if let Some(t) = &timed_out {
+        parts.push(timeout_advice(run, t));
     }
     if transport > 0 {
         parts.push(format!(

@@ -87,6 +87,9 @@ pub struct RunFacts {
     pub planned_secs: f64,
     /// The server's certificate was not verified (`--insecure`).
     pub insecure_tls: bool,
+    /// Faults the built-in server was told to inject (`--builtin-args --fault-...`), as
+    /// given: failures they cause are on purpose, and the advice says so.
+    pub injected_faults: Vec<String>,
 }
 
 /// The result of one target.
@@ -94,7 +97,7 @@ pub struct RunFacts {
 pub struct Check {
     /// Stable id: `p95`, `success_rate`, `error_rate`, `ws_p95`, `ws_error_rate`,
     /// `p95 POST /api/conversation`, `rate_limiting`, `error_spikes`, `memory`, `degradation`,
-    /// `recovery`, `regression p95`, `aborted`.
+    /// `recovery`, `regression p95`, `aborted`, `abort_rule`.
     pub id: String,
     /// For people: `P95 Response Time`.
     pub label: String,
@@ -286,6 +289,9 @@ pub fn judge(run: &MeasuredRun, targets: &Targets, facts: &RunFacts) -> Verdict 
     checks.push(memory::check(run, targets));
     checks.push(degradation::degradation(run, targets, facts));
     checks.push(degradation::recovery(run, targets, facts));
+    if let Some(rule) = &run.abort_rule {
+        checks.push(work::abort_rule(run, rule, targets));
+    }
     if let Some(base) = &targets.baseline {
         checks.push(baseline::check(run, targets, base));
     }
@@ -296,6 +302,16 @@ pub fn judge(run: &MeasuredRun, targets: &Targets, facts: &RunFacts) -> Verdict 
             "the server's certificate is verified",
             "NOT VERIFIED: --insecure accepted any certificate",
         ));
+    }
+    if !facts.injected_faults.is_empty() {
+        let injected = format!(
+            "The built-in server injected faults on purpose (--builtin-args {}): these failures \
+             are the ones asked for, not the server's own. ",
+            facts.injected_faults.join(" ")
+        );
+        for advice in checks.iter_mut().filter_map(|c| c.advice.as_mut()) {
+            advice.insert_str(0, &injected);
+        }
     }
     let rate_limited = run.requests.iter().map(|r| r.rate_limited).sum();
     Verdict {

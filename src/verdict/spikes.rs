@@ -89,6 +89,24 @@ pub(super) fn check(run: &MeasuredRun, t: &Targets) -> Check {
         );
     }
     let (windows, secs) = regroup(run, t.spike_window_secs);
+    // A burst stands out from the windows around it: with one window of traffic there is
+    // nothing to stand out from (the error rate judges the run).
+    let busy = windows
+        .iter()
+        .filter(|w| Rates::of(&everything(w), t.count_429_as_failure).judged > 0)
+        .count();
+    if busy < 2 {
+        return Check::skipped(
+            "error_spikes",
+            label,
+            target,
+            format!(
+                "{busy} window of {} with requests: a burst needs more than one (the error \
+                 rate judges this run)",
+                fmt_secs(secs)
+            ),
+        );
+    }
     let mut details = Vec::new();
     if (secs - t.spike_window_secs).abs() > 1e-6 {
         details.push(format!(
@@ -160,11 +178,15 @@ pub(super) fn check(run: &MeasuredRun, t: &Targets) -> Check {
     Check::judged("error_spikes", label, target, actual, spikes.is_empty())
         .with_details(all)
         .advise(|| {
-            format!(
-                "Errors came in a burst, not spread out: look at what happened in that window \
-                 (restarts, pool exhaustion, pauses). {}",
-                advice::errors(run, RequestKind::Http, t.count_429_as_failure)
-            )
+            let errors = advice::errors(run, RequestKind::Http, t.count_429_as_failure);
+            if spikes.len() < busy {
+                format!(
+                    "Errors came in a burst, not spread out: look at what happened in that \
+                     window (restarts, pool exhaustion, pauses). {errors}"
+                )
+            } else {
+                format!("Every window with requests failed this much: not a burst. {errors}")
+            }
         })
 }
 
@@ -187,6 +209,23 @@ mod tests {
                 })
                 .collect(),
         )
+    }
+
+    #[test]
+    fn one_window_of_traffic_is_no_burst() {
+        let c = check(&run_with_failures(&[30]), &Targets::default());
+        assert!(c.skipped && !c.failed(), "{c:?}");
+        assert!(
+            c.actual.contains("a burst needs more than one"),
+            "{}",
+            c.actual
+        );
+        let every = check(&run_with_failures(&[30, 30]), &Targets::default());
+        let advice = every.advice.as_deref().unwrap_or_default();
+        assert!(
+            every.failed() && advice.starts_with("Every window"),
+            "{advice}"
+        );
     }
 
     #[test]

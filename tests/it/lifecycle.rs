@@ -631,3 +631,19 @@ fn post(base: &str, path: &str, token: &str) -> String {
     let _ = stream.read_to_string(&mut answer);
     answer
 }
+
+/// `http://` to a port that speaks TLS: the pre-flight names `https://` as the way out
+/// (hyper alone says "invalid HTTP version parsed").
+#[test]
+fn plain_http_to_a_tls_port_suggests_https() {
+    let certs = Certs::new();
+    let (_server, host) = certs.server("self.pem", "self.key");
+    let plain = host.replacen("https://", "http://", 1);
+    let (run, _dir) = tls_run(&plain, &[]);
+    assert_eq!(run.code(), Some(2), "{}", run.output());
+    assert!(
+        run.stderr().contains(&format!("use --host {host}")),
+        "{}",
+        run.output()
+    );
+}

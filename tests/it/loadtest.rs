@@ -141,10 +141,24 @@ fn configuration_errors_exit_2_and_name_the_problem() {
             &["pre-flight", "127.0.0.1:1/health"],
         ),
         (&["--", "--users", "5"], &["--users"]),
+        // Meaningless numbers: the valid range, never clap's tip to write `-- -5`.
+        (&["--users", "-5"], &["--users", "'-5'", "1 or more"]),
+        (
+            &["--forwarded-for-pool", "0"],
+            &["--forwarded-for-pool", "'0'", "1 or more"],
+        ),
+        (
+            &["--forwarded-for-pool", "5000"],
+            &["--forwarded-for-pool 5000", "1 to 762"],
+        ),
+        (&["--web-port", "-1"], &["--web-port", "0 to 65535"]),
+        (&["--spawn-rate", "-2"], &["--spawn-rate", "positive", "-2"]),
+        (&["--ws-pace-ms", "0"], &["--ws-pace-ms", "1 or more"]),
     ];
     for (args, needles) in cases {
         let r = run(&Args::default().with(args));
         assert_eq!(r.code, 2, "{args:?} exited {}: {}", r.code, r.stderr);
+        assert!(!r.stderr.contains("tip:"), "{args:?}: {}", r.stderr);
         for needle in *needles {
             assert!(
                 r.stderr.contains(needle),
@@ -462,9 +476,12 @@ fn every_preset_applies_its_settings() {
         ("rate-limit", 100, "100", "rate-limit"),
     ] {
         let r = run(&Args::preset(name).duration("2s").with(&["--no-reports"]));
-        let line = format!("Scenario {name}: {users} users at {rate}/s for 2s");
+        // A rate too slow to start every user in 2 s runs faster, the asked one beside it.
+        let line = format!("Scenario {name}: {users} users at ");
         assert!(
-            r.stdout.contains(&line),
+            r.stdout.contains(&line)
+                && (r.stdout.contains(&format!("{line}{rate}/s for 2s"))
+                    || r.stdout.contains(&format!("(asked {rate}/s) for 2s"))),
             "{name}: no '{line}' in\n{}\n{}",
             r.stdout,
             r.stderr
@@ -807,6 +824,18 @@ fn the_dashboard_never_passes_a_run_that_did_nothing() {
     assert!(rest.contains("before Start"), "{rest}");
 }
 
+/// The user's `--builtin-args` override the tool's own settings of the built-in server
+/// (it takes each option once: both given, it would refuse to start).
+#[test]
+fn the_users_builtin_args_override_the_tools_defaults() {
+    let r = run(&Args::custom(2, 2, "3s")
+        .tags("health")
+        .builtin("--bcrypt-cost 5 --bind=127.0.0.1:0")
+        .with(&["--no-probes"]));
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(!r.stderr.contains("multiple times"), "{}", r.stderr);
+}
+
 /// `--abort-on-fail` with every answer slower than twice the P95 target stops a 20 s run
 /// early, and the run says why; its rule is the one given. (A latency fault, not an error
 /// rate: injected 500s also refuse users at registration, and a run whose every user was
@@ -999,4 +1028,80 @@ fn probes_run_on_forwarded_for_addresses_of_their_own() {
             "{f}"
         );
     }
+}
+
+/// Every check's advice in a run's metrics JSON, one a line.
+fn all_advice(r: &Run) -> String {
+    r.metrics()["verdict"]["checks"]
+        .as_array()
+        .map(|checks| {
+            checks
+                .iter()
+                .filter_map(|c| c["advice"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+/// Requests the tool gave up on at `--request-timeout`: the advice names the timeout and
+/// what the server did, never a database or scaling out; the latency was injected, and
+/// the advice says so.
+#[test]
+fn timeouts_are_advised_as_timeouts_and_injected_faults_as_injected() {
+    let r = run(&Args::custom(2, 2, "4s")
+        .tags("health")
+        .builtin("--fault-latency-ms 1500")
+        .with(&["--request-timeout", "1s", "--no-probes"]));
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let advice = all_advice(&r);
+    assert!(
+        advice.contains("no answer within --request-timeout 1s"),
+        "{advice}"
+    );
+    assert!(
+        !advice.contains("database bottleneck") && !advice.contains("scale horizontally"),
+        "{advice}"
+    );
+    assert!(
+        advice.contains("injected faults on purpose (--builtin-args --fault-latency-ms 1500)"),
+        "{advice}"
+    );
+}
+
+/// Users refused by server errors are told of server errors, not of account rules; a run
+/// whose requests all fell in one window is not said to have had a burst.
+#[test]
+fn refusals_by_server_errors_name_them_and_one_window_is_no_burst() {
+    let r = run(&Args::custom(2, 2, "4s")
+        .tags("health")
+        .builtin("--fault-error-rate 1")
+        .with(&["--no-probes"]));
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let advice = all_advice(&r);
+    assert!(
+        advice.contains("server errors, not a rule of the account"),
+        "{advice}"
+    );
+    assert!(!advice.contains("account rules"), "{advice}");
+    assert!(!advice.contains("burst"), "{advice}");
+    let spikes = r.metrics()["verdict"]["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["id"] == "error_spikes").cloned())
+        .expect("error_spikes");
+    assert_eq!(spikes["skipped"], true, "{spikes}");
+}
+
+/// Users refused by a server that is not the API (HTML pages) are told so.
+#[test]
+fn refusals_by_a_page_that_is_not_the_api_say_so() {
+    let files = crate::support::FileServer::start();
+    let r =
+        run(&Args::custom(2, 2, "3s")
+            .tags("health")
+            .with(&["--host", &files.url, "--no-probes"]));
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let advice = all_advice(&r);
+    assert!(advice.contains("not the API's JSON"), "{advice}");
+    assert!(!advice.contains("account rules"), "{advice}");
 }

@@ -339,3 +339,136 @@ fn a_file_that_cannot_be_written_loses_no_other() {
     assert!(!g.run.stderr().contains("validate"), "{}", g.run.output());
     assert!(files(g.tmp.path()).is_empty(), "{:?}", files(g.tmp.path()));
 }
+
+/// The check of `id` in a metrics JSON's verdict.
+fn check_of(metrics: &Value, id: &str) -> Value {
+    metrics["verdict"]["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["id"] == id))
+        .cloned()
+        .unwrap_or_else(|| panic!("no check {id} in {}", metrics["verdict"]))
+}
+
+/// A spawn rate the duration cuts short: every output records the rate and ramp the run
+/// really had, and the asked rate beside them (a later `--baseline` must not compare
+/// against a plan that never ran).
+#[test]
+fn the_saved_plan_records_the_spawn_rate_and_ramp_that_ran() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("reports");
+    // 4 users in 3 s: they start within 2 s (a second of hold stays), at 2/s.
+    let args = Args::preset("custom")
+        .users(4)
+        .duration("3s")
+        .tags("health")
+        .with(&["--spawn-rate", "0.001", "--no-probes"]);
+    let (code, run) = finished(&args, &out);
+    assert_eq!(code, 0, "{}", run.output());
+    let ran = "2/s (asked 0.001/s)";
+    assert!(
+        run.stdout().contains(&format!("4 users at {ran} for 3s")),
+        "{}",
+        run.output()
+    );
+    let metrics = json(&ending(&out, "_metrics.json"));
+    let plan = metrics["provenance"]["plan"].as_array().expect("plan");
+    let line = |label: &str| {
+        plan.iter()
+            .find(|l| l[0] == label)
+            .and_then(|l| l[1].as_str())
+            .unwrap_or_else(|| panic!("no {label} in {plan:?}"))
+            .to_string()
+    };
+    assert_eq!(line("Spawn rate"), ran);
+    assert_eq!(line("Ramp"), "2s");
+    assert_eq!(metrics["extra"]["spawn_rate"], 2.0);
+    assert_eq!(metrics["extra"]["asked_spawn_rate"], 0.001);
+    assert_eq!(metrics["extra"]["ramp_seconds"], 2);
+    assert!(read(&ending(&out, ".html")).contains(ran));
+    let junit = read(&ending(&out, "_junit.xml"));
+    assert!(
+        junit.contains(&format!("<property name=\"spawn_rate\" value=\"{ran}\"/>"))
+            && junit.contains("<property name=\"ramp\" value=\"2s\"/>"),
+        "{junit}"
+    );
+}
+
+/// `--abort-on-fail` below its minimum says so while the run goes, and the verdict says
+/// whether the rule was ever armed.
+#[test]
+fn an_abort_rule_says_while_the_run_goes_and_in_the_verdict_whether_it_was_armed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let rule = |min_requests: &str| {
+        Args::custom(2, 2, "6s").tags("health").with(&[
+            "--no-probes",
+            "--abort-on-fail",
+            "--abort-min-time",
+            "1s",
+            "--abort-min-requests",
+            min_requests,
+        ])
+    };
+    let out = dir.path().join("never");
+    let (_, run) = finished(&rule("1000000"), &out);
+    assert!(
+        run.stderr()
+            .contains("abort rule inactive until 1000000 judged requests; "),
+        "{}",
+        run.output()
+    );
+    let check = check_of(&json(&ending(&out, "_metrics.json")), "abort_rule");
+    assert_eq!(check["skipped"], true, "{check}");
+    let actual = check["actual"].as_str().unwrap_or_default();
+    assert!(
+        actual.starts_with("NEVER ARMED: ") && actual.contains("--abort-min-requests 1000000"),
+        "{check}"
+    );
+    assert!(
+        run.stdout().contains("Abort Rule: NEVER ARMED"),
+        "{}",
+        run.stdout()
+    );
+
+    let out = dir.path().join("armed");
+    let (code, run) = finished(&rule("1"), &out);
+    assert_eq!(code, 0, "{}", run.output());
+    assert!(
+        run.stderr().contains("abort rule armed"),
+        "{}",
+        run.output()
+    );
+    let check = check_of(&json(&ending(&out, "_metrics.json")), "abort_rule");
+    assert_eq!(check["passed"], true, "{check}");
+    assert!(
+        check["actual"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("armed at ")),
+        "{check}"
+    );
+}
+
+/// A dashboard run stopped before its Start measured no time: its verdict says so, not
+/// the time it waited as if it were part of the planned run.
+#[test]
+fn a_dashboard_run_stopped_before_start_says_no_user_started() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("reports");
+    let mut run = tool(&short_run().with(&["--web", "--web-port", "0"]), &out);
+    run.wait_for_line("Web dashboard: ", Duration::from_secs(60));
+    // Longer than the planned 3 s.
+    std::thread::sleep(Duration::from_secs(5));
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait(Duration::from_secs(60)), 1, "{}", run.output());
+    let stdout = run.stdout();
+    assert!(
+        stdout.contains("INTERRUPTED before any user started (SIGTERM)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("INTERRUPTED at"), "{stdout}");
+    let metrics = json(&ending(&out, "_metrics.json"));
+    assert_eq!(
+        metrics["measured"]["duration_secs"], 0.0,
+        "{}",
+        metrics["measured"]
+    );
+}
