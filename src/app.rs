@@ -154,7 +154,8 @@ async fn test_host(plan: &Plan, host: &Host, outputs: &RunOutputs) -> Exit {
         Vec::new()
     };
     let partial: Vec<PathBuf> = goose_reports.iter().map(|p| partial(p)).collect();
-    let probe_run = probes::BesideRun::start(plan.probes, &host.url, &plan.flow_options);
+    let probe_run =
+        probes::BesideRun::start(plan.probes, &host.url, &plan.run_id, &plan.flow_options);
     let result = match attack::attack(plan, &host.url, host.memory.clone(), &partial).await {
         Ok(result) => result,
         Err(RunError::Config(e)) => return Exit::config_error(e),

@@ -32,11 +32,7 @@ fn start(program: &str, words: &[String], cwd: Option<&Path>) -> Proc {
 }
 
 fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.sort();
-    files
+    common::files_in(dir)
 }
 
 fn file_ending(dir: &Path, suffix: &str) -> Option<PathBuf> {

@@ -166,8 +166,12 @@ pub async fn run(setup: Setup<'_>) -> Exit {
         interrupted: false,
     };
     // The security probes run once per run, from the manager, on their own accounts.
-    let probe_run =
-        crate::probes::BesideRun::start(setup.plan.probes, setup.host, &setup.plan.flow_options);
+    let probe_run = crate::probes::BesideRun::start(
+        setup.plan.probes,
+        setup.host,
+        &setup.plan.run_id,
+        &setup.plan.flow_options,
+    );
     let outcome = manager.drive(wait).await;
     let probes = probe_run.report().await;
     let code = match outcome {

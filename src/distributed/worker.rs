@@ -517,7 +517,13 @@ impl Worker {
         if ledger.set_tap(tap).is_err() {
             return Err("the run's ledger has a tap already".into());
         }
-        let ctx = RunContext::new(host.clone(), plan.flow_options.clone(), ledger.clone())?;
+        // The manager's run id: every worker's accounts carry the same one.
+        let ctx = RunContext::new(
+            host.clone(),
+            &plan.run_id,
+            plan.flow_options.clone(),
+            ledger.clone(),
+        )?;
         let spawner = Spawner::new(&plan.selection.classes, Arc::new(ctx));
         outln!(
             "Run started: scenario {}, classes {}, against {host}",

@@ -49,6 +49,9 @@ const OWNED_GOOSE_OPTIONS: &[(&str, &str)] = &[
 /// do not travel: a worker selects its own with [`Plan::select`].
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Plan {
+    /// The run's one id: in its account addresses (the users', the probes', a distributed
+    /// run's workers' alike, since the plan travels to them) and in every output.
+    pub run_id: String,
     pub scenario: String,
     /// The checks the scenario's preset adds to every run's (none for `custom`).
     pub preset_checks: PresetChecks,
@@ -322,6 +325,7 @@ impl Plan {
             .map_err(|e| ConfigError(e.to_string()))?;
 
         Ok(Plan {
+            run_id: crate::exchange::context::new_run_id(),
             preset_checks: preset.map(|p| p.checks).unwrap_or_default(),
             scenario,
             users,
@@ -408,6 +412,10 @@ impl Plan {
         lines.push(format!(
             "User classes: {}",
             self.selection.class_names().join(", ")
+        ));
+        lines.push(format!(
+            "Run id: {} (in its account addresses and every output)",
+            self.run_id
         ));
         if self.probes {
             lines.push(format!(

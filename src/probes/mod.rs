@@ -220,7 +220,8 @@ impl ProbeReport {
 #[derive(Debug, Clone)]
 pub struct ProbeSettings {
     pub host: Url,
-    /// Makes the probe accounts' addresses unique.
+    /// Makes the probe accounts' addresses unique: the run's own id beside a load test,
+    /// a fresh one for probes run alone.
     pub run_id: String,
     /// Give every probe client its own loopback source address, from this user index up
     /// (see `transport::loopback_source`); `None` connects from the default address.
@@ -265,8 +266,9 @@ impl ProbeSettings {
     /// Settings for a load test, by the users' source-address rules: own loopback source
     /// addresses only when the users have theirs, own forwarded-for addresses when the
     /// users send theirs, at most the users' request timeout, and `--keep-accounts`.
-    pub fn for_run(host: Url, flow: &FlowOptions) -> ProbeSettings {
+    pub fn for_run(host: Url, run_id: &str, flow: &FlowOptions) -> ProbeSettings {
         let mut settings = ProbeSettings::new(host);
+        settings.run_id = run_id.to_string();
         // Own loopback sources where the host allows them and the users have theirs, from
         // the run's own offset (apart from the users').
         settings.source_base = settings
@@ -287,9 +289,11 @@ impl ProbeSettings {
 pub struct BesideRun(Option<tokio::task::JoinHandle<ProbeReport>>);
 
 impl BesideRun {
-    /// Starts the probes against `host` when `enabled`.
-    pub fn start(enabled: bool, host: &Url, flow: &FlowOptions) -> BesideRun {
-        BesideRun(enabled.then(|| tokio::spawn(run(ProbeSettings::for_run(host.clone(), flow)))))
+    /// Starts the probes against `host` when `enabled`, on accounts of the run `run_id`.
+    pub fn start(enabled: bool, host: &Url, run_id: &str, flow: &FlowOptions) -> BesideRun {
+        BesideRun(
+            enabled.then(|| tokio::spawn(run(ProbeSettings::for_run(host.clone(), run_id, flow)))),
+        )
     }
 
     /// Their report once they are done; `None` when they did not run or their task failed
@@ -484,15 +488,16 @@ pub(crate) mod tests {
             forwarded_for_pool: Some(20),
             ..FlowOptions::default()
         };
-        let settings = ProbeSettings::for_run(url("http://[::1]:8000"), &flow);
+        let settings = ProbeSettings::for_run(url("http://[::1]:8000"), "run12345", &flow);
         assert!(settings.source_base.is_none());
         assert_eq!(settings.forwarded_for_pool, Some(20));
+        assert_eq!(settings.run_id, "run12345");
         let off = FlowOptions {
             loopback_sources: false,
             ..flow
         };
         assert!(
-            ProbeSettings::for_run(url("http://127.0.0.1:1"), &off)
+            ProbeSettings::for_run(url("http://127.0.0.1:1"), "run12345", &off)
                 .source_base
                 .is_none()
         );

@@ -182,7 +182,13 @@ impl RunOutputs {
     /// the metrics JSON, the JUnit XML (the verdict's suite, and the probes' when they ran)
     /// and the findings; returns their paths.
     pub fn write_all(&self, r: &RunReport<'_>) -> Result<Vec<PathBuf>, ReportError> {
-        let mut suites = vec![junit::TestSuite::of_verdict(r.verdict, r.run)];
+        let mut verdict_suite = junit::TestSuite::of_verdict(r.verdict, r.run);
+        if !r.provenance.run_id.is_empty() {
+            verdict_suite
+                .properties
+                .push(("run_id".into(), r.provenance.run_id.clone()));
+        }
+        let mut suites = vec![verdict_suite];
         let mut extra = r.extra.clone();
         if let Some(p) = r.probes {
             suites.push(probes::junit_suite(p, r.probes_report_only));
@@ -210,8 +216,8 @@ impl RunOutputs {
         ];
         if let Some(p) = r.probes {
             let heading = format!(
-                "Scenario {} against {} ({})",
-                r.verdict.scenario, r.provenance.host, self.stem
+                "Scenario {} against {} ({}, run id {})",
+                r.verdict.scenario, r.provenance.host, self.stem, r.provenance.run_id
             );
             let text = probes::findings_markdown(p, &heading, r.probes_report_only);
             files.push((self.findings_md_path(), text.into_bytes()));

@@ -215,6 +215,7 @@ pub fn junit_suite(report: &ProbeReport, report_only: bool) -> TestSuite {
         name: "security probes".to_string(),
         time_secs: report.elapsed_secs,
         timestamp: None,
+        properties: Vec::new(),
         cases,
     }
 }

@@ -13,6 +13,8 @@ pub const REDACTED: &str = "[REDACTED]";
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Provenance {
+    /// The run's id ([`Plan::run_id`]): in its account addresses and every output.
+    pub run_id: String,
     /// The command line, each word as given, secrets replaced by `[REDACTED]`.
     pub command_line: Vec<String>,
     pub host: String,
@@ -76,6 +78,7 @@ impl Provenance {
             .to_string(),
         ));
         Provenance {
+            run_id: plan.run_id.clone(),
             command_line: redact_command_line(command_line),
             host: redact_url(host.as_str()),
             builtin_server,

@@ -205,6 +205,15 @@ pub fn request_row(metrics: &Value, key: &str) -> Option<Value> {
         .cloned()
 }
 
+/// The entries of `dir`, sorted (none when it cannot be read).
+pub fn files_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
 /// The tool's binary, as the integration tests run it.
 pub const BIN: &str = env!("CARGO_BIN_EXE_lva-loadtest");
 

@@ -732,6 +732,9 @@ fn facts_section(out: &mut String, r: &RunReport<'_>) {
         })
     };
     let mut facts: Vec<(String, String)> = Vec::new();
+    if !p.run_id.is_empty() {
+        facts.push(("Run id".into(), p.run_id.clone()));
+    }
     if !p.command_line.is_empty() {
         facts.push(("Command line".into(), p.command_line.join(" ")));
     }
