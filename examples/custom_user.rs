@@ -123,11 +123,10 @@ fn results_match_count(body: &Value) -> Result<(), String> {
     }
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let mut classes = builtin_classes();
     classes.push(study_user());
-    let exit = lva_loadtest::app::main_with_classes(std::env::args().collect(), classes).await;
+    let exit = lva_loadtest::app::run(std::env::args().collect(), classes);
     // Goose's threads may still linger; the verdict is final.
     std::process::exit(exit.code());
 }

@@ -22,7 +22,7 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-"$bin" reference-server --bind 127.0.0.1:0 --bcrypt-cost 4 >"$out/server.log" 2>&1 &
+"${bin%/*}/lva-target" --bind 127.0.0.1:0 --bcrypt-cost 4 >"$out/server.log" 2>&1 &
 pids+=($!)
 until grep -q "listening on" "$out/server.log"; do sleep 0.2; done
 host=$(awk '/listening on/ {print $NF}' "$out/server.log")

@@ -52,7 +52,7 @@ done
 bin="${LVA_LOADTEST_BIN:-$root/target/release/lva-loadtest}"
 if [[ -z "${LVA_LOADTEST_BIN:-}" ]]; then
   # Build (or bring up to date) the release binary; quick when nothing changed.
-  if ! (cd "$root" && cargo build --release --quiet --bin lva-loadtest); then
+  if ! (cd "$root" && cargo build --release --quiet); then
     echo "error: building lva-loadtest failed" >&2
     exit 2
   fi

@@ -10,13 +10,48 @@ use crate::host::Host;
 use crate::plan::Plan;
 use crate::presets;
 use crate::probes;
-use crate::reference_server;
 use crate::report::{self, RunOutputs};
 use crate::user_classes::{UserClass, builtin_classes};
 use clap::Parser;
 use std::path::{Path, PathBuf};
 
-/// Parses the command line and runs the command with the built-in user classes.
+/// Runs the command line `args` with `classes` (the built-in ones from [`builtin_classes`],
+/// a program's own, or both) on a runtime of the tool's own, and returns its outcome: what a
+/// program's plain `fn main` calls (see `examples/custom_user.rs`).
+///
+/// The whole run is polled from here, inside the library, so a program that calls this
+/// compiles none of the run's async code itself (a binary that polled the run's future
+/// would instantiate all of it again).
+pub fn run(args: Vec<String>, classes: Vec<UserClass>) -> Exit {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(crate::attack::coalesce_timers)
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            errln!("error: cannot start the async runtime: {e}");
+            return Exit::Config;
+        }
+    };
+    // The command runs as a task on the runtime's workers, as the simulated users do: the
+    // calling thread only waits for it, so nothing the run does wakes it (a future given to
+    // `block_on` runs on the calling thread, and each of its wake-ups would cross threads).
+    runtime.block_on(async {
+        match tokio::spawn(main_with_classes(args, classes)).await {
+            Ok(exit) => exit,
+            // A panic stays a panic, as it was on the calling thread.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => {
+                errln!("error: the command's task was cancelled: {e}");
+                Exit::Failed
+            }
+        }
+    })
+}
+
+/// Parses the command line and runs the command with the built-in user classes, on the
+/// caller's runtime.
 pub async fn main_with_args(args: Vec<String>) -> Exit {
     main_with_classes(args, builtin_classes()).await
 }
@@ -25,9 +60,6 @@ pub async fn main_with_args(args: Vec<String>) -> Exit {
 /// [`builtin_classes`], its own, or both): the way to extend the load test without forking
 /// it. The command line, presets, tag filter, targets and reports are the tool's own; see
 /// `examples/custom_user.rs`.
-///
-/// The program must call this with its own command line, since the built-in reference
-/// server is started by running the program itself with `reference-server`.
 pub async fn main_with_classes(args: Vec<String>, classes: Vec<UserClass>) -> Exit {
     let relay = crate::console::relay_stdout();
     let exit = run_command(args, classes).await;
@@ -51,7 +83,6 @@ async fn run_command(args: Vec<String>, classes: Vec<UserClass>) -> Exit {
         }
     };
     match cli.command {
-        Some(Command::ReferenceServer(args)) => reference_server::main(args).await,
         Some(Command::Validate(args)) => validate_saved(&args),
         Some(Command::LocustClasses(args)) => {
             match distributed::declare::declare(&args, &classes) {

@@ -2,7 +2,6 @@
 //! Goose's own options after `--` for power users. Nothing here is resolved: the plan does
 //! that, once.
 
-use crate::reference_server::ServerArgs;
 use crate::verdict::TargetOptions;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -42,9 +41,6 @@ pub enum Command {
     /// Merge the exact runs a Locust master collected from the workers, then judge and
     /// report them as one run (the same verdict, reports and exit codes).
     Merge(MergeArgs),
-    /// Serve the built-in reference server (the tool starts it this way as a child).
-    #[command(hide = true, name = "reference-server", alias = "serve-target")]
-    ReferenceServer(ServerArgs),
 }
 
 #[derive(Args, Debug)]

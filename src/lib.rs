@@ -7,7 +7,8 @@
 //! [`verdict::judge`] turns that into a [`verdict::Verdict`], and [`report`] writes the
 //! summary and the files; [`conclude`] is that end of every run. [`app`] ties them into the
 //! tool's commands, and `main` turns the command's [`exit::Exit`] into the process's code.
-//! [`reference_server`] is the reference server the tool tests without `--host`. The map is
+//! Without `--host` the tool starts the reference server, the `lva-target` program of the
+//! workspace's `crates/lva-target`, beside it (see [`host`]). The map is
 //! `docs/ARCHITECTURE.md`.
 //!
 //! # User classes, tasks and tags
@@ -38,7 +39,7 @@
 //! task).
 //!
 //! A program adds its own classes and keeps the whole tool (presets, flags, targets,
-//! reports, exit codes) with [`app::main_with_classes`]; `examples/custom_user.rs` is a
+//! reports, exit codes) with [`app::run`]; `examples/custom_user.rs` is a
 //! complete one. In short:
 //!
 //! ```no_run
@@ -76,12 +77,11 @@
 //!     Ok(())
 //! }
 //!
-//! #[tokio::main]
-//! async fn main() {
+//! fn main() {
 //!     let mut classes = lva_loadtest::user_classes::builtin_classes();
 //!     classes.push(health_watcher());
 //!     let args = std::env::args().collect();
-//!     let exit = lva_loadtest::app::main_with_classes(args, classes).await;
+//!     let exit = lva_loadtest::app::run(args, classes);
 //!     std::process::exit(exit.code());
 //! }
 //! ```
@@ -103,7 +103,6 @@ pub mod measure;
 pub mod plan;
 pub mod presets;
 pub mod probes;
-pub mod reference_server;
 pub mod report;
 pub mod transport;
 pub mod user_classes;

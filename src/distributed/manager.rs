@@ -127,7 +127,7 @@ pub async fn run(setup: Setup<'_>) -> Exit {
         Ok(wait) => wait,
         Err(e) => return Exit::config_error(format!("--worker-timeout: {e}")),
     };
-    let router = match Router::bind(options.manager_bind) {
+    let router = match Router::bind(options.manager_bind).await {
         Ok(router) => router,
         Err(e) => {
             return Exit::config_error(format!("{e} (choose another --manager-bind)"));

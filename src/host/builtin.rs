@@ -1,8 +1,9 @@
-//! The built-in reference server, run as a child process of the tool so that its CPU and
-//! memory are its own, on an ephemeral loopback port with a temporary database.
+//! The built-in reference server: the workspace's `lva-target` program, run as a child
+//! process of the tool so that its CPU and memory are its own, on an ephemeral loopback port
+//! with a temporary database.
 
 use super::HostError;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -19,17 +20,15 @@ pub struct BuiltinServer {
 }
 
 impl BuiltinServer {
-    /// Starts `lva-loadtest reference-server` on an ephemeral loopback port and reads the
-    /// address from its first line.
+    /// Starts `lva-target` on an ephemeral loopback port and reads the address from its
+    /// first line.
     pub async fn start(extra_args: &[String]) -> Result<BuiltinServer, HostError> {
-        let exe = std::env::current_exe()
-            .map_err(|e| HostError::Builtin(format!("cannot find this program's path: {e}")))?;
+        let exe = server_program()?;
         // A database file rather than memory: data the run stores then lives on disk, so
         // the server's memory trend shows leaks, not the test's own data piling up.
         let db = std::env::temp_dir().join(format!("lva-target-{}.sqlite", std::process::id()));
         let mut command = Command::new(exe);
         command
-            .arg("reference-server")
             .args(["--bind", "127.0.0.1:0", "--bcrypt-cost", "4"])
             // It never outlives the tool, even one killed with SIGKILL.
             .arg("--exit-with-parent")
@@ -99,6 +98,57 @@ impl BuiltinServer {
         {
             let _ = self.child.kill().await;
         }
-        crate::reference_server::remove_database(&self.db);
+        remove_database(&self.db);
+    }
+}
+
+/// The environment variable that names the reference server's program, for a tool installed
+/// apart from it.
+pub const PROGRAM_VAR: &str = "LVA_TARGET";
+
+/// Where the reference server's program is: `$LVA_TARGET`, else `lva-target` beside this
+/// program (or one folder up, where cargo puts examples and test binaries), else on `PATH`.
+fn server_program() -> Result<PathBuf, HostError> {
+    if let Some(path) = std::env::var_os(PROGRAM_VAR) {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(HostError::Builtin(format!(
+                "{PROGRAM_VAR} names {}, which is not a file",
+                path.display()
+            )))
+        };
+    }
+    let name = format!("lva-target{}", std::env::consts::EXE_SUFFIX);
+    let beside = std::env::current_exe().ok().and_then(|exe| {
+        let dir = exe.parent()?.to_path_buf();
+        [dir.join(&name), dir.parent()?.join(&name)]
+            .into_iter()
+            .find(|p| p.is_file())
+    });
+    let on_path = || {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(&name))
+                .find(|p| p.is_file())
+        })
+    };
+    beside.or_else(on_path).ok_or_else(|| {
+        HostError::Builtin(format!(
+            "its program `{name}` is not beside this one, nor on PATH: build both with \
+             `cargo build --release` in the project's folder (or `cargo install --path \
+             crates/lva-target`), set {PROGRAM_VAR}=PATH, or test a server of your own with \
+             --host URL"
+        ))
+    })
+}
+
+/// Removes an SQLite database file and its journal files.
+fn remove_database(db: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = db.as_os_str().to_owned();
+        path.push(suffix);
+        let _ = std::fs::remove_file(path);
     }
 }

@@ -2,43 +2,33 @@
 //! rename it over the destination (a rename within one directory is atomic), so a reader or a
 //! crash never sees half a report.
 
-use std::fs::OpenOptions;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
-/// Tells apart the temporary files of one process.
-static NEXT: AtomicU64 = AtomicU64::new(0);
-
-fn temp_path(path: &Path) -> std::io::Result<PathBuf> {
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, then a rename.
+/// A failed write removes its temporary file (tempfile's guard does), leaving the old file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path.file_name().ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             format!("{} is not a file path", path.display()),
         )
     })?;
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let temp = format!(".{}.tmp-{}-{n}", name.to_string_lossy(), std::process::id());
-    Ok(path.with_file_name(temp))
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, then a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temp = temp_path(path)?;
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)
-    })();
-    if result.is_err() {
-        // Leave nothing half-written behind; the original error is the one that matters.
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    // A report is as readable as any file the user makes (the umask decides), not private
+    // as a temporary file would be.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let mut file = builder.tempfile_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map(|_| ()).map_err(|e| e.error)
 }
 
 #[cfg(test)]
@@ -57,6 +47,16 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("out.json")]);
+        // As readable as a file the user writes plainly (the umask decides), not private
+        // like a temporary file.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let plain = dir.path().join("plain");
+            std::fs::write(&plain, b"x").expect("plain write");
+            let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode();
+            assert_eq!(mode(&path) & 0o777, mode(&plain) & 0o777);
+        }
     }
 
     #[test]

@@ -7,12 +7,11 @@
 use clap::Parser;
 use lva_loadtest::cli::{Cli, Command};
 use lva_loadtest::plan::Plan;
-use lva_loadtest::reference_server::ServerArgs;
 use lva_loadtest::user_classes::{UserClass, builtin_classes};
+use lva_target::ServerArgs;
 use std::path::{Path, PathBuf};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_lva-loadtest");
-pub const TARGET_BIN: &str = env!("CARGO_BIN_EXE_lva-target");
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Joins lines continued with a trailing backslash.
@@ -231,7 +230,6 @@ pub fn check_tool_args(args: &[String], classes: Vec<UserClass>) -> Result<(), S
     };
     match cli.command {
         Some(Command::Validate(v)) => v.targets.resolve().map(|_| ()).map_err(|e| e.to_string()),
-        Some(Command::ReferenceServer(t)) => t.into_config().map(|_| ()).map_err(|e| e.to_string()),
         Some(Command::LocustClasses(a)) => {
             lva_loadtest::distributed::declare::declare(&a, &classes)
                 .map(|_| ())

@@ -2,10 +2,8 @@
 //! names no other run can take, a report folder that vanished mid-run, and the plan as it
 //! really ran. The real binary against its built-in reference server, on 127.0.0.1.
 
-mod common;
-
-use common::process::Proc;
-use common::{Args, BIN};
+use crate::support::process::Proc;
+use crate::support::{Args, BIN};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,7 +23,7 @@ fn finished(args: &Args, output: &Path) -> (i32, Proc) {
 }
 
 fn files(dir: &Path) -> Vec<PathBuf> {
-    common::files_in(dir)
+    crate::support::files_in(dir)
 }
 
 fn read(path: &Path) -> String {

@@ -1,13 +1,9 @@
-//! Helpers for the integration tests: a reference server per test, a small JSON client,
-//! reading a run's metrics JSON, the tool's command lines, and a headless browser.
-
-#![allow(dead_code)]
-
-pub mod browser;
+//! Helpers for the server's tests: a server per test with fast settings, a small JSON
+//! client, and checks of validation errors and tokens.
 
 use std::time::Duration;
 
-use lva_loadtest::reference_server::{self, ServerConfig, ServerHandle};
+use lva_target::{ServerConfig, ServerHandle};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -25,9 +21,7 @@ pub fn config() -> ServerConfig {
 }
 
 pub async fn server(config: ServerConfig) -> (ServerHandle, Api) {
-    let handle = reference_server::start(config)
-        .await
-        .expect("server starts");
+    let handle = lva_target::start(config).await.expect("server starts");
     let api = Api::new(&handle.base_url());
     (handle, api)
 }
@@ -187,142 +181,4 @@ pub fn jwt_claims(token: &str) -> Value {
         .decode(payload)
         .expect("base64url");
     serde_json::from_slice(&bytes).expect("json claims")
-}
-
-/// The measured row of request `key` ("METHOD name", e.g. `WS end→summary`) in a run's
-/// metrics JSON.
-pub fn request_row(metrics: &Value, key: &str) -> Option<Value> {
-    metrics["measured"]["requests"]
-        .as_array()?
-        .iter()
-        .find(|r| {
-            format!(
-                "{} {}",
-                r["method"].as_str().unwrap_or(""),
-                r["name"].as_str().unwrap_or("")
-            ) == key
-        })
-        .cloned()
-}
-
-/// The entries of `dir`, sorted (none when it cannot be read).
-pub fn files_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.sort();
-    files
-}
-
-/// The tool's binary, as the integration tests run it.
-pub const BIN: &str = env!("CARGO_BIN_EXE_lva-loadtest");
-
-/// A command line of the tool, built from its parts so the tests read as what they run:
-/// `Args::custom(4, 4, "6s").tags("health")` is a 6-second custom run of 4 users started
-/// at 4 a second doing health checks.
-#[derive(Debug, Clone, Default)]
-pub struct Args(Vec<String>);
-
-impl Args {
-    /// A run of a preset, with its own users, spawn rate and duration.
-    pub fn preset(name: &str) -> Args {
-        Args::default().with(&["--scenario", name])
-    }
-
-    /// A custom run: `users` users started at `spawn_rate` a second, for `duration`.
-    pub fn custom(users: u32, spawn_rate: u32, duration: &str) -> Args {
-        Args::preset("custom")
-            .users(users)
-            .spawn_rate(spawn_rate)
-            .duration(duration)
-    }
-
-    pub fn users(self, users: u32) -> Args {
-        self.with(&["--users", &users.to_string()])
-    }
-
-    pub fn spawn_rate(self, per_second: u32) -> Args {
-        self.with(&["--spawn-rate", &per_second.to_string()])
-    }
-
-    pub fn duration(self, duration: &str) -> Args {
-        self.with(&["--duration", duration])
-    }
-
-    pub fn tags(self, tags: &str) -> Args {
-        self.with(&["--tags", tags])
-    }
-
-    pub fn exclude_tags(self, tags: &str) -> Args {
-        self.with(&["--exclude-tags", tags])
-    }
-
-    /// Options for the built-in reference server (`--builtin-args`).
-    pub fn builtin(self, options: &str) -> Args {
-        self.with(&["--builtin-args", options])
-    }
-
-    /// Any other words, as they are.
-    pub fn with(mut self, words: &[&str]) -> Args {
-        self.0.extend(words.iter().map(|w| w.to_string()));
-        self
-    }
-
-    pub fn words(&self) -> &[String] {
-        &self.0
-    }
-}
-
-pub mod process;
-
-/// A plain HTTP file server (Python's `http.server`) on an ephemeral port of 127.0.0.1,
-/// serving an empty folder: HTML pages, 404 for every API path, 501 for POST. Stopped
-/// when dropped.
-pub struct FileServer {
-    child: std::process::Child,
-    pub url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl FileServer {
-    pub fn start() -> FileServer {
-        use std::io::BufRead;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut child = std::process::Command::new("python3")
-            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
-            .arg("--directory")
-            .arg(dir.path())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3 -m http.server starts");
-        let stdout = child.stdout.take().expect("stdout");
-        // "Serving HTTP on 127.0.0.1 port 40123 (http://127.0.0.1:40123/) ..."
-        let line = std::io::BufReader::new(stdout)
-            .lines()
-            .next()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        let port = line
-            .split_whitespace()
-            .skip_while(|w| *w != "port")
-            .nth(1)
-            .and_then(|p| p.parse::<u16>().ok());
-        let Some(port) = port else {
-            let _ = child.kill();
-            panic!("no port in the file server's first line: {line:?}");
-        };
-        FileServer {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for FileServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -4,9 +4,7 @@
 //! on 127.0.0.1. And the bytes of every message a worker sends, read and written again by
 //! Python's msgpack.
 
-mod common;
-
-use common::process::{
+use crate::support::process::{
     Proc, assert_study_run, example_bin, logged_requests, master_and_workers_end, python_tools,
     reference_server, serial,
 };

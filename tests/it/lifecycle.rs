@@ -2,17 +2,13 @@
 //! server's life, limits checked before traffic, IPv6, TLS for staging servers, and the
 //! dashboard's run. Real binaries, real signals, servers on loopback.
 
-mod common;
-
-use common::process::Proc;
-use common::{Args, BIN};
+use crate::support::process::Proc;
+use crate::support::{Args, BIN};
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-const TARGET_BIN: &str = env!("CARGO_BIN_EXE_lva-target");
 
 /// Starts the tool with its outputs under `output`.
 fn tool(args: &Args, output: &Path) -> Proc {
@@ -22,17 +18,18 @@ fn tool(args: &Args, output: &Path) -> Proc {
 }
 
 /// Starts a program, in `cwd` when given.
-fn start(program: &str, words: &[String], cwd: Option<&Path>) -> Proc {
+fn start(program: impl AsRef<Path>, words: &[String], cwd: Option<&Path>) -> Proc {
+    let program = program.as_ref();
     let mut command = Command::new(program);
     command.args(words);
     if let Some(cwd) = cwd {
         command.current_dir(cwd);
     }
-    Proc::launch(program, command)
+    Proc::launch(&program.to_string_lossy(), command)
 }
 
 fn files(dir: &Path) -> Vec<PathBuf> {
-    common::files_in(dir)
+    crate::support::files_in(dir)
 }
 
 fn file_ending(dir: &Path, suffix: &str) -> Option<PathBuf> {
@@ -406,7 +403,7 @@ fn limits_are_checked_before_any_traffic() {
 #[test]
 fn ipv6_hosts_work() {
     let mut server = start(
-        TARGET_BIN,
+        crate::support::server_bin(),
         // The users share one client over IPv6: a limit for many clients' worth of logins.
         &[
             "--bind",
@@ -512,7 +509,7 @@ impl Certs {
             &self.path(key),
         ]
         .map(String::from);
-        let server = start(TARGET_BIN, &words, None);
+        let server = start(crate::support::server_bin(), &words, None);
         let line = server.wait_for("listening on", Duration::from_secs(30));
         let url = line.rsplit(' ').next().expect("url").to_string();
         assert!(url.starts_with("https://"), "{url}");
@@ -557,7 +554,7 @@ fn https_and_wss_with_a_self_signed_certificate() {
     let m = metrics(dir.path());
     assert_eq!(m["facts"]["insecure_tls"], true);
     assert_eq!(m["targets"]["tls"]["skipped"], true);
-    let ws = common::request_row(&m, "WS connect /ws/{session_id}").expect("wss row");
+    let ws = crate::support::request_row(&m, "WS connect /ws/{session_id}").expect("wss row");
     assert!(ws["successes"].as_u64().unwrap_or(0) > 0, "{ws}");
     let junit = std::fs::read_to_string(file_ending(dir.path(), "_junit.xml").expect("junit"))
         .expect("read");
@@ -580,7 +577,7 @@ fn https_with_a_private_ca_is_trusted_with_ca_cert() {
     assert_eq!(accepted.code(), Some(0), "{}", accepted.output());
     let m = metrics(dir.path());
     assert_eq!(m["test_summary"]["failed_requests"], 0);
-    let ws = common::request_row(&m, "WS connect /ws/{session_id}").expect("wss row");
+    let ws = crate::support::request_row(&m, "WS connect /ws/{session_id}").expect("wss row");
     assert!(ws["successes"].as_u64().unwrap_or(0) > 0, "{ws}");
 }
 

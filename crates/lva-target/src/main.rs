@@ -1,7 +1,6 @@
 //! `lva-target`: the reference Learning Voice Agent server.
 
 use clap::Parser;
-use lva_loadtest::reference_server::{self, ServerArgs};
 use std::process::ExitCode;
 
 /// The reference Learning Voice Agent API server: SQLite storage, bcrypt passwords, signed
@@ -11,10 +10,10 @@ use std::process::ExitCode;
 #[command(name = "lva-target", version)]
 struct Cli {
     #[command(flatten)]
-    args: ServerArgs,
+    args: lva_target::ServerArgs,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    reference_server::main(Cli::parse().args).await.into()
+fn main() -> ExitCode {
+    // clap's own errors exit with 2, as a bad option should.
+    lva_target::run(Cli::parse().args).into()
 }

@@ -3,10 +3,8 @@
 //! else, draw every chart, and show the verdict and the figures the metrics JSON holds;
 //! `validate` writes the same report for a saved run; Goose's own reports only on request.
 
-mod common;
-
-use common::browser::Browser;
-use common::{Args, BIN};
+use crate::support::browser::Browser;
+use crate::support::{Args, BIN};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,7 +2,9 @@
 //! of one parent (the crate's top-level modules, the files of one folder), the references
 //! form no circle. A module may use its parent's items and its own children freely; what is
 //! checked is every reference from one sibling to another, `use` lines, paths in code and
-//! macros alike (comment lines aside).
+//! macros alike (comment lines aside). Checked in both crates of the workspace; and across
+//! them, the graph runs one way too: the tool starts the reference server's program but
+//! never links it, and the server knows nothing of the tool.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -153,14 +155,24 @@ fn find_circle(edges: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>
     None
 }
 
-/// Sibling edges, grouped by their common parent (`""` for the crate's top level).
-fn sibling_graphs() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
-    let src = Path::new(ROOT).join("src");
+/// The `src` folders of the workspace's crates (the tool's and the reference server's), with
+/// how many of their top-level modules at least reference a sibling: a check that the
+/// references were found at all.
+fn crate_sources() -> [(PathBuf, usize); 2] {
+    [
+        (Path::new(ROOT).join("src"), 10),
+        (Path::new(ROOT).join("crates/lva-target/src"), 5),
+    ]
+}
+
+/// Sibling edges of the crate in `src`, grouped by their common parent (`""` for the
+/// crate's top level).
+fn sibling_graphs(src: &Path) -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
     let mut files = Vec::new();
-    rust_files(&src, &mut files);
+    rust_files(src, &mut files);
     let mut by_module = BTreeMap::new();
     for file in &files {
-        if let Some(module) = module_of(file, &src) {
+        if let Some(module) = module_of(file, src) {
             let code = std::fs::read_to_string(file).expect("readable source file");
             by_module.insert(module, code);
         }
@@ -187,24 +199,63 @@ fn sibling_graphs() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
 
 #[test]
 fn the_module_graph_runs_one_way() {
-    let graphs = sibling_graphs();
-    assert!(
-        graphs.get("").is_some_and(|top| top.len() > 10),
-        "the crate's top-level references were not found: {graphs:?}"
-    );
-    let circles: Vec<String> = graphs
-        .iter()
-        .filter_map(|(parent, edges)| {
-            let circle = find_circle(edges)?;
-            let parent = if parent.is_empty() { "crate" } else { parent };
-            Some(format!("in {parent}: {}", circle.join(" -> ")))
-        })
-        .collect();
-    assert!(
-        circles.is_empty(),
-        "import circles:\n{}",
-        circles.join("\n")
-    );
+    for (src, referencing) in crate_sources() {
+        let graphs = sibling_graphs(&src);
+        assert!(
+            graphs.get("").is_some_and(|top| top.len() > referencing),
+            "the top-level references of {} were not found: {graphs:?}",
+            src.display()
+        );
+        let circles: Vec<String> = graphs
+            .iter()
+            .filter_map(|(parent, edges)| {
+                let circle = find_circle(edges)?;
+                let parent = if parent.is_empty() { "crate" } else { parent };
+                Some(format!("in {parent}: {}", circle.join(" -> ")))
+            })
+            .collect();
+        assert!(
+            circles.is_empty(),
+            "import circles in {}:\n{}",
+            src.display(),
+            circles.join("\n")
+        );
+    }
+}
+
+/// The names of the dependencies of one section (`dependencies`, `dev-dependencies`) of a
+/// crate's manifest.
+fn dependencies(manifest: &Path, section: &str) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(manifest).expect("readable manifest");
+    let doc: toml::Table = text.parse().expect("a TOML manifest");
+    doc.get(section)
+        .and_then(|d| d.as_table())
+        .map(|d| d.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_crates_depend_one_way() {
+    let tool = Path::new(ROOT).join("Cargo.toml");
+    let server = Path::new(ROOT).join("crates/lva-target/Cargo.toml");
+    // The tool runs the server's program; linking its code would rebuild the tool for every
+    // change of the server. Its tests may start one in their own process.
+    assert!(!dependencies(&tool, "dependencies").contains("lva-target"));
+    assert!(dependencies(&tool, "dev-dependencies").contains("lva-target"));
+    for section in ["dependencies", "dev-dependencies", "build-dependencies"] {
+        assert!(!dependencies(&server, section).contains("lva-loadtest"));
+    }
+    let mut files = Vec::new();
+    rust_files(&Path::new(ROOT).join("crates/lva-target"), &mut files);
+    assert!(files.len() > 10, "the server's sources were not found");
+    for file in files {
+        let code = std::fs::read_to_string(&file).expect("readable source file");
+        assert!(
+            !code.contains("lva_loadtest"),
+            "{} names the tool's crate",
+            file.display()
+        );
+    }
 }
 
 #[test]

@@ -4,10 +4,8 @@
 //! ones the tool accepts; the Containerfile's stages and files exist. No image is built
 //! here (no container engine runs on these machines).
 
-mod common;
-
+use crate::support::process::python_tools;
 use clap::Parser;
-use common::process::python_tools;
 use lva_loadtest::cli::Cli;
 use serde::Deserialize;
 use serde_yaml_ng::Value;

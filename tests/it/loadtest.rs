@@ -1,9 +1,7 @@
 //! The load tester end to end: the real binary against its built-in reference server on
 //! 127.0.0.1, with short runs (seconds).
 
-mod common;
-
-use common::{Args, BIN};
+use crate::support::{Args, BIN};
 use lva_loadtest::user_classes::{Selection, TagFilter, builtin_classes};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -42,7 +40,7 @@ impl Run {
 
     /// Request key → the measured row.
     fn request(&self, key: &str) -> Option<Value> {
-        common::request_row(&self.metrics(), key)
+        crate::support::request_row(&self.metrics(), key)
     }
 
     fn keys(&self) -> Vec<String> {
@@ -769,7 +767,7 @@ fn throttled_ordinary_users_fail_every_run() {
 /// run's users come from addresses of their own.
 #[test]
 fn back_to_back_runs_do_not_inherit_the_rate_limit_budget() {
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_lva-target"))
+    let mut server = std::process::Command::new(crate::support::server_bin())
         .args([
             "--bind",
             "127.0.0.1:0",
@@ -866,7 +864,7 @@ fn the_dashboard_never_passes_a_run_that_did_nothing() {
         .expect("run");
     let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
     // Killed if the test fails before it ends: a dashboard run waits for Start.
-    let mut child = common::browser::Reaped(child);
+    let mut child = crate::support::browser::Reaped(child);
     let mut url = String::new();
     while !url.contains("Web dashboard: ") {
         url.clear();
@@ -1053,7 +1051,7 @@ fn every_flaw_is_still_found_by_its_own_probe_on_a_real_deployment() {
 
 #[test]
 fn a_plain_file_server_gets_no_finding_and_its_probes_say_why_they_did_not_test() {
-    let files = common::FileServer::start();
+    let files = crate::support::FileServer::start();
     let r = run(&short_smoke().with(&["--host", &files.url]));
     // The users fail against it (exit 1); the probes find nothing.
     assert_eq!(r.code, 1, "{}", context(&r));

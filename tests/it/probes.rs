@@ -4,10 +4,8 @@
 //! against a plain file server. The real binary's runs with probes are in
 //! `tests/loadtest.rs`.
 
-mod common;
-
 use lva_loadtest::probes::{self, ProbeReport, ProbeSettings, ProbeStatus, Severity};
-use lva_loadtest::reference_server::{self, ServerConfig};
+use lva_target::ServerConfig;
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -36,9 +34,7 @@ fn with(change: impl FnOnce(&mut ServerConfig)) -> ServerConfig {
 }
 
 async fn probe(config: ServerConfig) -> ProbeReport {
-    let handle = reference_server::start(config)
-        .await
-        .expect("server starts");
+    let handle = lva_target::start(config).await.expect("server starts");
     let report = probe_url(&handle.base_url()).await;
     handle.shutdown().await;
     report
@@ -168,7 +164,7 @@ async fn a_websocket_open_to_deleted_accounts_is_reported_by_the_deletion_probe_
 /// Like a real ASGI deployment: the connection closed after each 5xx, search syntax that
 /// crashes the full-text engine, and downloads that ignore the id.
 fn like_a_real_deployment(c: &mut ServerConfig) {
-    c.quirks = reference_server::Quirks {
+    c.quirks = lva_target::Quirks {
         close_after_5xx: true,
         search_syntax_errors: true,
         download_own_data: true,
@@ -211,7 +207,7 @@ async fn a_real_deployment_gets_only_its_search_findings_each_on_its_own_request
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_file_server_is_not_tested_and_gets_no_finding() {
-    let files = common::FileServer::start();
+    let files = crate::support::FileServer::start();
     let report = probe_url(&files.url).await;
     let text = shown(&report);
     assert_eq!(report.findings().count(), 0, "{text}");
@@ -252,7 +248,7 @@ async fn an_ipv6_host_is_probed_from_its_own_family() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_appear_in_the_probe_outputs() {
     let mut c = config();
-    c.flaws = reference_server::Flaws {
+    c.flaws = lva_target::Flaws {
         exports_readable: true,
         refresh_as_access: true,
         trust_forwarded_for: false,

@@ -213,15 +213,10 @@ pub fn example_bin(name: &str) -> std::path::PathBuf {
 
 /// The reference server on a free loopback port (fast bcrypt), and its URL.
 pub fn reference_server() -> (Proc, String) {
-    let server = Proc::spawn(
+    let server = Proc::spawn_program(
         "server",
-        &[
-            "reference-server",
-            "--bind",
-            "127.0.0.1:0",
-            "--bcrypt-cost",
-            "4",
-        ],
+        &super::server_bin(),
+        &["--bind", "127.0.0.1:0", "--bcrypt-cost", "4"],
         &[],
     );
     let line = server.wait_for_line("listening on", Duration::from_secs(30));

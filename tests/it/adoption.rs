@@ -2,14 +2,8 @@
 //! those flags), the GitLab snippet beside it, the custom user example, the JUnit file and
 //! the example targets file.
 
-mod commands;
-
-#[path = "../examples/custom_user.rs"]
-#[allow(dead_code)]
-mod custom_user;
-
+use crate::support::commands::{BIN, Invocation, ROOT};
 use clap::Parser;
-use commands::{BIN, Invocation, ROOT};
 use lva_loadtest::cli::Cli;
 use lva_loadtest::plan::Plan;
 use lva_loadtest::user_classes::builtin_classes;
@@ -45,7 +39,7 @@ fn job_invocations(workflow: &Yaml, job: &str) -> Vec<Invocation> {
     steps(workflow, job)
         .iter()
         .filter_map(|step| step["run"].as_str())
-        .flat_map(|script| commands::invocations(script).expect("shell parses"))
+        .flat_map(|script| crate::support::commands::invocations(script).expect("shell parses"))
         .map(|(inv, _)| inv)
         .collect()
 }
@@ -133,7 +127,8 @@ fn every_command_the_ci_files_run_exists_with_those_flags() {
     let mut checked = 0;
     for job in wf["jobs"].as_mapping().expect("jobs").keys() {
         for inv in job_invocations(&wf, str_of(job)) {
-            commands::check(&inv, &[]).unwrap_or_else(|e| panic!("{WORKFLOW}: {inv:?}: {e}"));
+            crate::support::commands::check(&inv, &[])
+                .unwrap_or_else(|e| panic!("{WORKFLOW}: {inv:?}: {e}"));
             checked += 1;
         }
     }
@@ -150,8 +145,10 @@ fn every_command_the_ci_files_run_exists_with_those_flags() {
     let mut gitlab_checked = 0;
     for (name, job) in gitlab.as_mapping().expect("jobs") {
         for line in job["script"].as_sequence().into_iter().flatten() {
-            for (inv, _) in commands::invocations(str_of(line)).expect("shell parses") {
-                commands::check(&inv, &[])
+            for (inv, _) in
+                crate::support::commands::invocations(str_of(line)).expect("shell parses")
+            {
+                crate::support::commands::check(&inv, &[])
                     .unwrap_or_else(|e| panic!("ci/README.md job {name:?}: {inv:?}: {e}"));
                 gitlab_checked += 1;
             }
@@ -174,12 +171,17 @@ fn the_command_check_refuses_what_the_tool_refuses() {
             args: vec![],
         },
     ] {
-        assert!(commands::check(&bad, &[]).is_err(), "{bad:?} passed");
+        assert!(
+            crate::support::commands::check(&bad, &[]).is_err(),
+            "{bad:?} passed"
+        );
     }
     // The script's own short options reach the tool as its long ones.
     assert_eq!(
-        commands::script_translation(&args(&["-s", "load", "-h", "http://x", "-o", "out"]))
-            .expect("translated"),
+        crate::support::commands::script_translation(&args(&[
+            "-s", "load", "-h", "http://x", "-o", "out"
+        ]))
+        .expect("translated"),
         args(&[
             "--scenario",
             "load",
@@ -194,7 +196,7 @@ fn the_command_check_refuses_what_the_tool_refuses() {
 #[test]
 fn the_example_class_sits_beside_the_builtin_ones_under_the_tag_filter() {
     let mut classes = builtin_classes();
-    classes.push(custom_user::study_user());
+    classes.push(crate::custom_user::study_user());
     let plan_for = |tags: &str| {
         let cli = Cli::try_parse_from(["custom_user", "--tags", tags]).expect("options");
         Plan::resolve(&cli.run, classes.clone()).expect("plan")
@@ -290,7 +292,8 @@ fn assert_junit_matches_verdict(junit: &str, metrics: &Json) {
 
 #[test]
 fn the_custom_user_example_runs_as_documented() {
-    let bin = commands::example_bin("custom_user").unwrap_or_else(|e| panic!("{e}"));
+    let bin =
+        crate::support::commands::example_bin("custom_user").unwrap_or_else(|e| panic!("{e}"));
     // The command of examples/custom_user.rs's docs, shortened; no --host: the built-in
     // server, which the example starts by running itself with `reference-server`.
     let mut command = Command::new(bin);

@@ -2,10 +2,8 @@
 //! starts the run from the page, sees live figures, stops it and quits, driven over the
 //! Chrome DevTools Protocol by this test.
 
-mod common;
-
-use common::browser::Browser;
-use common::{Args, BIN};
+use crate::support::browser::Browser;
+use crate::support::{Args, BIN};
 use serde_json::Value;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
@@ -45,7 +43,7 @@ async fn the_dashboard_starts_shows_and_stops_a_run() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start lva-loadtest --web");
-    let mut tool = common::browser::Reaped(tool);
+    let mut tool = crate::support::browser::Reaped(tool);
     // The address the tool prints, with the dashboard's control token.
     let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
     let pipe = tool.0.stdout.take().expect("stdout");

@@ -3,14 +3,8 @@
 //! every other project command in a `bash` block parses against the tool's options; every
 //! relative link leads to a file. docs/README.md describes the convention.
 
-mod commands;
-
-#[path = "../examples/custom_user.rs"]
-#[allow(dead_code)]
-mod custom_user;
-
+use crate::support::commands::{BIN, Invocation, ROOT};
 use clap::Parser;
-use commands::{BIN, Invocation, ROOT};
 use lva_loadtest::cli::Cli;
 use lva_loadtest::plan::Plan;
 use lva_loadtest::user_classes::{UserClass, builtin_classes};
@@ -120,7 +114,7 @@ fn shortened_duration(args: &[String], classes: Vec<UserClass>) -> Option<&'stat
 
 fn with_example_classes() -> Vec<UserClass> {
     let mut classes = builtin_classes();
-    classes.push(custom_user::study_user());
+    classes.push(crate::custom_user::study_user());
     classes
 }
 
@@ -131,8 +125,8 @@ fn runnable(inv: &Invocation, output: &Path) -> Result<Option<Command>, String> 
         let mut args = args.to_vec();
         if let Some(duration) = duration {
             let out = output.to_string_lossy();
-            commands::set_option(&mut args, "--duration", Some("-d"), duration);
-            commands::set_option(&mut args, "--output", Some("-o"), &out);
+            crate::support::commands::set_option(&mut args, "--duration", Some("-d"), duration);
+            crate::support::commands::set_option(&mut args, "--output", Some("-o"), &out);
         }
         args
     };
@@ -147,11 +141,11 @@ fn runnable(inv: &Invocation, output: &Path) -> Result<Option<Command>, String> 
             shorten(args, shortened_duration(args, builtin_classes())),
         ),
         Invocation::Example { name, args } => command(
-            commands::example_bin(name)?,
+            crate::support::commands::example_bin(name)?,
             shorten(args, shortened_duration(args, with_example_classes())),
         ),
         Invocation::Script(args) => {
-            let translated = commands::script_translation(args)?;
+            let translated = crate::support::commands::script_translation(args)?;
             let mut c = command(
                 Path::new(ROOT).join("scripts/run_load_tests.sh"),
                 shorten(args, shortened_duration(&translated, builtin_classes())),
@@ -224,8 +218,8 @@ fn runnable_commands_run_as_documented() {
     let mut jobs = Vec::new();
     let mut failures = Vec::new();
     for block in &blocks {
-        let found =
-            commands::invocations(&block.body).unwrap_or_else(|e| panic!("{}: {e}", block.place()));
+        let found = crate::support::commands::invocations(&block.body)
+            .unwrap_or_else(|e| panic!("{}: {e}", block.place()));
         for (inv, comment) in found {
             if !seen.insert(format!("{inv:?}")) {
                 continue;
@@ -236,7 +230,7 @@ fn runnable_commands_run_as_documented() {
                     place: block.place(),
                     shown: format!("{command:?}"),
                     command,
-                    expected: commands::expected_exit_code(comment.as_deref()),
+                    expected: crate::support::commands::expected_exit_code(comment.as_deref()),
                     _output: output,
                 }),
                 Ok(None) => {}
@@ -274,15 +268,15 @@ fn runnable_commands_run_as_documented() {
 
 #[test]
 fn every_project_command_in_the_docs_parses() {
-    let extra = [custom_user::study_user()];
+    let extra = [crate::custom_user::study_user()];
     let mut checked = 0;
     let mut failures = Vec::new();
     for block in all_blocks().iter().filter(|b| b.is_bash()) {
-        let found =
-            commands::invocations(&block.body).unwrap_or_else(|e| panic!("{}: {e}", block.place()));
+        let found = crate::support::commands::invocations(&block.body)
+            .unwrap_or_else(|e| panic!("{}: {e}", block.place()));
         for (inv, _) in found {
             checked += 1;
-            if let Err(e) = commands::check(&inv, &extra) {
+            if let Err(e) = crate::support::commands::check(&inv, &extra) {
                 failures.push(format!("{}: {inv:?}: {e}", block.place()));
             }
         }

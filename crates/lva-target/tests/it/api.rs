@@ -1,16 +1,14 @@
 //! Integration tests of the reference server over real HTTP and WebSocket on 127.0.0.1.
 //! Every test starts its own server on an ephemeral port.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::{Api, PASSWORD, assert_validation, config, jwt_claims, server, unique_email};
 use clap::Parser;
-use common::{Api, PASSWORD, assert_validation, config, jwt_claims, server, unique_email};
 use futures_util::{SinkExt, StreamExt};
-use lva_loadtest::reference_server::{ServerArgs, ServerConfig};
+use lva_target::{ServerArgs, ServerConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -1044,7 +1042,7 @@ async fn websocket_auth_is_checked_at_the_handshake() {
     handle.shutdown().await;
 }
 
-async fn wait_open(handle: &lva_loadtest::reference_server::ServerHandle, n: usize) {
+async fn wait_open(handle: &lva_target::ServerHandle, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(3);
     while handle.open_websockets() != n && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;

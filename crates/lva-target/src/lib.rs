@@ -1,10 +1,10 @@
-//! The reference Learning Voice Agent server (the `lva-target` program, and the load tool's
-//! built-in server).
+//! The reference Learning Voice Agent server: the `lva-target` program, which the load tool
+//! starts as its built-in server when it is given no `--host`.
 //!
 //! It implements the LVA API contract (the shared `lva-api.md`) with SQLite
 //! storage, per-client rate limiting, Prometheus metrics and optional fault
 //! injection. Start it inside a process with [`start`] (tests) or as a program
-//! with [`main`].
+//! with [`run`], whose [`ServerExit`] is the program's exit code.
 //!
 //! Layers, outermost first: request counting, JSON error bodies, the rate
 //! limiter, fault injection, then routing; so the limiter sees every request
@@ -23,6 +23,14 @@
 //!   binary frames, 1001 at shutdown; a plain HTTP request to /ws/* gets 426;
 //! - without `--jwt-secret`, the signing secret is random per process, or kept
 //!   in the database file when `--db` is given so tokens survive a restart.
+
+/// Writes a line to stderr; a closed stderr is not a reason to fail.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 mod auth;
 mod config;
@@ -51,8 +59,6 @@ use axum::serve::ListenerExt;
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::{OnceCell, Semaphore, watch};
 use tokio::task::JoinHandle;
-
-use crate::exit::Exit;
 
 pub use config::{FaultConfig, Flaws, Quirks, RateLimitConfig, ServerArgs, ServerConfig};
 pub use error::ServerError;
@@ -343,10 +349,55 @@ async fn wait_for_signal() -> std::io::Result<()> {
     }
 }
 
-/// The server as a program (`lva-target`, and the load tool's built-in server): checks the
-/// options, serves until SIGINT or SIGTERM (or, for the built-in server, until the tool that
-/// started it is gone); a bad option or an address it cannot bind is a configuration error.
-pub async fn main(args: ServerArgs) -> Exit {
+/// How the server program ends: its exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerExit {
+    /// Stopped as asked (SIGINT, SIGTERM, or its parent gone): 0.
+    Stopped,
+    /// Serving failed after it started (the database, the accept loop, stdout): 1.
+    Failed,
+    /// A bad option, or an address it cannot bind: 2, before it serves anything.
+    Config,
+}
+
+impl ServerExit {
+    pub fn code(self) -> u8 {
+        match self {
+            ServerExit::Stopped => 0,
+            ServerExit::Failed => 1,
+            ServerExit::Config => 2,
+        }
+    }
+
+    fn of(error: &ServerError) -> ServerExit {
+        match error {
+            ServerError::Config(_) | ServerError::Bind { .. } => ServerExit::Config,
+            _ => ServerExit::Failed,
+        }
+    }
+}
+
+impl From<ServerExit> for std::process::ExitCode {
+    fn from(exit: ServerExit) -> Self {
+        std::process::ExitCode::from(exit.code())
+    }
+}
+
+/// The server as a program (`lva-target`, and the load tool's built-in server), on a
+/// runtime of its own: checks the options, serves until SIGINT or SIGTERM (or, for the
+/// built-in server, until the tool that started it is gone).
+pub fn run(args: ServerArgs) -> ServerExit {
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(main(args)),
+        Err(e) => {
+            errln!("lva-target: cannot start the async runtime: {e}");
+            ServerExit::Failed
+        }
+    }
+}
+
+/// [`run`] on the caller's runtime.
+pub async fn main(args: ServerArgs) -> ServerExit {
     let temporary_db = args.db.clone().filter(|_| args.temporary_db);
     let exit_with_parent = args.exit_with_parent;
     let result = match args.into_config() {
@@ -357,10 +408,10 @@ pub async fn main(args: ServerArgs) -> Exit {
         remove_database(&db);
     }
     match result {
-        Ok(()) => Exit::Passed,
+        Ok(()) => ServerExit::Stopped,
         Err(e) => {
             errln!("lva-target: {e}");
-            Exit::Config
+            ServerExit::of(&e)
         }
     }
 }

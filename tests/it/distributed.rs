@@ -3,13 +3,11 @@
 //! starting its built-in reference server, with short runs. (The same workers under a
 //! stock Locust master: `tests/locust.rs`.)
 
-mod common;
-
-use common::process::{
+use crate::support::process::{
     Proc, assert_study_run, example_bin, logged_requests, master_and_workers_end, reference_server,
     serial,
 };
-use common::{Args, BIN};
+use crate::support::{Args, BIN};
 use lva_loadtest::measure::{Histogram, MeasuredRun};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -30,6 +28,11 @@ impl Run {
 
     /// A manager of `program` (the tool, or a program with user classes of its own).
     fn manager_of(program: &Path, workers: u32, args: &Args) -> Run {
+        Run::manager_at(program, workers, args, "127.0.0.1:0")
+    }
+
+    /// A manager listening on `bind`.
+    fn manager_at(program: &Path, workers: u32, args: &Args, bind: &str) -> Run {
         let dir = tempfile::tempdir().expect("temp dir");
         let output = dir.path().join("reports");
         let expect = workers.to_string();
@@ -38,7 +41,7 @@ impl Run {
             "--expect-workers",
             &expect,
             "--manager-bind",
-            "127.0.0.1:0",
+            bind,
             "--output",
             output.to_str().expect("utf-8 path"),
         ];
@@ -60,23 +63,7 @@ impl Run {
     }
 
     fn worker_of(&self, program: &Path, name: &str, env: &[(&str, &str)]) -> Proc {
-        let log = self.request_log(name);
-        Proc::spawn_program(
-            name,
-            program,
-            &[
-                "--worker",
-                "--manager-port",
-                &self.port,
-                "--worker-name",
-                name,
-                "--worker-timeout",
-                "20s",
-                "--request-log",
-                log.to_str().expect("utf-8 path"),
-            ],
-            env,
-        )
+        worker_at(program, &self.port, name, &self.request_log(name), env)
     }
 
     fn request_log(&self, name: &str) -> PathBuf {
@@ -126,6 +113,34 @@ fn assert_has(text: &str, needle: &str, proc: &Proc) {
 }
 
 /// A custom run of `users` users doing health checks only, all started in the first second.
+/// A worker of `program` for the manager on `port`, logging every request to `log`.
+fn worker_at(program: &Path, port: &str, name: &str, log: &Path, env: &[(&str, &str)]) -> Proc {
+    Proc::spawn_program(
+        name,
+        program,
+        &[
+            "--worker",
+            "--manager-port",
+            port,
+            "--worker-name",
+            name,
+            "--worker-timeout",
+            "20s",
+            "--request-log",
+            log.to_str().expect("utf-8 path"),
+        ],
+        env,
+    )
+}
+
+/// A loopback port nothing listens on (it was free a moment ago).
+fn unused_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 fn health_only(users: u32, duration: &str) -> Args {
     Args::custom(users, users, duration).tags("health")
 }
@@ -413,4 +428,63 @@ fn custom_user_classes_run_on_the_managers_workers_and_a_worker_without_them_is_
     let code = master_and_workers_end(&mut run.manager, &mut workers);
     assert_eq!(code, 0, "{}", run.manager.output());
     assert_study_run(&run.metrics());
+}
+
+#[test]
+fn a_worker_started_before_its_manager_joins_once_the_manager_listens() {
+    let _one = serial();
+    let port = unused_port().to_string();
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The worker first: nothing listens yet, so it keeps trying (and says so).
+    let mut worker = worker_at(
+        Path::new(BIN),
+        &port,
+        "early",
+        &dir.path().join("early.requests.json"),
+        &[],
+    );
+    worker.wait_for_line("Waiting for the master", Duration::from_secs(30));
+    let bind = format!("127.0.0.1:{port}");
+    let mut run = Run::manager_at(Path::new(BIN), 1, &health_only(2, "3s"), &bind);
+    assert_eq!(run.port, port);
+    let code = master_and_workers_end(&mut run.manager, std::slice::from_mut(&mut worker));
+    assert_eq!(code, 0, "{}", run.manager.output());
+    assert_has(&worker.stdout(), "Joined the master", &worker);
+    let metrics = run.metrics();
+    assert_eq!(
+        metrics["extra"]["distributed"]["workers"][0]["status"],
+        "delivered"
+    );
+}
+
+#[test]
+fn a_manager_address_in_use_is_a_configuration_error_that_names_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let address = taken.local_addr().expect("its address");
+    let bind = address.to_string();
+    let mut manager = Proc::spawn_program(
+        "manager",
+        Path::new(BIN),
+        &[
+            "--manager",
+            "--manager-bind",
+            &bind,
+            "--host",
+            "http://127.0.0.1:9",
+            "--skip-preflight",
+        ],
+        &[],
+    );
+    assert_eq!(
+        manager.wait(Duration::from_secs(60)),
+        2,
+        "{}",
+        manager.output()
+    );
+    assert_has(
+        &manager.stderr(),
+        &format!("cannot listen on tcp://{bind}: "),
+        &manager,
+    );
+    assert_has(&manager.stderr(), "choose another --manager-bind", &manager);
 }

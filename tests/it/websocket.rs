@@ -1,10 +1,8 @@
 //! Real WebSocket sessions, checked from both sides: the load tester's rows and counters,
 //! and the reference server's own count of open sockets.
 
-mod common;
-
-use common::{Args, BIN};
-use lva_loadtest::reference_server::{self, ServerConfig, ServerHandle};
+use crate::support::{Args, BIN};
+use lva_target::{ServerConfig, ServerHandle};
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,7 +13,7 @@ async fn server(configure: impl FnOnce(&mut ServerConfig)) -> ServerHandle {
         ..ServerConfig::default()
     };
     configure(&mut config);
-    reference_server::start(config)
+    lva_target::start(config)
         .await
         .expect("start the reference server")
 }
@@ -63,7 +61,7 @@ fn metrics(dir: &std::path::Path) -> Value {
 }
 
 fn row(metrics: &Value, key: &str) -> Value {
-    common::request_row(metrics, key).unwrap_or(Value::Null)
+    crate::support::request_row(metrics, key).unwrap_or(Value::Null)
 }
 
 fn n(v: &Value, field: &str) -> u64 {
