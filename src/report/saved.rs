@@ -301,6 +301,12 @@ struct ProbeIn {
 struct FindingIn {
     probe: String,
     severity: String,
+    /// Files written before findings were grouped by cause have neither: the endpoint is
+    /// then the request's, and the inputs none.
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    inputs: Vec<String>,
     request: RequestIn,
     answer: AnswerIn,
     meaning: String,
@@ -337,6 +343,10 @@ fn saved_probes(extra: &serde_json::Value) -> Option<ProbeReport> {
                     "low" => Severity::Low,
                     _ => return None,
                 },
+                endpoint: f
+                    .endpoint
+                    .unwrap_or_else(|| format!("{} {}", f.request.method, f.request.path)),
+                inputs: f.inputs,
                 request: ProbeRequest {
                     method: f.request.method,
                     path: f.request.path,

@@ -78,15 +78,7 @@ fn one_run_id_names_every_account_and_every_output() {
     assert!(read(&ending(&out, ".html")).contains(&format!("<dd>{id}</dd>")));
     assert!(read(&ending(&out, "_findings.md")).contains(&format!("run id {id}")));
 
-    let conn = rusqlite::Connection::open(&db).expect("the server's database");
-    let mut query = conn
-        .prepare("SELECT email FROM users WHERE email LIKE 'lt-%'")
-        .expect("query");
-    let emails: Vec<String> = query
-        .query_map([], |row| row.get(0))
-        .expect("rows")
-        .map(|e| e.expect("email"))
-        .collect();
+    let emails = lva_target::account_emails(&db, "lt-").expect("the server's database");
     let probes = emails.iter().filter(|e| e.contains("-probe-")).count();
     assert!(
         probes > 0 && emails.len() > probes,

@@ -262,9 +262,11 @@ fn probes_section(out: &mut String, report: &ProbeReport, report_only: bool) {
         };
         let _ = write!(
             out,
-            r#"<tr><td><span class="status {label}">{label}</span></td><td>{}</td><td>{}</td><td class="mono">{} {}<br>{}</td><td class="mono">{}</td></tr>"#,
+            r#"<tr><td><span class="status {label}">{label}</span></td><td>{}</td><td><span class="mono">{}</span>: {}<br>{}</td><td class="mono">{} {}<br>{}</td><td class="mono">{}</td></tr>"#,
             escape(&f.probe),
+            escape(&f.endpoint),
             escape(&f.meaning),
+            escape(&crate::report::probes::inputs_text(f)),
             escape(&f.request.method),
             escape(&f.request.path),
             escape(&f.request.summary),
