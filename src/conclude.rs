@@ -211,6 +211,9 @@ fn tell_written(
 /// report and history CSV written into `output` (default: beside the file) under the file's
 /// name plus `_validated`. The outcome counts the saved probes' findings as the run did.
 pub fn review(path: &Path, output: Option<&Path>, verdict: &Verdict, saved: &SavedRun) -> Exit {
+    if let Some(note) = saved.source.latency_note() {
+        outln!("note: {note}");
+    }
     let exit = print_outcome(
         &saved.run,
         verdict,

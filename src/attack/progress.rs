@@ -11,12 +11,12 @@ use super::stop::Stop;
 use crate::console::{draw, on_terminal, say};
 use crate::duration::HumanDuration;
 use crate::exchange::context::RunContext;
-use crate::measure::{Ledger, MeasuredRun, RequestKind};
+use crate::measure::{Ledger, MeasuredRun, RequestKind, per_second};
 use crate::plan::AbortRule;
 use crate::verdict::Targets;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Goose's own plan starts with the page's Start, a little before the first user: its users
 /// may end this much before the planned end as measured here.
@@ -36,8 +36,6 @@ pub(super) struct Watch {
 pub(super) async fn monitor(ctx: Arc<RunContext>, stop: Arc<Stop>, watch: Watch) {
     let ledger = ctx.ledger.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut last_requests = 0u64;
-    let mut last_at = Instant::now();
     let mut seconds = 0u64;
     // Where the measured time starts: at once, or when the dashboard's Start launched the
     // first user.
@@ -86,10 +84,6 @@ pub(super) async fn monitor(ctx: Arc<RunContext>, stop: Arc<Stop>, watch: Watch)
             stop.give_up();
         }
 
-        let requests = ledger.live.requests.load(Ordering::Relaxed);
-        let rps = (requests - last_requests) as f64 / last_at.elapsed().as_secs_f64().max(0.001);
-        last_requests = requests;
-        last_at = Instant::now();
         let line = match (stop.deadline(), origin) {
             (Some(deadline), _) if shut_down_at.is_none() => stopping_line(&ledger, deadline),
             (Some(_), _) => format!(
@@ -99,9 +93,7 @@ pub(super) async fn monitor(ctx: Arc<RunContext>, stop: Arc<Stop>, watch: Watch)
                 ))
             ),
             (None, None) => "[waiting] press Start in the dashboard".to_string(),
-            (None, Some(start)) => {
-                running_line(&ledger, elapsed - start, watch.duration, running, rps)
-            }
+            (None, Some(start)) => running_line(&ledger, elapsed - start, watch.duration, running),
         };
         if on_terminal() || seconds.is_multiple_of(5) {
             draw(&line);
@@ -177,15 +169,11 @@ fn running_users(ledger: &Ledger) -> u64 {
     launched.saturating_sub(ledger.live.users_done.load(Ordering::Relaxed))
 }
 
-fn running_line(
-    ledger: &Ledger,
-    elapsed: f64,
-    duration: Duration,
-    running: u64,
-    rps: f64,
-) -> String {
-    let recent = ledger.recent(RequestKind::Http);
-    let judged = recent.total() - recent.rate_limited;
+fn running_line(ledger: &Ledger, elapsed: f64, duration: Duration, running: u64) -> String {
+    // The window now running and the one before it: rate and P95 move with the count.
+    let (recent, covered_secs) = ledger.recent(RequestKind::Http);
+    let rps = per_second(recent.total(), covered_secs);
+    let judged = recent.successes + recent.failures;
     let error_share = if judged == 0 {
         0.0
     } else {

@@ -452,11 +452,12 @@ impl Plan {
         ));
         if self.probes {
             lines.push(format!(
-                "Security probes: on{} (their own accounts and clients, not in the figures)",
+                "Security probes: on (their own accounts and clients, not in the figures); {}",
                 if self.probes_report_only {
-                    ", report only"
+                    "report only: findings do not change the exit code"
                 } else {
-                    ""
+                    "a high-severity finding fails the run (exit 1) even when every target \
+                     is met (--probes-report-only to report them only)"
                 }
             ));
         }

@@ -85,11 +85,18 @@ pub struct ProbeAnswer {
     pub body: String,
 }
 
-/// One thing a probe found wrong.
+/// One thing a probe found wrong: one cause, that is one probe, endpoint and kind of failure
+/// (its meaning), with every input that showed it. The request and answer shown are the
+/// first input's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
     pub probe: String,
     pub severity: Severity,
+    /// The method and route the finding is about (`POST /api/search`,
+    /// `GET /api/gdpr/export/{id}`).
+    pub endpoint: String,
+    /// The inputs that showed it, in the order they were sent (at least one).
+    pub inputs: Vec<String>,
     pub request: ProbeRequest,
     pub answer: ProbeAnswer,
     /// What it means, in one sentence.
@@ -207,6 +214,8 @@ impl ProbeReport {
         for probe in &mut self.probes {
             probe.notes.iter_mut().for_each(|n| clean(n, TEXT_CHARS));
             for f in &mut probe.findings {
+                clean(&mut f.endpoint, TEXT_CHARS);
+                f.inputs.iter_mut().for_each(|i| clean(i, TEXT_CHARS));
                 clean(&mut f.request.path, TEXT_CHARS);
                 clean(&mut f.request.summary, BODY_CHARS);
                 clean(&mut f.answer.body, BODY_CHARS);
@@ -393,6 +402,8 @@ pub(crate) mod tests {
         let finding = Finding {
             probe: "p".into(),
             severity,
+            endpoint: "GET /".into(),
+            inputs: vec!["i".into()],
             request: ProbeRequest {
                 method: "GET".into(),
                 path: "/".into(),
@@ -437,7 +448,9 @@ pub(crate) mod tests {
         let long = "9".repeat(5000);
         let hostile = format!("{long} \u{202E}txt.exe");
         let f = &mut report.probes[0].findings[0];
+        f.inputs = vec![hostile.clone()];
         for text in [
+            &mut f.endpoint,
             &mut f.request.path,
             &mut f.request.summary,
             &mut f.answer.body,
@@ -457,8 +470,8 @@ pub(crate) mod tests {
             !text.contains('\u{202E}') && !text.contains(&long[..81]),
             "{text}"
         );
-        assert_eq!(text.matches("… (5000 characters)").count(), 5, "{text}");
-        assert_eq!(text.matches("\\u{202E}txt.exe").count(), 5, "{text}");
+        assert_eq!(text.matches("… (5000 characters)").count(), 7, "{text}");
+        assert_eq!(text.matches("\\u{202E}txt.exe").count(), 7, "{text}");
         assert!(
             !text.contains("SECRET") && text.contains("[REDACTED]"),
             "{text}"

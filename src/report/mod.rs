@@ -255,12 +255,19 @@ impl RunOutputs {
             json::metrics_json(r.run, r.verdict, r.targets, r.facts, &extra, r.provenance)?;
         let mut files = vec![
             (".html", html::html_report(r).into_bytes()),
-            ("_stats.csv", csv::stats_csv(r.run)?),
-            ("_stats_history.csv", history::history_csv(r.run)?),
+            ("_stats.csv", csv::stats_csv(r.run, r.count_429())?),
+            (
+                "_stats_history.csv",
+                history::history_csv(r.run, r.count_429())?,
+            ),
             ("_failures.csv", csv::failures_csv(r.run)?),
             (METRICS_JSON, metrics),
             ("_junit.xml", junit::junit_xml(&suites)),
         ];
+        if !r.run.cleanup.left_behind.is_empty() {
+            let bytes = csv::accounts_left_csv(r.run, &r.provenance.run_id)?;
+            files.push(("_accounts_left.csv", bytes));
+        }
         if let Some(p) = r.probes {
             let heading = format!(
                 "Scenario {} against {} ({}, run id {})",
@@ -277,7 +284,10 @@ impl RunOutputs {
     pub fn write_review(&self, r: &RunReport<'_>) -> Result<Written, ReportError> {
         let files = vec![
             (".html", html::html_report(r).into_bytes()),
-            ("_stats_history.csv", history::history_csv(r.run)?),
+            (
+                "_stats_history.csv",
+                history::history_csv(r.run, r.count_429())?,
+            ),
         ];
         Ok(self.write_each(self.place(), files, None))
     }
@@ -434,6 +444,13 @@ pub struct RunReport<'a> {
     pub extra: &'a serde_json::Value,
 }
 
+impl RunReport<'_> {
+    /// The 429s are judged (as failures), so their times join the judged figures.
+    pub fn count_429(&self) -> bool {
+        self.verdict.rate_limited_counted_as_failures
+    }
+}
+
 /// Response times in milliseconds, as the summary and the JSON show them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct TimeSummary {
@@ -460,13 +477,35 @@ impl TimeSummary {
     }
 }
 
-/// The headline figures over HTTP requests, shared by the console and the JSON.
+/// The headline figures over HTTP requests, shared by the console, the HTML and the JSON.
 #[derive(Debug, Clone)]
 pub(crate) struct Headline {
     pub rates: Rates,
     pub requests_per_second: f64,
+    /// Over the judged answers (the verdict's P95 is this one's).
     pub times: TimeSummary,
+    /// The answers that are not judged, apart: 429s (unless judged) and expected errors.
+    pub apart: ApartTimes,
     pub status_codes: BTreeMap<u16, u64>,
+}
+
+/// The times of the answers kept out of the judged figures; `None` where there were none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ApartTimes {
+    pub rate_limited: Option<TimeSummary>,
+    pub expected_errors: Option<TimeSummary>,
+}
+
+impl ApartTimes {
+    /// The 429s' and the expected errors' own times (the 429s' are also in the judged
+    /// figures when they count as failures).
+    pub fn of(s: &crate::measure::RequestStats) -> ApartTimes {
+        let some = |h: &Histogram| (h.count > 0).then(|| TimeSummary::of(h));
+        ApartTimes {
+            rate_limited: some(&s.rate_limited_times),
+            expected_errors: some(&s.expected_error_times),
+        }
+    }
 }
 
 impl Headline {
@@ -475,7 +514,8 @@ impl Headline {
         Headline {
             rates: Rates::of(&http, count_429_as_failure),
             requests_per_second: per_second(http.total(), run.duration_secs),
-            times: TimeSummary::of(&http.times),
+            times: TimeSummary::of(&http.judged_times(count_429_as_failure)),
+            apart: ApartTimes::of(&http),
             status_codes: http.status_codes.clone(),
         }
     }

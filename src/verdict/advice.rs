@@ -1,21 +1,22 @@
 //! What to look at when a check fails, after the guide's warning signs. Each check picks
 //! its own advice; these are the texts several checks share.
 
-use super::fmt_ms;
-use crate::measure::{MeasuredRun, RequestKind};
+use super::{fmt_ms, is_round_trip};
+use crate::measure::{MeasuredRun, RequestKind, RequestStats};
 use std::collections::BTreeMap;
 
-/// The slowest rows of `kind` by P95, for advice.
-pub(super) fn slowest(run: &MeasuredRun, kind: RequestKind, n: usize) -> String {
-    let mut rows: Vec<_> = run
-        .requests
-        .iter()
-        .filter(|r| r.kind == Some(kind) && r.times.count > 0)
+/// The slowest of `rows` by the P95 of their judged answers, for advice.
+fn slowest<'a>(rows: impl Iterator<Item = &'a RequestStats>, count_429: bool, n: usize) -> String {
+    let mut rows: Vec<(&RequestStats, u64)> = rows
+        .filter_map(|r| {
+            let times = r.judged_times(count_429);
+            (times.count > 0).then(|| (r, times.percentile_us(95.0)))
+        })
         .collect();
-    rows.sort_by_key(|r| std::cmp::Reverse(r.times.percentile_us(95.0)));
+    rows.sort_by_key(|(_, p95)| std::cmp::Reverse(*p95));
     rows.iter()
         .take(n)
-        .map(|r| format!("{} (P95 {})", r.key(), fmt_ms(r.times.percentile_ms(95.0))))
+        .map(|(r, p95)| format!("{} (P95 {})", r.key(), fmt_ms(*p95 as f64 / 1000.0)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -70,17 +71,58 @@ fn timeout_advice(run: &MeasuredRun, t: &Timeouts) -> String {
     )
 }
 
-/// Slow answers: where to look, naming the slowest requests of `kind`.
-pub(super) fn latency(run: &MeasuredRun, kind: RequestKind) -> String {
-    if kind == RequestKind::Http
-        && let Some(t) = timeouts(run)
-    {
+/// The `n` slowest HTTP requests by the P95 of their judged answers.
+pub(super) fn slowest_http(run: &MeasuredRun, count_429: bool, n: usize) -> String {
+    let http = run
+        .requests
+        .iter()
+        .filter(|r| r.kind == Some(RequestKind::Http));
+    slowest(http, count_429, n)
+}
+
+/// Slow HTTP answers: where to look, naming the slowest requests.
+pub(super) fn latency(run: &MeasuredRun, count_429: bool) -> String {
+    if let Some(t) = timeouts(run) {
         return timeout_advice(run, &t);
     }
     format!(
         "Slow responses (database bottleneck?): check query performance and profile the \
          slowest endpoints: {}.",
-        slowest(run, kind, 3)
+        slowest_http(run, count_429, 3)
+    )
+}
+
+/// Slow WebSocket round trips: the slowest round trips only (handshakes and closes are not
+/// round trips), and what is known of why: the failed round trips' own reasons (closed by
+/// the server with its code, no reply in time), or, when none failed, that the replies
+/// came slowly.
+pub(super) fn ws_latency(run: &MeasuredRun) -> String {
+    let trips: Vec<&RequestStats> = run.requests.iter().filter(|r| is_round_trip(r)).collect();
+    let names: Vec<String> = trips
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.name))
+        .collect();
+    let mut causes: Vec<String> = run
+        .errors
+        .iter()
+        .filter(|e| !e.expected && names.contains(&format!("{} {}", e.method, e.name)))
+        .map(|e| format!("{} ×{}", e.error, e.occurrences))
+        .collect();
+    causes.truncate(3);
+    let why = if causes.is_empty() {
+        "every round trip got its reply, slowly: the server is slow to answer messages \
+         (look at what it does per message, its event loop and what it awaits)"
+            .to_string()
+    } else {
+        format!(
+            "failed round trips counted their time to failure: {}; the failures table \
+             (_failures.csv) says which and when",
+            causes.join(", ")
+        )
+    };
+    format!(
+        "Slow WebSocket round trips: {}. {why}.",
+        slowest(trips.into_iter(), false, 3)
     )
 }
 

@@ -56,9 +56,13 @@ fn is_spike(rates: &Rates, t: &Targets) -> bool {
     rates.failures >= t.spike_min_errors && rates.error_rate > t.spike_factor * t.error_rate
 }
 
-/// The end of a window of `secs` starting at `start`, within the run.
-fn window_end(run: &MeasuredRun, start: f64, secs: f64) -> f64 {
-    (start + secs).min(run.duration_secs.max(start))
+/// The end of `w`, one of `windows` of `secs`: the last ends with the measured time (it may
+/// hold a short tail, see [`MeasuredRun::window_end`]).
+fn window_end(run: &MeasuredRun, windows: &[WindowStats], w: &WindowStats, secs: f64) -> f64 {
+    match windows.last() {
+        Some(last) if std::ptr::eq(last, w) => run.duration_secs.max(w.start_secs),
+        _ => w.start_secs + secs,
+    }
 }
 
 /// The windows the `error_spikes` check calls spikes, as (start, end) seconds into the run.
@@ -67,7 +71,7 @@ pub fn error_spike_windows(run: &MeasuredRun, t: &Targets) -> Vec<(f64, f64)> {
     windows
         .iter()
         .filter(|w| is_spike(&Rates::of(&everything(w), t.count_429_as_failure), t))
-        .map(|w| (w.start_secs, window_end(run, w.start_secs, secs)))
+        .map(|w| (w.start_secs, window_end(run, &windows, w, secs)))
         .collect()
 }
 
@@ -132,7 +136,7 @@ pub(super) fn check(run: &MeasuredRun, t: &Targets) -> Check {
         }
     }
     let span = |w: &WindowStats| {
-        let end = window_end(run, w.start_secs, secs);
+        let end = window_end(run, &windows, w, secs);
         format!("{}-{}", fmt_secs(w.start_secs), fmt_secs(end))
     };
     let describe = |w: &WindowStats, r: &Rates| {

@@ -101,21 +101,36 @@ pub(super) fn work_done(run: &MeasuredRun, t: &Targets) -> Check {
         &run.combined(RequestKind::WebSocket),
         t.count_429_as_failure,
     );
-    let judged = http.judged + ws.judged;
-    let plural = if judged == 1 { "" } else { "s" };
+    // HTTP requests and WebSocket operations are judged apart: named apart, never added.
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    let mut actual = format!("{} judged HTTP request{}", http.judged, plural(http.judged));
+    if ws.total > 0 {
+        actual.push_str(&format!(
+            ", {} WebSocket operation{}",
+            ws.judged,
+            plural(ws.judged)
+        ));
+    }
     let mut check = Check::judged(
         "work_done",
         "Work Done",
-        "at least 1 judged request",
-        format!("{judged} judged request{plural}"),
-        judged > 0,
+        "at least 1 judged request or WebSocket operation",
+        actual,
+        http.judged + ws.judged > 0,
     );
-    if http.rate_limited + ws.rate_limited > 0 {
-        check.details.push(format!(
-            "{} rate-limited answers (429) are not judged",
-            http.rate_limited + ws.rate_limited
-        ));
-    }
+    check.details.push(format!(
+        "{} HTTP requests sent: {} succeeded + {} failed = {} judged",
+        http.total, http.successes, http.failures, http.judged
+    ));
+    let apart = if t.count_429_as_failure {
+        format!("{} expected errors", http.expected_errors)
+    } else {
+        format!(
+            "{} rate limited (429), {} expected errors",
+            http.rate_limited, http.expected_errors
+        )
+    };
+    check.details.push(format!("not judged: {apart}"));
     check.advise(|| {
         "Nothing was judged: no user got to its tasks, or every answer was a 429. See Users \
          Started and the failures table."
@@ -378,7 +393,7 @@ mod tests {
         let v = judge(&only_429s, &Targets::default(), &facts());
         let c = v.check("work_done").expect("check");
         assert!(c.failed(), "{c:?}");
-        assert_eq!(c.actual, "0 judged requests");
+        assert_eq!(c.actual, "0 judged HTTP requests");
         assert!(!v.passed);
         let empty = run_of(10.0, vec![]);
         assert!(
@@ -390,7 +405,7 @@ mod tests {
         let v = judge(&healthy(), &Targets::default(), &facts());
         assert_eq!(
             v.check("work_done").expect("check").actual,
-            "200 judged requests"
+            "200 judged HTTP requests"
         );
     }
 

@@ -78,27 +78,7 @@ fn one_run_id_names_every_account_and_every_output() {
     assert!(read(&ending(&out, ".html")).contains(&format!("<dd>{id}</dd>")));
     assert!(read(&ending(&out, "_findings.md")).contains(&format!("run id {id}")));
 
-    // Read with Python's sqlite3 (the tests already need python3): the tool's crate does not
-    // link SQLite, only the reference server does.
-    let query = Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import sqlite3, sys\n\
-             for (e,) in sqlite3.connect(sys.argv[1]).execute(\
-             \"SELECT email FROM users WHERE email LIKE 'lt-%'\"): print(e)",
-        )
-        .arg(&db)
-        .output()
-        .expect("python3 reads the server's database");
-    assert!(
-        query.status.success(),
-        "{}",
-        String::from_utf8_lossy(&query.stderr)
-    );
-    let emails: Vec<String> = String::from_utf8_lossy(&query.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let emails = lva_target::account_emails(&db, "lt-").expect("the server's database");
     let probes = emails.iter().filter(|e| e.contains("-probe-")).count();
     assert!(
         probes > 0 && emails.len() > probes,
