@@ -229,8 +229,15 @@ async fn the_report_of_real_runs_shows_the_verdict_charts_and_figures_offline() 
     );
     let (stats_header, stats) = csv_rows(&smoke.file("_stats.csv"));
     let col = |h: &[String], name: &str| h.iter().position(|c| c == name).expect(name);
-    let last_stamp = &history[history.len() - 1][0];
-    let last: Vec<&csv::StringRecord> = history.iter().filter(|r| &r[0] == last_stamp).collect();
+    // The last group of rows (the stop phase's when the run had one: it may share its second
+    // with the last window) holds the run's totals.
+    let phase = col(&header, "Phase");
+    let final_row = &history[history.len() - 1];
+    let (last_stamp, last_phase) = (&final_row[0], &final_row[phase]);
+    let last: Vec<&csv::StringRecord> = history
+        .iter()
+        .filter(|r| &r[0] == last_stamp && &r[phase] == last_phase)
+        .collect();
     assert_eq!(last.len(), stats.len(), "one row per stats CSV row");
     for (h, s) in last.iter().zip(&stats) {
         assert_eq!((&h[2], &h[3]), (&s[0], &s[1]));
@@ -252,8 +259,13 @@ async fn the_report_of_real_runs_shows_the_verdict_charts_and_figures_offline() 
     let windows = metrics["measured"]["windows"]
         .as_array()
         .map_or(0, Vec::len);
+    let stop_phase = usize::from(metrics["measured"]["stop_phase"].is_object());
     let aggregates = history.iter().filter(|r| &r[3] == "Aggregated").count();
-    assert_eq!(aggregates, windows, "one Aggregated row per window");
+    assert_eq!(
+        aggregates,
+        windows + stop_phase,
+        "one Aggregated row per window, and one for the stop phase"
+    );
 
     // A failing run's report: FAIL first, the failed check and its advice.
     open(&mut browser, &failing.report()).await;
