@@ -8,8 +8,12 @@
 //! whose connection was closed by the server after an earlier error answer is sent again
 //! on a fresh one and judged on that answer.
 
-use super::kit::tokens_of;
-use super::kit::{Answer, Call, Kit, Outcome, Probe, ProbeAccount, ProbeClient, Verdict};
+use super::accounts::ProbeAccount;
+use super::call::Call;
+use super::client::{Kit, ProbeClient};
+use super::judge::{Outcome, Verdict};
+use super::probe::Probe;
+use super::reply::{Answer, tokens_of};
 use super::{ProbeOutcome, Severity};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;

@@ -2,7 +2,10 @@
 //! right password must be refused while the account is locked. The right password is tried
 //! from a second client, so the first client's rate-limit budget does not decide the answer.
 
-use super::kit::{Answer, Kit, Probe, Verdict};
+use super::client::Kit;
+use super::judge::Verdict;
+use super::probe::Probe;
+use super::reply::Answer;
 use super::{ProbeOutcome, Severity};
 
 pub const NAME: &str = "lockout";

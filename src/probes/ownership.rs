@@ -3,7 +3,12 @@
 //! account id, or, for the status, the owner's export); an answer with the caller's own
 //! data means the server ignores the id, which is no leak.
 
-use super::kit::{Answer, Call, Kit, Probe, ProbeAccount, ProbeClient, Verdict};
+use super::accounts::ProbeAccount;
+use super::call::Call;
+use super::client::{Kit, ProbeClient};
+use super::judge::Verdict;
+use super::probe::Probe;
+use super::reply::Answer;
 use super::{ProbeOutcome, Severity};
 use serde_json::json;
 use std::time::{Duration, Instant};

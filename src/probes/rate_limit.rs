@@ -7,7 +7,11 @@
 //! limits on purpose for load tests). Answers that are not the API's (a missing endpoint,
 //! not JSON), or a 429 at the first request, leave the probe not tested.
 
-use super::kit::{Answer, Call, Kit, Probe, ProbeClient, Verdict};
+use super::call::Call;
+use super::client::{Kit, ProbeClient};
+use super::judge::Verdict;
+use super::probe::Probe;
+use super::reply::Answer;
 use super::{ProbeOutcome, Severity};
 use serde_json::json;
 
