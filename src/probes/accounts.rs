@@ -5,7 +5,7 @@ use super::ProbeOutcome;
 use super::call::Call;
 use super::client::{Kit, ProbeClient};
 use super::probe::Probe;
-use super::reply::{Answer, tokens_of};
+use super::reply::{ProbeReply, tokens_of};
 use rand::Rng;
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
@@ -136,7 +136,7 @@ impl<'k> Probe<'k> {
         client: &ProbeClient,
         email: &str,
         password: &str,
-    ) -> (Call, Answer) {
+    ) -> (Call, ProbeReply) {
         let call = Probe::login_call(email, password);
         let answer = self.ask(client, &call).await;
         (call, answer)

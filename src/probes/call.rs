@@ -7,9 +7,9 @@ use super::redact::{REDACTED, redact_json, redact_query, redacted_value};
 use reqwest::Method;
 use serde_json::Value;
 
-/// A request body.
+/// The body of a call (the run's `exchange::Body` has no raw bodies).
 #[derive(Debug, Clone)]
-pub(super) enum Body {
+pub(super) enum CallBody {
     None,
     Json(Value),
     /// Bytes sent as they are, with this content type (malformed JSON, for one).
@@ -24,7 +24,7 @@ pub(super) struct Call {
     pub path: String,
     pub bearer: Option<String>,
     pub headers: Vec<(&'static str, String)>,
-    pub body: Body,
+    pub body: CallBody,
     /// Shown instead of the body (for very long bodies).
     pub label: Option<String>,
     /// The route the path is of, when it holds an id (`/api/gdpr/export/{id}`): findings
@@ -39,7 +39,7 @@ impl Call {
             path: path.to_string(),
             bearer: None,
             headers: Vec::new(),
-            body: Body::None,
+            body: CallBody::None,
             label: None,
             route: None,
         }
@@ -54,17 +54,17 @@ impl Call {
     }
 
     pub fn json(mut self, body: Value) -> Call {
-        self.body = Body::Json(body);
+        self.body = CallBody::Json(body);
         self
     }
 
     pub fn raw(mut self, content_type: &'static str, text: impl Into<String>) -> Call {
-        self.body = Body::Raw(content_type, text.into());
+        self.body = CallBody::Raw(content_type, text.into());
         self
     }
 
     pub fn form(mut self, pairs: &[(&str, &str)]) -> Call {
-        self.body = Body::Form(
+        self.body = CallBody::Form(
             pairs
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -124,10 +124,10 @@ impl Call {
         }
         let body = match (&self.label, &self.body) {
             (Some(label), _) => Some(label.clone()),
-            (None, Body::None) => None,
-            (None, Body::Json(v)) => Some(redact_json(v).to_string()),
-            (None, Body::Raw(kind, text)) => Some(format!("{kind} {text}")),
-            (None, Body::Form(pairs)) => Some(format!(
+            (None, CallBody::None) => None,
+            (None, CallBody::Json(v)) => Some(redact_json(v).to_string()),
+            (None, CallBody::Raw(kind, text)) => Some(format!("{kind} {text}")),
+            (None, CallBody::Form(pairs)) => Some(format!(
                 "form {}",
                 pairs
                     .iter()

@@ -1,15 +1,16 @@
-//! How an answer becomes a finding: a judge reads one answer into a `Verdict`; a flaw is
+//! How an answer becomes a finding: a judge reads one answer into a `Ruling`; a flaw is
 //! sent again on a fresh connection of the same source and reported only when it shows
 //! again (`Probe::check`, `settle`), and findings of one cause are one finding.
 
 use super::call::Call;
 use super::client::ProbeClient;
 use super::probe::Probe;
-use super::reply::Answer;
+use super::reply::ProbeReply;
 use super::{Finding, Severity};
 
-/// What one answer shows.
-pub(super) enum Verdict {
+/// A judge's ruling on one answer: what it shows. (The run's `verdict::Verdict` judges a
+/// whole run; a ruling is one answer's, before it is confirmed.)
+pub(super) enum Ruling {
     /// As it should be; the note (if any) says what was seen.
     Sound(Option<String>),
     /// It could not be judged (rate limited, no answer): noted, never a finding.
@@ -23,27 +24,27 @@ pub(super) enum Verdict {
     },
 }
 
-impl Verdict {
-    pub fn flaw(severity: Severity, meaning: impl Into<String>) -> Verdict {
-        Verdict::Flaw {
+impl Ruling {
+    pub fn flaw(severity: Severity, meaning: impl Into<String>) -> Ruling {
+        Ruling::Flaw {
             severity,
             meaning: meaning.into(),
             evidence: None,
         }
     }
 
-    pub fn sound(note: impl Into<String>) -> Verdict {
-        Verdict::Sound(Some(note.into()))
+    pub fn sound(note: impl Into<String>) -> Ruling {
+        Ruling::Sound(Some(note.into()))
     }
 
-    pub fn unchecked(note: impl Into<String>) -> Verdict {
-        Verdict::Unchecked(Some(note.into()))
+    pub fn unchecked(note: impl Into<String>) -> Ruling {
+        Ruling::Unchecked(Some(note.into()))
     }
 }
 
-/// What became of one check.
+/// How one check settled, once a flaw was (or was not) confirmed on a fresh connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Outcome {
+pub(super) enum Settled {
     Sound,
     Unchecked,
     /// A flaw, seen twice: reported.
@@ -59,17 +60,17 @@ pub(super) fn refused(
     what: &str,
     severity: Severity,
     meaning: &str,
-) -> impl Fn(&Answer) -> Verdict + use<> {
+) -> impl Fn(&ProbeReply) -> Ruling + use<> {
     let (what, meaning) = (what.to_string(), meaning.to_string());
-    move |answer: &Answer| match answer.status {
-        _ if answer.is_refusal() => Verdict::sound(format!("refused ({})", answer.describe())),
-        Some(429) => Verdict::unchecked("rate limited (429), not checked"),
-        Some(s) if s < 400 => Verdict::flaw(severity, meaning.clone()),
-        Some(s) => Verdict::flaw(
+    move |answer: &ProbeReply| match answer.status {
+        _ if answer.is_refusal() => Ruling::sound(format!("refused ({})", answer.describe())),
+        Some(429) => Ruling::unchecked("rate limited (429), not checked"),
+        Some(s) if s < 400 => Ruling::flaw(severity, meaning.clone()),
+        Some(s) => Ruling::flaw(
             Severity::Low,
             format!("{what} got a server error ({s}) instead of a clean refusal."),
         ),
-        None => Verdict::unchecked(format!("not checked, {}", answer.describe())),
+        None => Ruling::unchecked(format!("not checked, {}", answer.describe())),
     }
 }
 
@@ -81,11 +82,11 @@ impl Probe<'_> {
         client: &ProbeClient,
         call: &Call,
         what: &str,
-        judge: impl Fn(&Answer) -> Verdict,
-    ) -> (Answer, Outcome) {
+        judge: impl Fn(&ProbeReply) -> Ruling,
+    ) -> (ProbeReply, Settled) {
         let answer = self.ask(client, call).await;
-        let outcome = self.settle(client, call, what, &answer, judge).await;
-        (answer, outcome)
+        let settled = self.settle(client, call, what, &answer, judge).await;
+        (answer, settled)
     }
 
     /// Judges `answer`, already had for `call`. A flaw is sent again on a fresh connection
@@ -96,15 +97,15 @@ impl Probe<'_> {
         client: &ProbeClient,
         call: &Call,
         what: &str,
-        answer: &Answer,
-        judge: impl Fn(&Answer) -> Verdict,
-    ) -> Outcome {
+        answer: &ProbeReply,
+        judge: impl Fn(&ProbeReply) -> Ruling,
+    ) -> Settled {
         match judge(answer) {
-            Verdict::Flaw { severity, .. } => {
+            Ruling::Flaw { severity, .. } => {
                 let again = self.send_fresh(client, call).await;
                 self.confirm(call, what, answer, &again, severity, judge)
             }
-            verdict => self.record(what, verdict),
+            ruling => self.record(what, ruling),
         }
     }
 
@@ -116,26 +117,26 @@ impl Probe<'_> {
         what: &str,
         severity: Severity,
         meaning: &str,
-    ) -> Outcome {
+    ) -> Settled {
         let judge = refused(what, severity, meaning);
         self.check(client, call, what, judge).await.1
     }
 
-    pub fn record(&mut self, what: &str, verdict: Verdict) -> Outcome {
-        match verdict {
-            Verdict::Sound(note) => {
+    pub fn record(&mut self, what: &str, ruling: Ruling) -> Settled {
+        match ruling {
+            Ruling::Sound(note) => {
                 if let Some(note) = note {
                     self.note(format!("{what}: {note}"));
                 }
-                Outcome::Sound
+                Settled::Sound
             }
-            Verdict::Unchecked(note) => {
+            Ruling::Unchecked(note) => {
                 if let Some(note) = note {
                     self.note(format!("{what}: {note}"));
                 }
-                Outcome::Unchecked
+                Settled::Unchecked
             }
-            Verdict::Flaw { .. } => Outcome::Found,
+            Ruling::Flaw { .. } => Settled::Found,
         }
     }
 
@@ -147,7 +148,7 @@ impl Probe<'_> {
         &mut self,
         severity: Severity,
         call: &Call,
-        answer: &Answer,
+        answer: &ProbeReply,
         meaning: &str,
         input: &str,
     ) {
@@ -160,7 +161,7 @@ impl Probe<'_> {
         &mut self,
         severity: Severity,
         call: &Call,
-        answer: &Answer,
+        answer: &ProbeReply,
         meaning: &str,
         input: &str,
         evidence: Option<String>,
@@ -203,19 +204,19 @@ impl Probe<'_> {
         &mut self,
         call: &Call,
         what: &str,
-        first: &Answer,
-        again: &Answer,
+        first: &ProbeReply,
+        again: &ProbeReply,
         severity: Severity,
-        judge: impl Fn(&Answer) -> Verdict,
-    ) -> Outcome {
+        judge: impl Fn(&ProbeReply) -> Ruling,
+    ) -> Settled {
         match judge(again) {
-            Verdict::Flaw {
+            Ruling::Flaw {
                 severity: seen,
                 meaning,
                 evidence,
             } if seen == severity => {
                 self.add_finding(severity, call, again, &meaning, what, evidence);
-                Outcome::Found
+                Settled::Found
             }
             _ => {
                 self.note(format!(
@@ -223,7 +224,7 @@ impl Probe<'_> {
                     first.describe(),
                     again.describe()
                 ));
-                Outcome::Unconfirmed
+                Settled::Unconfirmed
             }
         }
     }

@@ -2,9 +2,9 @@
 //! sent again on a fresh one), keeps its notes and findings, and ends in its `ProbeOutcome`.
 //! How answers are judged is in `judge`, WebSocket handshakes in `ws`, accounts in `accounts`.
 
-use super::call::{Body, Call};
+use super::call::{Call, CallBody};
 use super::client::{Kit, ProbeClient};
-use super::reply::Answer;
+use super::reply::ProbeReply;
 use super::{Finding, ProbeOutcome, ProbeStatus};
 use crate::transport::root_cause;
 
@@ -47,7 +47,7 @@ impl<'k> Probe<'k> {
     }
 
     /// Sends `call` once and reads the whole answer. Tokens in the answer become secrets.
-    pub async fn send(&mut self, client: &ProbeClient, call: &Call) -> Answer {
+    pub async fn send(&mut self, client: &ProbeClient, call: &Call) -> ProbeReply {
         self.requests += 1;
         let mut request = client
             .http
@@ -64,12 +64,12 @@ impl<'k> Probe<'k> {
             request = request.header(*name, value);
         }
         request = match &call.body {
-            Body::None => request,
-            Body::Json(v) => request.json(v),
-            Body::Raw(kind, text) => request
+            CallBody::None => request,
+            CallBody::Json(v) => request.json(v),
+            CallBody::Raw(kind, text) => request
                 .header(reqwest::header::CONTENT_TYPE, *kind)
                 .body(text.clone()),
-            Body::Form(pairs) => request.form(pairs),
+            CallBody::Form(pairs) => request.form(pairs),
         };
         let answer = match request.send().await {
             Ok(response) => {
@@ -80,24 +80,24 @@ impl<'k> Probe<'k> {
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_string);
                 match response.bytes().await {
-                    Ok(bytes) => Answer::of_body(status, content_type, &bytes),
-                    Err(e) => Answer {
+                    Ok(bytes) => ProbeReply::of_body(status, content_type, &bytes),
+                    Err(e) => ProbeReply {
                         status: Some(status),
                         content_type,
                         error: Some(format!("the body was cut short ({})", root_cause(&e))),
                         timed_out: e.is_timeout(),
-                        ..Answer::default()
+                        ..ProbeReply::default()
                     },
                 }
             }
-            Err(e) if e.is_timeout() => Answer {
+            Err(e) if e.is_timeout() => ProbeReply {
                 timed_out: true,
-                ..Answer::failed(format!(
+                ..ProbeReply::failed(format!(
                     "no answer within {} s",
                     self.kit.settings.timeout.as_secs()
                 ))
             },
-            Err(e) => Answer::failed(format!("connection dropped ({})", root_cause(&e))),
+            Err(e) => ProbeReply::failed(format!("connection dropped ({})", root_cause(&e))),
         };
         for key in ["access_token", "refresh_token"] {
             if let Some(token) = answer.str_field(key) {
@@ -110,7 +110,7 @@ impl<'k> Probe<'k> {
     /// Sends `call` and returns the answer to judge it by. When the connection fails (a
     /// server may close it after an error answer to an earlier request), the request is
     /// sent again on a fresh connection and judged on that answer alone.
-    pub async fn ask(&mut self, client: &ProbeClient, call: &Call) -> Answer {
+    pub async fn ask(&mut self, client: &ProbeClient, call: &Call) -> ProbeReply {
         let answer = self.send(client, call).await;
         if !answer.connection_failed() {
             return answer;
@@ -125,10 +125,10 @@ impl<'k> Probe<'k> {
     }
 
     /// Sends `call` on a fresh connection of the same source as `client`.
-    pub async fn send_fresh(&mut self, client: &ProbeClient, call: &Call) -> Answer {
+    pub async fn send_fresh(&mut self, client: &ProbeClient, call: &Call) -> ProbeReply {
         match self.kit.fresh(client) {
             Ok(fresh) => self.send(&fresh, call).await,
-            Err(e) => Answer::failed(e),
+            Err(e) => ProbeReply::failed(e),
         }
     }
 
@@ -143,7 +143,7 @@ impl<'k> Probe<'k> {
 
     /// Why a setup step's answer leaves the probe nothing to test: rate limited before it
     /// started, or not the API it needs; `None` when the answer is the API's.
-    pub fn setup_refused(step: &str, answer: &Answer) -> Option<String> {
+    pub fn setup_refused(step: &str, answer: &ProbeReply) -> Option<String> {
         if answer.is_rate_limited() {
             return Some(format!(
                 "{step} was rate limited (429) before the probe started"
@@ -195,7 +195,7 @@ mod tests {
 
     #[test]
     fn a_rate_limited_setup_step_says_so() {
-        let limited = Answer::of_body(429, Some("application/json".into()), b"{}");
+        let limited = ProbeReply::of_body(429, Some("application/json".into()), b"{}");
         assert_eq!(
             Probe::setup_refused("registering", &limited).as_deref(),
             Some("registering was rate limited (429) before the probe started")

@@ -8,9 +8,10 @@ use serde_json::Value;
 /// How much of a body around a piece of evidence a finding shows, on each side.
 const EVIDENCE_CONTEXT: usize = 60;
 
-/// An answer, or why there was none.
+/// A server's reply to a probe's call, or why there was none; reports show it as a
+/// `ProbeAnswer` ([`ProbeReply::record`]). Not the run's `exchange::Reply`.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Answer {
+pub(super) struct ProbeReply {
     /// HTTP status; 101 for an accepted WebSocket handshake.
     pub status: Option<u16>,
     pub content_type: Option<String>,
@@ -22,22 +23,22 @@ pub(super) struct Answer {
     pub timed_out: bool,
 }
 
-impl Answer {
-    pub fn of_body(status: u16, content_type: Option<String>, bytes: &[u8]) -> Answer {
+impl ProbeReply {
+    pub fn of_body(status: u16, content_type: Option<String>, bytes: &[u8]) -> ProbeReply {
         let text = String::from_utf8_lossy(bytes).into_owned();
-        Answer {
+        ProbeReply {
             status: Some(status),
             content_type,
             json: serde_json::from_str(&text).ok(),
             text,
-            ..Answer::default()
+            ..ProbeReply::default()
         }
     }
 
-    pub fn failed(error: String) -> Answer {
-        Answer {
+    pub fn failed(error: String) -> ProbeReply {
+        ProbeReply {
             error: Some(error),
-            ..Answer::default()
+            ..ProbeReply::default()
         }
     }
 
@@ -152,7 +153,7 @@ impl Answer {
 }
 
 /// The access and refresh tokens of a login or refresh answer.
-pub(super) fn tokens_of(answer: &Answer) -> Option<(String, String)> {
+pub(super) fn tokens_of(answer: &ProbeReply) -> Option<(String, String)> {
     if !answer.is_success() {
         return None;
     }
@@ -166,8 +167,8 @@ mod tests {
     use super::*;
     use crate::probes::redact::REDACTED;
 
-    fn answer(status: u16, content_type: &str, body: &str) -> Answer {
-        Answer::of_body(status, Some(content_type.into()), body.as_bytes())
+    fn answer(status: u16, content_type: &str, body: &str) -> ProbeReply {
+        ProbeReply::of_body(status, Some(content_type.into()), body.as_bytes())
     }
 
     #[test]
@@ -177,12 +178,12 @@ mod tests {
         assert!(answer(429, "application/json", "").is_rate_limited());
         assert!(!answer(429, "application/json", "").is_refusal());
         assert!(answer(204, "application/json", "").is_success());
-        let none = Answer::failed("connection dropped (reset)".into());
+        let none = ProbeReply::failed("connection dropped (reset)".into());
         assert_eq!(none.describe(), "no answer: connection dropped (reset)");
         assert!(none.connection_failed());
-        let slow = Answer {
+        let slow = ProbeReply {
             timed_out: true,
-            ..Answer::failed("no answer within 15 s".into())
+            ..ProbeReply::failed("no answer within 15 s".into())
         };
         assert!(!slow.connection_failed());
         let tokens = answer(

@@ -4,9 +4,9 @@
 use super::Severity;
 use super::call::Call;
 use super::client::ProbeClient;
-use super::judge::{Outcome, Verdict, refused};
+use super::judge::{Ruling, Settled, refused};
 use super::probe::Probe;
-use super::reply::Answer;
+use super::reply::ProbeReply;
 use crate::transport::ws_url_of;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -25,15 +25,15 @@ impl Probe<'_> {
         token: &str,
         in_query: bool,
         what: &str,
-        judge: impl Fn(&Answer) -> Verdict,
-    ) -> Outcome {
+        judge: impl Fn(&ProbeReply) -> Ruling,
+    ) -> Settled {
         let (call, answer, _socket) = self.ws_connect(client, token, in_query).await;
         match judge(&answer) {
-            Verdict::Flaw { severity, .. } => {
+            Ruling::Flaw { severity, .. } => {
                 let (_, again, _socket) = self.ws_connect(client, token, in_query).await;
                 self.confirm(&call, what, &answer, &again, severity, judge)
             }
-            verdict => self.record(what, verdict),
+            ruling => self.record(what, ruling),
         }
     }
 
@@ -46,7 +46,7 @@ impl Probe<'_> {
         what: &str,
         severity: Severity,
         meaning: &str,
-    ) -> Outcome {
+    ) -> Settled {
         let judge = refused(what, severity, meaning);
         self.check_ws(client, token, in_query, what, judge).await
     }
@@ -59,7 +59,7 @@ impl Probe<'_> {
         client: &ProbeClient,
         token: &str,
         in_query: bool,
-    ) -> (Call, Answer, Option<Socket>) {
+    ) -> (Call, ProbeReply, Option<Socket>) {
         self.requests += 1;
         let session = uuid::Uuid::new_v4();
         let path = if in_query {
@@ -97,7 +97,7 @@ impl Probe<'_> {
             Err(e) => {
                 return (
                     call,
-                    Answer::failed(format!("bad WebSocket URL: {e}")),
+                    ProbeReply::failed(format!("bad WebSocket URL: {e}")),
                     None,
                 );
             }
@@ -107,13 +107,13 @@ impl Probe<'_> {
             tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector);
         let answer = match tokio::time::timeout(self.kit.settings.timeout, connecting).await {
             Ok(Ok((socket, _))) => {
-                let answer = Answer {
+                let answer = ProbeReply {
                     status: Some(101),
-                    ..Answer::default()
+                    ..ProbeReply::default()
                 };
                 return (call, answer, Some(socket));
             }
-            Ok(Err(WsError::Http(response))) => Answer::of_body(
+            Ok(Err(WsError::Http(response))) => ProbeReply::of_body(
                 response.status().as_u16(),
                 response
                     .headers()
@@ -122,10 +122,10 @@ impl Probe<'_> {
                     .map(str::to_string),
                 response.body().as_deref().unwrap_or_default(),
             ),
-            Ok(Err(e)) => Answer::failed(format!("handshake failed ({e})")),
-            Err(_) => Answer {
+            Ok(Err(e)) => ProbeReply::failed(format!("handshake failed ({e})")),
+            Err(_) => ProbeReply {
                 timed_out: true,
-                ..Answer::failed(format!(
+                ..ProbeReply::failed(format!(
                     "handshake not answered within {} s",
                     self.kit.settings.timeout.as_secs()
                 ))
