@@ -2,7 +2,9 @@
 //! with its password and a refresh with its refresh token must all be refused. The
 //! WebSocket check is the one that finds a handshake that forgets to look at the account.
 
-use super::kit::{Call, Kit, Probe};
+use super::call::Call;
+use super::client::Kit;
+use super::probe::Probe;
 use super::{ProbeOutcome, Severity};
 use serde_json::json;
 

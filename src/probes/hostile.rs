@@ -8,8 +8,12 @@
 //! whose connection was closed by the server after an earlier error answer is sent again
 //! on a fresh one and judged on that answer.
 
-use super::kit::tokens_of;
-use super::kit::{Answer, Call, Kit, Outcome, Probe, ProbeAccount, ProbeClient, Verdict};
+use super::accounts::ProbeAccount;
+use super::call::Call;
+use super::client::{Kit, ProbeClient};
+use super::judge::{Ruling, Settled};
+use super::probe::Probe;
+use super::reply::{ProbeReply, tokens_of};
 use super::{ProbeOutcome, Severity};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
@@ -402,40 +406,40 @@ struct Tally {
 /// server that ignores an id in the path may send back. The meaning names the endpoint and
 /// the kind of failure, not the input, so that every input failing the same way on the
 /// same endpoint is one finding (the inputs are listed in it).
-fn judge(case: &Case, own_email: &str) -> impl Fn(&Answer) -> Verdict + use<> {
+fn judge(case: &Case, own_email: &str) -> impl Fn(&ProbeReply) -> Ruling + use<> {
     let (route, expect, own) = (case.call.endpoint(), case.expect, own_email.to_string());
-    move |answer: &Answer| match answer.status {
-        None => Verdict::flaw(
+    move |answer: &ProbeReply| match answer.status {
+        None => Ruling::flaw(
             Severity::Medium,
             format!(
                 "Input on {route} got no answer (the connection was dropped or timed out) instead of a 4xx."
             ),
         ),
-        Some(code) if code >= 500 => Verdict::flaw(
+        Some(code) if code >= 500 => Ruling::flaw(
             Severity::Medium,
             format!(
                 "Input on {route} causes a server error ({code}): it reaches code that fails instead of being validated."
             ),
         ),
-        Some(_) if answer.error.is_some() => Verdict::flaw(
+        Some(_) if answer.error.is_some() => Ruling::flaw(
             Severity::Medium,
             format!(
                 "Input on {route} got an answer cut short: the connection was dropped mid-answer."
             ),
         ),
-        Some(429) => Verdict::Unchecked(None),
+        Some(429) => Ruling::Unchecked(None),
         Some(code) if code < 400 && expect == Expect::RefusedOrOwnData && answer.carries(&own) => {
-            Verdict::sound(format!(
+            Ruling::sound(format!(
                 "answered {code} with the caller's own data: the id is ignored; the caller gets its own data"
             ))
         }
-        Some(code) if code < 400 && expect != Expect::Answered => Verdict::flaw(
+        Some(code) if code < 400 && expect != Expect::Answered => Ruling::flaw(
             Severity::Low,
             format!(
                 "Invalid input on {route} was accepted ({code}) instead of refused with a 4xx."
             ),
         ),
-        Some(_) => Verdict::Sound(None),
+        Some(_) => Ruling::Sound(None),
     }
 }
 
@@ -460,7 +464,7 @@ async fn send_group(
         let judge = judge(case, &account.email);
         let answer = p.ask(&client, &case.call).await;
         if case.call.path == DELETE_PATH
-            && matches!(judge(&answer), Verdict::Flaw { .. })
+            && matches!(judge(&answer), Ruling::Flaw { .. })
             && account_gone(p, &client, account).await
         {
             p.report(
@@ -487,9 +491,9 @@ async fn send_group(
             .settle(&client, &case.call, &case.what, &answer, judge)
             .await
         {
-            Outcome::Sound => tally.as_expected += 1,
-            Outcome::Unchecked => tally.rate_limited += 1,
-            Outcome::Found | Outcome::Unconfirmed => {}
+            Settled::Sound => tally.as_expected += 1,
+            Settled::Unchecked => tally.rate_limited += 1,
+            Settled::Found | Settled::Unconfirmed => {}
         }
     }
     false
@@ -586,7 +590,7 @@ enum Frame {
     Sound(String),
     Unchecked(String),
     /// The answer to show and what it means.
-    Flaw(Answer, String),
+    Flaw(ProbeReply, String),
 }
 
 async fn malformed_frame(p: &mut Probe<'_>, client: &ProbeClient, token: &str) -> Frame {
@@ -611,10 +615,10 @@ async fn malformed_frame(p: &mut Probe<'_>, client: &ProbeClient, token: &str) -
         }
     })
     .await;
-    let shown = |text: String| Answer {
+    let shown = |text: String| ProbeReply {
         status: Some(101),
         text,
-        ..Answer::default()
+        ..ProbeReply::default()
     };
     let frame = match reply {
         Ok(Ok(1011)) => Frame::Flaw(

@@ -2,7 +2,10 @@
 //! right password must be refused while the account is locked. The right password is tried
 //! from a second client, so the first client's rate-limit budget does not decide the answer.
 
-use super::kit::{Answer, Kit, Probe, Verdict};
+use super::client::Kit;
+use super::judge::Ruling;
+use super::probe::Probe;
+use super::reply::ProbeReply;
 use super::{ProbeOutcome, Severity};
 
 pub const NAME: &str = "lockout";
@@ -20,21 +23,21 @@ pub async fn run(kit: &Kit) -> ProbeOutcome {
         return p.finish();
     };
     let wrong = Probe::login_call(&account.email, &kit.password("Wr0ng-"));
-    let accepted_wrong = |answer: &Answer| {
+    let accepted_wrong = |answer: &ProbeReply| {
         if answer.is_success() {
-            Verdict::flaw(
+            Ruling::flaw(
                 Severity::High,
                 "A login with a wrong password was accepted.",
             )
         } else {
-            Verdict::sound(format!("refused ({})", answer.describe()))
+            Ruling::sound(format!("refused ({})", answer.describe()))
         }
     };
 
     // The wrong passwords, then (when none was stopped) one more on a fresh connection,
     // so that "no lockout" is seen twice before it is said.
     let mut stopped_by: Option<(usize, u16)> = None;
-    let mut last_wrong = Answer::default();
+    let mut last_wrong = ProbeReply::default();
     for attempt in 1..=WRONG_ATTEMPTS + 1 {
         let answer = if attempt <= WRONG_ATTEMPTS {
             p.ask(&client, &wrong).await
@@ -72,16 +75,16 @@ pub async fn run(kit: &Kit) -> ProbeOutcome {
             answer.describe()
         )),
         (Some((attempt, 423)), true) => {
-            let judge = |answer: &Answer| {
+            let judge = |answer: &ProbeReply| {
                 if answer.is_success() {
-                    Verdict::flaw(
+                    Ruling::flaw(
                         Severity::High,
                         format!(
                             "The account answered 423 (locked) after {attempt} wrong passwords but still accepts the right one, so the lock does not stop a guesser."
                         ),
                     )
                 } else {
-                    Verdict::sound(format!("refused ({})", answer.describe()))
+                    Ruling::sound(format!("refused ({})", answer.describe()))
                 }
             };
             p.settle(&second, &right, "the right password while locked", &answer, judge)

@@ -14,23 +14,30 @@
 //! that show it (passwords and tokens redacted), and one sentence on what it means. See
 //! `docs/PROBES.md`.
 
+mod accounts;
+mod call;
+mod client;
 mod deletion;
 mod hostile;
-mod kit;
+mod judge;
 mod lockout;
 mod ownership;
+mod probe;
 mod rate_limit;
+mod redact;
+mod reply;
 mod revocation;
 mod sanitize;
 mod token_types;
+mod ws;
 
 use crate::exchange::context::{FlowOptions, new_run_id};
 use crate::transport::{TlsOptions, is_loopback_host, tls_config};
-use kit::Kit;
+use client::Kit;
+pub use redact::Secrets;
 use rustls::ClientConfig;
 use sanitize::shown;
 use serde::Serialize;
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
@@ -125,40 +132,6 @@ pub struct ProbeOutcome {
     pub notes: Vec<String>,
     #[serde(skip)]
     pub findings: Vec<Finding>,
-}
-
-/// The passwords and tokens the probes used; kept to scrub them from every output. Never
-/// printed: `Debug` shows only how many there are.
-#[derive(Clone, Default)]
-pub struct Secrets(Vec<String>);
-
-impl Secrets {
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// True when any secret occurs in `text`.
-    pub fn appears_in(&self, text: &str) -> bool {
-        self.0.iter().any(|s| text.contains(s.as_str()))
-    }
-
-    fn scrub(&self, text: &mut String) {
-        for secret in &self.0 {
-            if text.contains(secret.as_str()) {
-                *text = text.replace(secret.as_str(), kit::REDACTED);
-            }
-        }
-    }
-}
-
-impl fmt::Debug for Secrets {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secrets({} hidden)", self.0.len())
-    }
 }
 
 /// Every probe's outcome.
@@ -356,7 +329,7 @@ async fn bounded(
     match tokio::time::timeout(PROBE_DEADLINE, probe).await {
         Ok(outcome) => outcome,
         Err(_) => {
-            let mut p = kit::Probe::new(kit, name);
+            let mut p = probe::Probe::new(kit, name);
             p.not_tested(&format!(
                 "did not finish within {} s",
                 PROBE_DEADLINE.as_secs()

@@ -3,7 +3,12 @@
 //! account id, or, for the status, the owner's export); an answer with the caller's own
 //! data means the server ignores the id, which is no leak.
 
-use super::kit::{Answer, Call, Kit, Probe, ProbeAccount, ProbeClient, Verdict};
+use super::accounts::ProbeAccount;
+use super::call::Call;
+use super::client::{Kit, ProbeClient};
+use super::judge::Ruling;
+use super::probe::Probe;
+use super::reply::ProbeReply;
 use super::{ProbeOutcome, Severity};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -128,35 +133,35 @@ fn judge_read(
     caller: Vec<String>,
     unknown_id: Option<u16>,
     meaning: &str,
-) -> impl Fn(&Answer) -> Verdict + use<> {
+) -> impl Fn(&ProbeReply) -> Ruling + use<> {
     let (what, meaning) = (what.to_string(), meaning.to_string());
-    move |answer: &Answer| match answer.status {
-        Some(403 | 404) => Verdict::sound(format!("refused ({})", answer.describe())),
-        Some(429) | None => Verdict::unchecked(format!("not checked ({})", answer.describe())),
+    move |answer: &ProbeReply| match answer.status {
+        Some(403 | 404) => Ruling::sound(format!("refused ({})", answer.describe())),
+        Some(429) | None => Ruling::unchecked(format!("not checked ({})", answer.describe())),
         Some(code) if answer.is_success() => {
             let leaked = owner
                 .iter()
                 .find(|mark| answer.carries(mark) && !caller.contains(mark));
             if let Some(mark) = leaked {
-                Verdict::Flaw {
+                Ruling::Flaw {
                     severity: Severity::High,
                     meaning: format!("{meaning} The answer holds the owner's data."),
                     evidence: answer.around(mark),
                 }
             } else if caller.iter().any(|mark| answer.carries(mark)) {
-                Verdict::sound(format!(
+                Ruling::sound(format!(
                     "answered {code} with the caller's own data: the id is ignored; the caller gets its own data"
                 ))
             } else {
-                Verdict::sound(format!(
+                Ruling::sound(format!(
                     "answered {code} without the owner's data (nor the caller's): nothing leaked"
                 ))
             }
         }
-        Some(code) if Some(code) == unknown_id => Verdict::sound(format!(
+        Some(code) if Some(code) == unknown_id => Ruling::sound(format!(
             "answered {code}, as for an id that does not exist: it tells nothing"
         )),
-        Some(code) => Verdict::flaw(
+        Some(code) => Ruling::flaw(
             Severity::Medium,
             format!(
                 "{what} answers {code} where an unknown id gets {}, which tells another user's export exists.",

@@ -7,7 +7,11 @@
 //! limits on purpose for load tests). Answers that are not the API's (a missing endpoint,
 //! not JSON), or a 429 at the first request, leave the probe not tested.
 
-use super::kit::{Answer, Call, Kit, Probe, ProbeClient, Verdict};
+use super::call::Call;
+use super::client::{Kit, ProbeClient};
+use super::judge::Ruling;
+use super::probe::Probe;
+use super::reply::ProbeReply;
 use super::{ProbeOutcome, Severity};
 use serde_json::json;
 
@@ -63,10 +67,10 @@ pub async fn run(kit: &Kit) -> ProbeOutcome {
             return p.finish();
         }
     }
-    let judge = |answer: &Answer| match answer.status {
-        Some(429) => Verdict::sound("rate limited (429) at last"),
-        None => Verdict::unchecked(format!("not checked ({})", answer.describe())),
-        Some(_) => Verdict::flaw(
+    let judge = |answer: &ProbeReply| match answer.status {
+        Some(429) => Ruling::sound("rate limited (429) at last"),
+        None => Ruling::unchecked(format!("not checked ({})", answer.describe())),
+        Some(_) => Ruling::flaw(
             Severity::Medium,
             format!(
                 "No rate limit on the auth endpoints: {MAX_ATTEMPTS} requests in a row from one client were all answered, so passwords can be guessed as fast as the server answers (the X-Forwarded-For bypass could not be tested)."
@@ -93,10 +97,10 @@ async fn bypass(p: &mut Probe<'_>, client: &ProbeClient, call: &Call) {
     } else {
         ""
     };
-    let judge = |answer: &Answer| match answer.status {
-        Some(429) => Verdict::sound("still limited (429)"),
-        None => Verdict::unchecked(format!("not checked ({})", answer.describe())),
-        Some(_) => Verdict::flaw(
+    let judge = |answer: &ProbeReply| match answer.status {
+        Some(429) => Ruling::sound("still limited (429)"),
+        None => Ruling::unchecked(format!("not checked ({})", answer.describe())),
+        Some(_) => Ruling::flaw(
             Severity::High,
             format!(
                 "The rate limiter trusts X-Forwarded-For: any client escapes its limit by sending a new address in that header.{pool}"

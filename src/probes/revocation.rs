@@ -2,7 +2,10 @@
 //! refused on HTTP and at the WebSocket handshake, and the old refresh token at the refresh
 //! endpoint.
 
-use super::kit::{Call, Kit, Probe, tokens_of};
+use super::call::Call;
+use super::client::Kit;
+use super::probe::Probe;
+use super::reply::tokens_of;
 use super::{ProbeOutcome, Severity};
 use serde_json::json;
 

@@ -2,7 +2,9 @@
 //! at the WebSocket handshake, in the query and in a header) must be refused, and so must an
 //! access token sent to the refresh endpoint.
 
-use super::kit::{Call, Kit, Probe};
+use super::call::Call;
+use super::client::Kit;
+use super::probe::Probe;
 use super::{ProbeOutcome, Severity};
 use serde_json::json;
 

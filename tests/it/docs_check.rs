@@ -102,7 +102,7 @@ fn all_blocks() -> Vec<Block> {
 fn shortened_duration(args: &[String], classes: Vec<UserClass>) -> Option<&'static str> {
     let words = std::iter::once("lva-loadtest".to_string()).chain(args.iter().cloned());
     let cli = Cli::try_parse_from(words).ok()?;
-    if cli.command.is_some() || cli.run.list_scenarios {
+    if cli.command.is_some() || cli.run.list_presets {
         return None;
     }
     match Plan::resolve(&cli.run, classes) {
@@ -314,5 +314,106 @@ fn relative_links_lead_to_files() {
     assert_eq!(
         link_targets("see [a](docs/A.md#x) and [b](https://b.example) (c)"),
         ["docs/A.md#x", "https://b.example"]
+    );
+}
+
+/// The paths `text` names in backticks: spans of path characters that hold a `/` (not at
+/// their start) or end in a file extension (`src/plan/limits.rs`, `html/svg.rs`, `src/probes/<probe>.rs`).
+fn named_paths(text: &str) -> Vec<String> {
+    let is_path_char = |c: char| c.is_ascii_alphanumeric() || "_-./<>".contains(c);
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        // A span from `/` is a route of the API (`/health`), not a file.
+        .filter(|span| !span.starts_with('/') && span.chars().all(is_path_char))
+        .filter(|span| {
+            span.contains('/')
+                || [".rs", ".md", ".toml", ".css", ".py", ".sh"]
+                    .iter()
+                    .any(|ext| span.ends_with(ext))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// True when `path` (below `base`) exists; a `<name>` segment stands for any file of the
+/// folder with the same ending (`src/probes/<probe>.rs`: some `.rs` file in `src/probes/`).
+fn exists_below(base: &Path, path: &str) -> bool {
+    let Some((folder, file)) = path.rsplit_once('/').filter(|(_, f)| f.starts_with('<')) else {
+        return base.join(path).exists();
+    };
+    let ending = file.rsplit_once('>').map_or("", |(_, e)| e);
+    std::fs::read_dir(base.join(folder)).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(ending))
+    })
+}
+
+/// Where a path named in ARCHITECTURE.md leads: from the project's root, or (a short one,
+/// like `csv.rs` after `src/report/console.rs`) from the folder of the last path named
+/// from the root on the same line or one of that folder's parents. `None` when nowhere.
+fn resolve_named(path: &str, last_full: Option<&str>) -> Option<PathBuf> {
+    let root = Path::new(ROOT);
+    if exists_below(root, path) {
+        return Some(root.join(path));
+    }
+    let last_full = last_full?;
+    let mut folder = match last_full.strip_suffix('/') {
+        Some(dir) => Some(Path::new(dir)),
+        None => Path::new(last_full).parent(),
+    };
+    while let Some(dir) = folder.filter(|d| !d.as_os_str().is_empty()) {
+        if exists_below(&root.join(dir), path) {
+            return Some(root.join(dir).join(path));
+        }
+        folder = dir.parent();
+    }
+    None
+}
+
+#[test]
+fn every_path_the_architecture_names_exists() {
+    let file = Path::new(ROOT).join("docs/ARCHITECTURE.md");
+    let text = std::fs::read_to_string(&file).expect("read docs/ARCHITECTURE.md");
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for (i, line) in text.lines().enumerate() {
+        let mut last_full: Option<String> = None;
+        for path in named_paths(line) {
+            checked += 1;
+            match resolve_named(&path, last_full.as_deref()) {
+                Some(found) if found == Path::new(ROOT).join(&path) => last_full = Some(path),
+                Some(_) => {}
+                None => missing.push(format!("docs/ARCHITECTURE.md:{}: `{path}`", i + 1)),
+            }
+        }
+    }
+    // The flow's drawing names each step's module below `src/` (`plan/`, `conclude.rs`).
+    for block in blocks(&file).iter().filter(|b| b.info.is_empty()) {
+        for word in block
+            .body
+            .split(|c: char| c.is_whitespace() || "(),".contains(c))
+        {
+            if word.ends_with(".rs") || word.ends_with('/') {
+                checked += 1;
+                if !Path::new(ROOT).join("src").join(word).exists() {
+                    missing.push(format!("{}: `{word}` is not in src/", block.place()));
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "paths named in docs/ARCHITECTURE.md that do not exist:\n{}",
+        missing.join("\n")
+    );
+    assert!(
+        checked >= 40,
+        "only {checked} paths found in ARCHITECTURE.md"
+    );
+    assert_eq!(
+        named_paths("`a/b.rs`, `Probe::check`, `html/`, `/health`, `x y`, `clippy.toml`"),
+        ["a/b.rs", "html/", "clippy.toml"]
     );
 }
