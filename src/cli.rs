@@ -183,6 +183,19 @@ pub struct RunArgs {
     /// Sample `process_resident_memory_bytes` from this Prometheus endpoint.
     #[arg(long, value_name = "URL")]
     pub memory_url: Option<String>,
+    /// Serve the run's figures to Prometheus at http://ADDR:PORT/metrics while it runs and
+    /// until its final figures are in (port 0 picks a free port and prints it).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_bind: Option<std::net::SocketAddr>,
+    /// With --metrics-bind: how long the run's end waits for a scrape of its final figures
+    /// (only when something scraped during the run).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "15s",
+        requires = "metrics_bind"
+    )]
+    pub metrics_linger: String,
     /// Stop the run as soon as a target is clearly missed: P95 or the error rate worse than
     /// --abort-factor times its target, once --abort-min-requests requests were judged and
     /// --abort-min-time has passed.
@@ -296,7 +309,7 @@ pub struct DistributedArgs {
 
 /// The run's options, which a worker takes from the manager and refuses on its own command
 /// line (the targets and `--output` are the manager's business and ignored by a worker).
-const WORKER_REFUSES: [&str; 27] = [
+const WORKER_REFUSES: [&str; 28] = [
     "scenario",
     "host",
     "users",
@@ -308,6 +321,7 @@ const WORKER_REFUSES: [&str; 27] = [
     "builtin_args",
     "server_pid",
     "memory_url",
+    "metrics_bind",
     "abort_on_fail",
     "abort_factor",
     "abort_min_requests",

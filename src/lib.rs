@@ -99,6 +99,7 @@ pub mod duration;
 pub mod exchange;
 pub mod exit;
 pub mod host;
+pub mod live_metrics;
 pub mod measure;
 pub mod plan;
 pub mod presets;

@@ -650,6 +650,11 @@ impl Ledger {
         self.lock().stop_secs.get_or_insert(t_secs);
     }
 
+    /// Whether the run has begun to stop (see [`Ledger::mark_stop`]).
+    pub fn stopping(&self) -> bool {
+        self.lock().stop_secs.is_some()
+    }
+
     /// Notes what interrupted the run; the first reason counts.
     pub fn set_interruption(&self, reason: &str) {
         self.lock()

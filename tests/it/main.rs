@@ -18,6 +18,7 @@ mod docs_check;
 mod lifecycle;
 mod loadtest;
 mod locust;
+mod metrics_export;
 mod probes;
 mod report;
 mod websocket;
