@@ -322,3 +322,128 @@ fn an_address_in_use_is_a_configuration_error_before_traffic() {
     let written = std::fs::read_dir(dir.path()).map_or(0, |d| d.count());
     assert_eq!(written, 0, "a refused run wrote files\n{}", run.output());
 }
+
+/// The series names, and each one's label names, in an exposition text.
+fn exported(text: &str) -> BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut series: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+        let labels = series.entry(line[..name_end].to_string()).or_default();
+        if let Some(inner) = line[name_end..]
+            .strip_prefix('{')
+            // The last brace: a template's `{id}` is inside a value.
+            .and_then(|rest| rest.rsplit_once('}'))
+        {
+            for pair in inner.0.split("\",") {
+                if let Some((key, _)) = pair.split_once('=') {
+                    labels.insert(key.to_string());
+                }
+            }
+        }
+    }
+    series
+}
+
+/// The figures of a run with one HTTP request and one WebSocket round trip, as the tool
+/// exports them.
+fn exposition_of_a_run() -> String {
+    use lva_loadtest::measure::{ClassStarts, MeasuredRun, RequestKind, RequestStats};
+    use lva_loadtest::verdict::{RunFacts, Targets, judge};
+    let mut run = MeasuredRun {
+        scenario: "custom".into(),
+        ..MeasuredRun::default()
+    };
+    for (kind, method, name, status) in [
+        (RequestKind::Http, "GET", "/api/session/{id}/history", 200),
+        (RequestKind::WebSocket, "WS", "end→summary", 0),
+    ] {
+        let mut stats = RequestStats {
+            kind: Some(kind),
+            method: method.into(),
+            name: name.into(),
+            successes: 1,
+            ..RequestStats::default()
+        };
+        stats.times.record(1_500);
+        stats.status_codes.insert(status, 1);
+        run.requests.push(stats);
+    }
+    run.websocket.messages_sent = 1;
+    run.user_starts
+        .insert("AuthenticatedUser".into(), ClassStarts::default());
+    let verdict = judge(&run, &Targets::default(), &RunFacts::default());
+    lva_loadtest::live_metrics::exposition::render(
+        &run,
+        &verdict,
+        lva_loadtest::live_metrics::Phase::Running,
+    )
+}
+
+#[test]
+fn the_grafana_dashboard_queries_series_the_tool_exports() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/grafana/lva-loadtest-dashboard.json"
+    );
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("read the dashboard"))
+            .expect("the dashboard is JSON");
+    let series = exported(&exposition_of_a_run());
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("a query");
+            let mut all_labels = std::collections::BTreeSet::new();
+            for (name, labels) in selectors(expr) {
+                let known = series
+                    .get(&name)
+                    .unwrap_or_else(|| panic!("{expr}: {name} is not exported"));
+                for label in labels {
+                    assert!(
+                        known.contains(&label),
+                        "{expr}: {name} has no label {label} (it has {known:?})"
+                    );
+                }
+                all_labels.extend(known.iter().cloned());
+                checked += 1;
+            }
+            // What the query groups by is a label of the series it reads.
+            for group in expr.split("by (").skip(1) {
+                let names = group.split(')').next().unwrap_or("");
+                for label in names.split(',').map(str::trim) {
+                    assert!(all_labels.contains(label), "{expr}: no series has {label}");
+                }
+            }
+        }
+    }
+    assert!(checked >= 10, "only {checked} series named");
+}
+
+/// Finds `lva_loadtest_*` names in a query, with the label names of their `{...}` matchers.
+fn selectors(expr: &str) -> Vec<(String, Vec<String>)> {
+    let mut found = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("lva_loadtest_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = tail[..end].to_string();
+        let mut labels = Vec::new();
+        if let Some(inner) = tail[end..]
+            .strip_prefix('{')
+            .and_then(|m| m.split_once('}'))
+        {
+            for matcher in inner.0.split(',') {
+                let key = matcher.split(['=', '!', '~']).next().unwrap_or("").trim();
+                labels.push(key.to_string());
+            }
+        }
+        found.push((name, labels));
+        rest = &tail[end..];
+    }
+    found
+}
