@@ -188,7 +188,7 @@ impl LiveRun {
         plan: &Plan,
     ) -> Result<LiveRun, String> {
         let ledger = Arc::new(Ledger::new(plan.targets.spike_window()));
-        let Some(address) = args.metrics_bind else {
+        let Some(text) = &args.metrics_bind else {
             return Ok(LiveRun {
                 ledger,
                 metrics: None,
@@ -202,6 +202,9 @@ impl LiveRun {
                     .into(),
             );
         }
+        let address: std::net::SocketAddr = text.parse().map_err(|e| {
+            format!("--metrics-bind {text}: {e}; give ADDR:PORT, for example 127.0.0.1:9464")
+        })?;
         let linger = crate::duration::parse_duration(&args.metrics_linger)
             .map_err(|e| format!("--metrics-linger: {e}"))?;
         let metrics = LiveMetrics::start(address, plan, ledger.clone())

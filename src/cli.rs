@@ -186,7 +186,7 @@ pub struct RunArgs {
     /// Serve the run's figures to Prometheus at http://ADDR:PORT/metrics while it runs and
     /// until its final figures are in (port 0 picks a free port and prints it).
     #[arg(long, value_name = "ADDR:PORT")]
-    pub metrics_bind: Option<std::net::SocketAddr>,
+    pub metrics_bind: Option<String>,
     /// With --metrics-bind: how long the run's end waits for a scrape of its final figures
     /// (only when something scraped during the run).
     #[arg(
