@@ -240,7 +240,8 @@ async fn test_host(plan: &Plan, host: &Host, outputs: &RunOutputs, live: LiveRun
         Vec::new()
     };
     let partial: Vec<PathBuf> = goose_reports.iter().map(|p| partial(p)).collect();
-    let probe_run = probes::BesideRun::start(plan.probes, &host.url, &plan.flow_options);
+    let probe_run =
+        probes::BesideRun::start(plan.probes, &host.url, &plan.run_id, &plan.flow_options);
     let attacked = attack::attack_with_ledger(
         plan,
         &host.url,

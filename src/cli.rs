@@ -96,10 +96,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL")]
     pub host: Option<String>,
     /// Number of simulated users (overrides the preset).
-    #[arg(short = 'u', long)]
+    #[arg(short = 'u', long, allow_negative_numbers = true, value_parser = whole::<usize>(1, None))]
     pub users: Option<usize>,
     /// Users started per second (overrides the preset).
-    #[arg(short = 'r', long, value_name = "PER_SECOND")]
+    #[arg(
+        short = 'r',
+        long,
+        value_name = "PER_SECOND",
+        allow_negative_numbers = true
+    )]
     pub spawn_rate: Option<f64>,
     /// How long the run lasts, ramp included: 30s, 5m, 1h, 1m30s (overrides the preset).
     #[arg(short = 'd', long, value_name = "DURATION")]
@@ -114,7 +119,8 @@ pub struct RunArgs {
     #[arg(short = 'w', long)]
     pub web: bool,
     /// Port of the web dashboard (0 picks a free one).
-    #[arg(long, default_value_t = 5118)]
+    #[arg(long, default_value_t = 5118, allow_negative_numbers = true,
+          value_parser = whole::<u16>(0, Some(65535)))]
     pub web_port: u16,
     /// With --web: keep the dashboard up this long after the run ends (for a last look).
     #[arg(long, value_name = "DURATION", requires = "web")]
@@ -153,7 +159,8 @@ pub struct RunArgs {
     pub probes_report_only: bool,
     /// Each user sends its own X-Forwarded-For from a pool of N documentation addresses
     /// (for staging servers behind a proxy that trusts the header).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = whole::<u32>(1, None))]
     pub forwarded_for_pool: Option<u32>,
     /// Connect every user from 127.0.0.1 instead of its own loopback address (by default,
     /// against a server on this machine, each user has its own 127.x source address so
@@ -178,7 +185,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
     pub builtin_args: Option<String>,
     /// Sample this local process's memory (RSS) through the run: the server under test.
-    #[arg(long, value_name = "PID", alias = "target-pid")]
+    #[arg(long, value_name = "PID", alias = "target-pid", allow_negative_numbers = true,
+          value_parser = whole::<u32>(1, None))]
     pub server_pid: Option<u32>,
     /// Sample `process_resident_memory_bytes` from this Prometheus endpoint.
     #[arg(long, value_name = "URL")]
@@ -206,7 +214,8 @@ pub struct RunArgs {
         long,
         value_name = "X",
         default_value_t = 2.0,
-        requires = "abort_on_fail"
+        requires = "abort_on_fail",
+        allow_negative_numbers = true
     )]
     pub abort_factor: f64,
     /// With --abort-on-fail: judged requests needed before the run may be aborted.
@@ -214,7 +223,9 @@ pub struct RunArgs {
         long,
         value_name = "N",
         default_value_t = 100,
-        requires = "abort_on_fail"
+        requires = "abort_on_fail",
+        allow_negative_numbers = true,
+        value_parser = whole::<u64>(0, None)
     )]
     pub abort_min_requests: u64,
     /// With --abort-on-fail: time into the run before it may be aborted.
@@ -235,10 +246,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub ws_hold: String,
     /// Time between two audio messages of the long-lived session, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    #[arg(long, value_name = "MS", default_value_t = 1000, allow_negative_numbers = true,
+          value_parser = whole::<u64>(1, None))]
     pub ws_pace_ms: u64,
     /// Size of each audio payload, in bytes before base64.
-    #[arg(long, value_name = "BYTES", default_value_t = 256)]
+    #[arg(long, value_name = "BYTES", default_value_t = 256, allow_negative_numbers = true,
+          value_parser = whole::<usize>(0, None))]
     pub ws_payload_bytes: usize,
     /// How long to wait for a WebSocket reply or close.
     #[arg(long, value_name = "DURATION", default_value = "10s")]
@@ -261,7 +274,7 @@ pub struct DistributedArgs {
     pub manager: bool,
     /// How many workers the manager waits for before the run starts.
     #[arg(long, value_name = "N", default_value_t = 1, requires = "manager",
-          value_parser = clap::value_parser!(u32).range(1..))]
+          allow_negative_numbers = true, value_parser = whole::<u32>(1, None))]
     pub expect_workers: u32,
     /// Where the manager listens for workers; port 0 picks a free one. Off loopback, anyone
     /// who can reach it can join the run: keep it on a private network.
@@ -288,7 +301,8 @@ pub struct DistributedArgs {
     pub manager_host: String,
     /// The master's port, for a worker (Locust's masters and the manager listen on 5557).
     #[arg(long, value_name = "PORT", default_value_t = DEFAULT_MANAGER_PORT, alias = "master-port",
-          requires = "worker")]
+          requires = "worker", allow_negative_numbers = true,
+          value_parser = whole::<u16>(1, Some(65535)))]
     pub manager_port: u16,
     /// Manager: how long to wait for the expected workers before giving up (exit code 2).
     /// Worker: how long to keep trying to reach the master.
@@ -339,6 +353,31 @@ const WORKER_REFUSES: [&str; 28] = [
     "ws_payload_bytes",
     "ws_timeout",
 ];
+
+/// A whole number from `min` (to `max`, else as large as the option's type holds): anything
+/// else is refused naming the range. Numeric options take negative numbers as values
+/// (`allow_negative_numbers`) so that `--users -5` meets this message, not clap's tip to
+/// write `-- -5`, which leads to another error.
+fn whole<T>(
+    min: u64,
+    max: Option<u64>,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: TryFrom<u64> + Clone + Send + Sync + 'static,
+{
+    move |text: &str| {
+        let range = match max {
+            Some(max) => format!("a whole number from {min} to {max}"),
+            None => format!("a whole number, {min} or more"),
+        };
+        text.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n >= min && max.is_none_or(|max| *n <= max))
+            .and_then(|n| T::try_from(n).ok())
+            .ok_or_else(|| format!("expected {range}"))
+    }
+}
 
 /// Splits a comma-separated list, dropping empty items.
 pub fn split_list(text: Option<&str>) -> Vec<String> {

@@ -7,7 +7,7 @@ use crate::measure::{MeasuredRun, RequestStats};
 use crate::plan::Plan;
 use crate::probes::ProbeReport;
 use crate::report::saved::{SavedRun, SavedRunError, load_saved_run};
-use crate::report::{self, Provenance, RunOutputs, RunReport};
+use crate::report::{self, Provenance, ReportError, RunOutputs, RunReport, Written};
 use crate::verdict::{self, Check, TargetError, TargetOptions, Targets, Verdict};
 use std::path::{Path, PathBuf};
 
@@ -65,6 +65,8 @@ pub fn conclude(
             "builtin_server": builtin_server,
             "users": plan.users,
             "spawn_rate": plan.spawn_rate,
+            "asked_spawn_rate": plan.asked_spawn_rate,
+            "ramp_seconds": plan.ramp_secs(),
             "duration_seconds": plan.duration.as_secs_f64(),
             "tags": plan.filter.include,
             "exclude_tags": plan.filter.exclude,
@@ -87,14 +89,15 @@ pub fn conclude(
             exit,
             extra: &extra,
         };
-        let existing_goose_reports = end.goose_reports.into_iter().filter(|p| p.exists());
-        match outputs.write_all(&report) {
-            Ok(files) => list_files(files.into_iter().chain(existing_goose_reports)),
-            Err(e) => {
-                errln!("error: writing the reports failed: {e}");
-                words.push_str("; the reports could not all be written");
-                exit = exit.worst(Exit::Failed);
-            }
+        let existing_goose_reports: Vec<PathBuf> = end
+            .goose_reports
+            .into_iter()
+            .filter(|p| p.exists())
+            .collect();
+        let written = outputs.write_all(&report);
+        if let Some(lost) = tell_written(written, &outputs.dir, existing_goose_reports, true) {
+            words.push_str(&lost);
+            exit = exit.worst(Exit::Failed);
         }
     }
     let _ = report::print_result(&mut std::io::stdout(), &words, exit, verdict.rate_limited);
@@ -125,17 +128,92 @@ fn print_outcome(
     with_probes(verdict.exit(), probes, report_only)
 }
 
-fn list_files(files: impl Iterator<Item = PathBuf>) {
-    outln!("\nReports:");
-    for file in files {
-        outln!("  {}", file.display());
+/// Prints what writing the files came to: the files written, a folder created again, the
+/// files lost and where the metrics JSON went instead, with the command that re-creates the
+/// reports from it (for a run's own files: `validate`'s come from a saved file that stays).
+/// Returns the result line's words when files were lost (the run then fails: CI must not
+/// pass a run whose reports it cannot find).
+fn tell_written(
+    written: Result<Written, ReportError>,
+    dir: &Path,
+    more: Vec<PathBuf>,
+    own_run: bool,
+) -> Option<String> {
+    let written = match written {
+        Ok(written) => written,
+        Err(e) => {
+            errln!("error: writing the reports failed: {e}");
+            return Some("; the reports could not be written".to_string());
+        }
+    };
+    if written.recreated {
+        errln!(
+            "warning: the output folder {} vanished during the run: created it again",
+            dir.display()
+        );
     }
+    if !written.files.is_empty() || !more.is_empty() {
+        outln!("\nReports:");
+        for file in written.files.iter().chain(&more) {
+            outln!("  {}", file.display());
+        }
+    }
+    if written.lost.is_empty() {
+        return None;
+    }
+    for (path, e) in &written.lost {
+        errln!("error: cannot write {}: {e}", path.display());
+    }
+    let missing = written
+        .lost
+        .iter()
+        .filter(|(path, _)| path.parent() == Some(dir))
+        .count();
+    let mut words = format!(
+        "; {missing} of {} report files could not be written",
+        written.files.len() + missing
+    );
+    match (&written.fallback, written.metrics_json()) {
+        _ if !own_run => {}
+        (Some(fallback), _) => {
+            errln!(
+                "The metrics JSON is saved at {} instead. Re-create the HTML report and the \
+                 history CSV from it with:\n  lva-loadtest validate {} --output {}\n(without \
+                 --output they go beside the file)",
+                fallback.display(),
+                fallback.display(),
+                dir.display()
+            );
+            words.push_str(&format!(" (the metrics JSON is at {})", fallback.display()));
+        }
+        // `validate` makes these two again; the others are lost with nothing to redo them.
+        (None, Some(metrics))
+            if written.lost.iter().any(|(path, _)| {
+                let name = path.to_string_lossy();
+                name.ends_with(".html") || name.ends_with("_stats_history.csv")
+            }) =>
+        {
+            errln!(
+                "Re-create the HTML report and the history CSV from the metrics JSON with:\n  \
+                 lva-loadtest validate {}",
+                metrics.display()
+            )
+        }
+        (None, Some(_)) => {}
+        (None, None) => {
+            words.push_str(" (the metrics JSON is lost: only this console holds the figures)")
+        }
+    }
+    Some(words)
 }
 
 /// `lva-loadtest validate FILE`: the saved run re-judged ([`rejudge`]), printed, and its HTML
 /// report and history CSV written into `output` (default: beside the file) under the file's
 /// name plus `_validated`. The outcome counts the saved probes' findings as the run did.
 pub fn review(path: &Path, output: Option<&Path>, verdict: &Verdict, saved: &SavedRun) -> Exit {
+    if let Some(note) = saved.source.latency_note() {
+        outln!("note: {note}");
+    }
     let exit = print_outcome(
         &saved.run,
         verdict,
@@ -167,13 +245,9 @@ pub fn review(path: &Path, output: Option<&Path>, verdict: &Verdict, saved: &Sav
     };
     let mut exit = exit;
     let mut words = outcome_words(verdict, exit);
-    match outputs.write_review(&report) {
-        Ok(files) => list_files(files.into_iter()),
-        Err(e) => {
-            errln!("error: writing the reports failed: {e}");
-            words.push_str("; the reports could not all be written");
-            exit = exit.worst(Exit::Failed);
-        }
+    if let Some(lost) = tell_written(outputs.write_review(&report), &dir, Vec::new(), false) {
+        words.push_str(&lost);
+        exit = exit.worst(Exit::Failed);
     }
     let _ = report::print_result(&mut std::io::stdout(), &words, exit, verdict.rate_limited);
     exit
@@ -298,10 +372,10 @@ mod tests {
         );
         let dir = tempfile::tempdir().expect("tempdir");
         let out = RunOutputs::prepare(dir.path(), "load", chrono::Local::now()).expect("prepare");
-        let files = out
+        let written = out
             .write_all(&report_of(&run, &v, &t, &facts))
             .expect("write");
-        assert_eq!(files.len(), 6);
+        assert_eq!((written.files.len(), written.lost.len()), (6, 0));
         let (again, saved) =
             rejudge(&out.metrics_json_path(), &TargetOptions::default()).expect("judge");
         assert_eq!(saved.run, run);

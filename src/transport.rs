@@ -100,10 +100,14 @@ pub fn tls_config(options: &TlsOptions) -> Result<ClientConfig, TlsSetupError> {
             .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
     } else if let Some(path) = &options.ca_cert {
         let extra = read_ca_certs(path)?;
-        let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider)?;
+        let verifier =
+            rustls_platform_verifier::Verifier::new_with_extra_roots(extra.clone(), provider)?;
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_custom_certificate_verifier(Arc::new(OwnCertificate {
+                pinned: extra,
+                inner: verifier,
+            }))
     } else {
         builder.with_platform_verifier()?
     };
@@ -126,6 +130,62 @@ fn read_ca_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupEr
         return Err(bad("it holds no certificate".into()));
     }
     Ok(certs)
+}
+
+/// `--ca-cert FILE`: the CAs in FILE beside the system's, and, as curl does, a server whose
+/// own certificate is one of FILE's (a self-signed certificate, `CA:TRUE` or not: a chain
+/// verifier refuses both, the first as its own unknown issuer, the second as a CA used as an
+/// end entity). Such a certificate is trusted as given, byte for byte; its names must still
+/// cover the host.
+#[derive(Debug)]
+struct OwnCertificate {
+    pinned: Vec<CertificateDer<'static>>,
+    inner: rustls_platform_verifier::Verifier,
+}
+
+impl ServerCertVerifier for OwnCertificate {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if self
+            .pinned
+            .iter()
+            .any(|c| c.as_ref() == end_entity.as_ref())
+        {
+            let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_name(&parsed, server_name)?;
+            return Ok(ServerCertVerified::assertion());
+        }
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// `--insecure`: any certificate is accepted, but the handshake is still signed with the
@@ -201,7 +261,8 @@ pub fn tls_failure<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a r
 /// A failed TLS handshake in words, with the way out.
 pub fn explain_tls(error: &rustls::Error) -> String {
     use rustls::{CertificateError, Error, OtherError};
-    let way_out = "pass --ca-cert FILE (the CA's certificate, PEM) or --insecure";
+    let way_out = "pass --ca-cert FILE (PEM: the CA's certificate, or the server's own \
+                   self-signed one) or --insecure";
     match error {
         Error::InvalidCertificate(CertificateError::UnknownIssuer) => format!(
             "the server's certificate is self-signed or signed by a CA this machine does not \

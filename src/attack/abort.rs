@@ -9,23 +9,31 @@ use crate::verdict::{self, Targets};
 /// An error rate made of fewer failures than this never aborts a run.
 const MIN_FAILURES: u64 = 5;
 
-/// Why the run should stop now, if it should.
-pub(super) fn clearly_missed(
-    ledger: &Ledger,
-    rule: &AbortRule,
-    targets: &Targets,
-) -> Option<String> {
-    if ledger.elapsed() < rule.min_elapsed {
-        return None;
-    }
+/// What the rule says at one moment of the run.
+#[derive(Debug, PartialEq)]
+pub(super) enum Rule {
+    /// Not armed yet: too early, or too few judged requests (this many so far).
+    Inactive { early: bool, judged: u64 },
+    /// Armed, and no target clearly missed.
+    Armed,
+    /// Armed, and the run should stop now, for this reason.
+    Stop(String),
+}
+
+/// Whether the rule is armed yet, and whether the run should stop now.
+pub(super) fn watch(ledger: &Ledger, rule: &AbortRule, targets: &Targets) -> Rule {
+    let early = ledger.elapsed() < rule.min_elapsed;
     let figures = verdict::core_figures(&ledger.snapshot("", false), targets);
-    if figures.rates.judged < rule.min_requests {
-        return None;
+    if early || figures.rates.judged < rule.min_requests {
+        return Rule::Inactive {
+            early,
+            judged: figures.rates.judged,
+        };
     }
     if let Some(p95) = figures.p95_ms
         && p95 > rule.factor * targets.p95_ms
     {
-        return Some(format!(
+        return Rule::Stop(format!(
             "P95 {p95:.0} ms is more than {}x the {:.0} ms target",
             verdict::trim_num(rule.factor),
             targets.p95_ms
@@ -33,14 +41,23 @@ pub(super) fn clearly_missed(
     }
     let rates = figures.rates;
     if rates.error_rate > rule.factor * targets.error_rate && rates.failures >= MIN_FAILURES {
-        return Some(format!(
+        return Rule::Stop(format!(
             "error rate {:.2}% is more than {}x the {:.2}% target",
             rates.error_rate,
             verdict::trim_num(rule.factor),
             targets.error_rate
         ));
     }
-    None
+    Rule::Armed
+}
+
+/// Why the run should stop now, if it should.
+#[cfg(test)]
+fn clearly_missed(ledger: &Ledger, rule: &AbortRule, targets: &Targets) -> Option<String> {
+    match watch(ledger, rule, targets) {
+        Rule::Stop(reason) => Some(reason),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -98,6 +115,22 @@ mod tests {
         assert!(
             reason.starts_with("P95 1500 ms is more than 2x"),
             "{reason}"
+        );
+    }
+
+    #[test]
+    fn below_its_minimums_the_rule_is_inactive_and_counts_the_judged_requests() {
+        let targets = Targets::default();
+        assert_eq!(
+            watch(&ledger_with(79, 5, 2), &rule(100), &targets),
+            Rule::Inactive {
+                early: false,
+                judged: 79
+            }
+        );
+        assert_eq!(
+            watch(&ledger_with(40, 5, 0), &rule(20), &targets),
+            Rule::Armed
         );
     }
 

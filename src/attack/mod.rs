@@ -81,9 +81,14 @@ pub async fn attack_with_ledger(
     let goose_metrics =
         plan.web.is_some() || !report_files.is_empty() || !plan.goose_args.is_empty();
     let ctx = Arc::new(
-        RunContext::new(host.clone(), plan.flow_options.clone(), ledger.clone())
-            .map_err(|e| RunError::Goose(e.to_string()))?
-            .with_goose_metrics(goose_metrics),
+        RunContext::new(
+            host.clone(),
+            &plan.run_id,
+            plan.flow_options.clone(),
+            ledger.clone(),
+        )
+        .map_err(|e| RunError::Goose(e.to_string()))?
+        .with_goose_metrics(goose_metrics),
     );
     let scenarios = plan
         .selection
@@ -133,6 +138,9 @@ pub async fn attack_with_ledger(
 
     if plan.web.is_some() {
         ledger.measure_from_first_user();
+    }
+    if let Some(rule) = &plan.abort {
+        ledger.watch_abort(rule.min_requests, rule.min_elapsed);
     }
     let stop = Stop::new(ctx.clone(), plan.stop_timeout);
     let signals = stop::watch_signals(stop.clone())

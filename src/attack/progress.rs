@@ -11,12 +11,12 @@ use super::stop::Stop;
 use crate::console::{draw, on_terminal, say};
 use crate::duration::HumanDuration;
 use crate::exchange::context::RunContext;
-use crate::measure::{Ledger, MeasuredRun, RequestKind};
+use crate::measure::{Ledger, MeasuredRun, RequestKind, per_second};
 use crate::plan::AbortRule;
 use crate::verdict::Targets;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Goose's own plan starts with the page's Start, a little before the first user: its users
 /// may end this much before the planned end as measured here.
@@ -36,13 +36,12 @@ pub(super) struct Watch {
 pub(super) async fn monitor(ctx: Arc<RunContext>, stop: Arc<Stop>, watch: Watch) {
     let ledger = ctx.ledger.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut last_requests = 0u64;
-    let mut last_at = Instant::now();
     let mut seconds = 0u64;
     // Where the measured time starts: at once, or when the dashboard's Start launched the
     // first user.
     let mut origin = (!watch.web).then_some(0.0);
     let mut shut_down_at: Option<f64> = None;
+    let mut abort_watch = AbortWatch::default();
     loop {
         tick.tick().await;
         seconds += 1;
@@ -85,10 +84,6 @@ pub(super) async fn monitor(ctx: Arc<RunContext>, stop: Arc<Stop>, watch: Watch)
             stop.give_up();
         }
 
-        let requests = ledger.live.requests.load(Ordering::Relaxed);
-        let rps = (requests - last_requests) as f64 / last_at.elapsed().as_secs_f64().max(0.001);
-        last_requests = requests;
-        last_at = Instant::now();
         let line = match (stop.deadline(), origin) {
             (Some(deadline), _) if shut_down_at.is_none() => stopping_line(&ledger, deadline),
             (Some(_), _) => format!(
@@ -98,19 +93,72 @@ pub(super) async fn monitor(ctx: Arc<RunContext>, stop: Arc<Stop>, watch: Watch)
                 ))
             ),
             (None, None) => "[waiting] press Start in the dashboard".to_string(),
-            (None, Some(start)) => {
-                running_line(&ledger, elapsed - start, watch.duration, running, rps)
-            }
+            (None, Some(start)) => running_line(&ledger, elapsed - start, watch.duration, running),
         };
         if on_terminal() || seconds.is_multiple_of(5) {
             draw(&line);
         }
         if let Some((rule, targets)) = &watch.abort
             && !stop.is_stopping()
-            && let Some(reason) = abort::clearly_missed(&ledger, rule, targets)
+            && origin.is_some()
         {
-            say(&format!("--abort-on-fail: {reason}; stopping the run"));
-            stop.abort(&reason);
+            abort_watch.tick(&ledger, &stop, rule, targets, seconds);
+        }
+    }
+}
+
+/// What the monitor remembers of the abort rule: whether it was armed, and when it last
+/// said it was not.
+#[derive(Default)]
+struct AbortWatch {
+    armed: bool,
+    inactive_said_at: Option<u64>,
+}
+
+/// How often a rule that cannot act yet says so.
+const INACTIVE_NOTE_EVERY: u64 = 10;
+
+impl AbortWatch {
+    /// One second of the rule: a note while it cannot act past its minimum time (a safety
+    /// option that silently does nothing would be trusted), a note when it is armed, and
+    /// the stop when a target is clearly missed.
+    fn tick(
+        &mut self,
+        ledger: &Ledger,
+        stop: &Stop,
+        rule: &AbortRule,
+        targets: &Targets,
+        now: u64,
+    ) {
+        match abort::watch(ledger, rule, targets) {
+            abort::Rule::Inactive { early: true, .. } => {}
+            abort::Rule::Inactive { judged, .. } => {
+                if self
+                    .inactive_said_at
+                    .is_none_or(|at| now >= at + INACTIVE_NOTE_EVERY)
+                {
+                    self.inactive_said_at = Some(now);
+                    say(&format!(
+                        "--abort-on-fail: abort rule inactive until {} judged requests; {judged} so far (--abort-min-requests)",
+                        rule.min_requests
+                    ));
+                }
+            }
+            state => {
+                if !self.armed {
+                    self.armed = true;
+                    ledger.abort_armed();
+                    say(&format!(
+                        "--abort-on-fail: abort rule armed ({} judged requests and {} reached)",
+                        rule.min_requests,
+                        HumanDuration(rule.min_elapsed)
+                    ));
+                }
+                if let abort::Rule::Stop(reason) = state {
+                    say(&format!("--abort-on-fail: {reason}; stopping the run"));
+                    stop.abort(&reason);
+                }
+            }
         }
     }
 }
@@ -121,15 +169,11 @@ fn running_users(ledger: &Ledger) -> u64 {
     launched.saturating_sub(ledger.live.users_done.load(Ordering::Relaxed))
 }
 
-fn running_line(
-    ledger: &Ledger,
-    elapsed: f64,
-    duration: Duration,
-    running: u64,
-    rps: f64,
-) -> String {
-    let recent = ledger.recent(RequestKind::Http);
-    let judged = recent.total() - recent.rate_limited;
+fn running_line(ledger: &Ledger, elapsed: f64, duration: Duration, running: u64) -> String {
+    // The window now running and the one before it: rate and P95 move with the count.
+    let (recent, covered_secs) = ledger.recent(RequestKind::Http);
+    let rps = per_second(recent.total(), covered_secs);
+    let judged = recent.successes + recent.failures;
     let error_share = if judged == 0 {
         0.0
     } else {

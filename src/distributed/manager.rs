@@ -16,7 +16,7 @@ use super::link::Router;
 use super::locust_stats::unix_now;
 use super::roster::{Ending, Roster, WorkerOutcome, WorkerRecord, conclude_distributed};
 use super::wire::{
-    self, Ack, Envelope, Hello, PROTOCOL_VERSION, Reason, RunMessage, Spawn, Stats, kind,
+    self, Ack, Envelope, Hello, Kind, PROTOCOL_VERSION, Reason, RunMessage, Spawn, Stats,
 };
 use crate::cli::DistributedArgs;
 use crate::duration::{HumanDuration, parse_duration};
@@ -166,8 +166,12 @@ pub async fn run(setup: Setup<'_>) -> Exit {
         interrupted: false,
     };
     // The security probes run once per run, from the manager, on their own accounts.
-    let probe_run =
-        crate::probes::BesideRun::start(setup.plan.probes, setup.host, &setup.plan.flow_options);
+    let probe_run = crate::probes::BesideRun::start(
+        setup.plan.probes,
+        setup.host,
+        &setup.plan.run_id,
+        &setup.plan.flow_options,
+    );
     let outcome = manager.drive(wait).await;
     let probes = probe_run.report().await;
     let code = match outcome {
@@ -188,18 +192,18 @@ pub async fn run(setup: Setup<'_>) -> Exit {
 }
 
 impl Manager<'_> {
-    fn send<T: serde::Serialize + ?Sized>(&self, node_id: &str, kind: &str, data: &T) {
+    fn send<T: serde::Serialize + ?Sized>(&self, node_id: &str, kind: Kind, data: &T) {
         self.router.send(node_id, wire::encode(kind, data, ""));
     }
 
-    fn send_empty(&self, node_id: &str, kind: &str) {
+    fn send_empty(&self, node_id: &str, kind: Kind) {
         self.router.send(node_id, wire::encode_empty(kind, ""));
     }
 
     fn refuse(&self, node_id: &str, reason: &str) {
         self.send(
             node_id,
-            kind::REFUSED,
+            Kind::Refused,
             &Reason {
                 reason: reason.to_string(),
             },
@@ -244,18 +248,18 @@ impl Manager<'_> {
         if let Some(worker) = self.worker_mut(node_id) {
             worker.last_heard = Instant::now();
         }
-        match message.kind.as_str() {
-            kind::HELLO => {
+        match &message.kind {
+            Kind::Hello => {
                 self.on_hello(node_id, &message)?;
                 Ok(None)
             }
-            kind::HEARTBEAT => {
+            Kind::Heartbeat => {
                 if self.worker_mut(node_id).is_some() {
-                    self.send_empty(node_id, kind::HEARTBEAT);
+                    self.send_empty(node_id, Kind::Heartbeat);
                 }
                 Ok(None)
             }
-            kind::STATS => {
+            Kind::Stats => {
                 if let (Ok(stats), Some(worker)) =
                     (message.data::<Stats>(), self.worker_mut(node_id))
                 {
@@ -266,11 +270,11 @@ impl Manager<'_> {
                 Ok(None)
             }
             // Locust's bookkeeping, and a worker's first words (its hello follows).
-            kind::CLIENT_READY
-            | kind::SPAWNING
-            | kind::SPAWNING_COMPLETE
-            | kind::CLIENT_STOPPED
-            | kind::EXCEPTION => Ok(None),
+            Kind::ClientReady
+            | Kind::Spawning
+            | Kind::SpawningComplete
+            | Kind::ClientStopped
+            | Kind::Exception => Ok(None),
             _ => Ok(Some(message)),
         }
     }
@@ -280,7 +284,7 @@ impl Manager<'_> {
         if let Some(known) = self.workers.iter().find(|w| w.node_id == node_id) {
             // Said again while it waited for its ack.
             let index = known.index;
-            self.send(node_id, kind::ACK, &Ack { index: Some(index) });
+            self.send(node_id, Kind::Ack, &Ack { index: Some(index) });
             return Ok(());
         }
         let hello: Hello = match message.data() {
@@ -333,7 +337,7 @@ impl Manager<'_> {
         }
         let index = self.next_index;
         self.next_index += 1;
-        self.send(node_id, kind::ACK, &Ack { index: Some(index) });
+        self.send(node_id, Kind::Ack, &Ack { index: Some(index) });
         self.workers.push(Worker {
             node_id: node_id.to_string(),
             name: name.clone(),
@@ -410,8 +414,8 @@ impl Manager<'_> {
             .iter()
             .find(|w| w.node_id == node_id)
             .map_or_else(|| node_id.to_string(), |w| w.name.clone());
-        match message.kind.as_str() {
-            kind::FAILED => {
+        match &message.kind {
+            Kind::Failed => {
                 let reason = message
                     .data::<Reason>()
                     .map_or_else(|e| e.to_string(), |r| r.reason);
@@ -419,7 +423,7 @@ impl Manager<'_> {
                     "worker {name} cannot take the plan: {reason}"
                 )))
             }
-            kind::QUIT => {
+            Kind::Quit => {
                 if self.full {
                     return Err(Halt::Config(format!(
                         "worker {name} left before the run started"
@@ -439,7 +443,7 @@ impl Manager<'_> {
         let mut plan = self.setup.plan.clone();
         plan.host = Some(self.setup.host.clone());
         for worker in &self.workers {
-            self.send(&worker.node_id, kind::PLAN, &plan);
+            self.send(&worker.node_id, Kind::Plan, &plan);
         }
         let deadline = Instant::now() + PREPARE_LIMIT;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -477,7 +481,7 @@ impl Manager<'_> {
                         return Err(Halt::Failed("the manager's socket closed".into()));
                     };
                     let Some(message) = self.on_message(&node_id, &bytes)? else { continue };
-                    if message.kind == kind::READY {
+                    if message.kind == Kind::Ready {
                         if let Some(w) = self.worker_mut(&node_id) {
                             w.state = State::Ready;
                         }
@@ -509,7 +513,7 @@ impl Manager<'_> {
                 stop_timeout: None,
                 parsed_options: BTreeMap::new(),
             };
-            self.send(&worker.node_id, kind::SPAWN, &spawn);
+            self.send(&worker.node_id, Kind::Spawn, &spawn);
         }
     }
 
@@ -579,7 +583,7 @@ impl Manager<'_> {
         }
         crate::console::leave_line();
         for worker in &self.workers {
-            self.send_empty(&worker.node_id, kind::QUIT);
+            self.send_empty(&worker.node_id, Kind::Quit);
         }
         if let Some(sampler) = sampler {
             sampler.abort();
@@ -589,7 +593,7 @@ impl Manager<'_> {
 
     fn stop_all(&self) {
         for worker in self.workers.iter().filter(|w| w.is_running()) {
-            self.send_empty(&worker.node_id, kind::STOP);
+            self.send_empty(&worker.node_id, Kind::Stop);
         }
     }
 
@@ -602,8 +606,8 @@ impl Manager<'_> {
         if !worker.is_running() {
             return;
         }
-        match message.kind.as_str() {
-            kind::RUN => {
+        match &message.kind {
+            Kind::Run => {
                 let delivery = message
                     .data::<RunMessage>()
                     .map_err(|e| e.to_string())
@@ -621,13 +625,13 @@ impl Manager<'_> {
                     Err(e) => lose(worker, format!("an unreadable exact run: {e}"), at_secs),
                 }
             }
-            kind::FAILED => {
+            Kind::Failed => {
                 let reason = message
                     .data::<Reason>()
                     .map_or_else(|e| e.to_string(), |r| r.reason);
                 lose(worker, format!("failed: {reason}"), at_secs);
             }
-            kind::QUIT => lose(worker, "it quit".into(), at_secs),
+            Kind::Quit => lose(worker, "it quit".into(), at_secs),
             _ => {}
         }
     }

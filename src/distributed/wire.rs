@@ -16,35 +16,72 @@ pub const PROTOCOL_VERSION: u32 = 2;
 /// they do for the workers other projects wrote in other languages.
 pub const NO_LOCUST_VERSION: i64 = -1;
 
-/// The message types, as they travel.
-pub mod kind {
-    pub const CLIENT_READY: &str = "client_ready";
-    pub const ACK: &str = "ack";
-    pub const HEARTBEAT: &str = "heartbeat";
-    pub const SPAWN: &str = "spawn";
-    pub const SPAWNING: &str = "spawning";
-    pub const SPAWNING_COMPLETE: &str = "spawning_complete";
-    pub const STATS: &str = "stats";
-    pub const STOP: &str = "stop";
-    pub const CLIENT_STOPPED: &str = "client_stopped";
-    pub const QUIT: &str = "quit";
-    pub const RECONNECT: &str = "reconnect";
-    pub const EXCEPTION: &str = "exception";
-    /// Worker → master: who it is and what it would run ([`super::Hello`]).
-    pub const HELLO: &str = "lva_hello";
+/// Declares [`Kind`]: each message type once, with the name it travels under.
+macro_rules! kinds {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// A message's type. Locust's own keep Locust's names; the ones this tool adds start
+        /// with `lva_`; any other name a master may send is kept as it came.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Kind {
+            $($(#[$doc])* $variant,)*
+            /// A type this tool does not know (Locust's `update_user_class`, `locustfile`).
+            Other(String),
+        }
+
+        impl Kind {
+            /// The name it travels under.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(Kind::$variant => $name,)*
+                    Kind::Other(name) => name,
+                }
+            }
+
+            /// The type a name stands for.
+            pub fn named(name: &str) -> Kind {
+                match name {
+                    $($name => Kind::$variant,)*
+                    other => Kind::Other(other.to_string()),
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    ClientReady => "client_ready",
+    Ack => "ack",
+    Heartbeat => "heartbeat",
+    Spawn => "spawn",
+    Spawning => "spawning",
+    SpawningComplete => "spawning_complete",
+    Stats => "stats",
+    Stop => "stop",
+    ClientStopped => "client_stopped",
+    Quit => "quit",
+    Reconnect => "reconnect",
+    Exception => "exception",
+    /// Worker → master: who it is and what it would run ([`Hello`]).
+    Hello => "lva_hello",
     /// Master → worker: the worker is not part of the run, and why; it exits with code 2.
-    pub const REFUSED: &str = "lva_refused";
+    Refused => "lva_refused",
     /// The tool's manager → worker: the resolved plan ([`crate::plan::Plan`]).
-    pub const PLAN: &str = "lva_plan";
+    Plan => "lva_plan",
     /// Worker → the tool's manager: the plan is taken and the host answers.
-    pub const READY: &str = "lva_ready";
+    Ready => "lva_ready",
     /// Worker → master: it cannot take the plan or the users it was given.
-    pub const FAILED: &str = "lva_failed";
+    Failed => "lva_failed",
     /// Master → worker: stop the users and deliver the exact run now (a Locust master
     /// quitting does not send `stop` first).
-    pub const COLLECT: &str = "lva_collect";
+    Collect => "lva_collect",
     /// Worker → master: everything it measured ([`crate::distributed::delivery::Delivery`], as bytes).
-    pub const RUN: &str = "lva_run";
+    Run => "lva_run",
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A frame that is not a message of the protocol.
@@ -59,7 +96,7 @@ pub enum WireError {
 /// A received message, its data not yet read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
-    pub kind: String,
+    pub kind: Kind,
     pub data: rmpv::Value,
     pub node_id: String,
 }
@@ -69,7 +106,7 @@ impl Envelope {
     /// written as its variant's name, which is how Python and this tool write them).
     pub fn data<T: DeserializeOwned>(&self) -> Result<T, WireError> {
         let error = |detail: String| WireError::Data {
-            kind: self.kind.clone(),
+            kind: self.kind.to_string(),
             detail,
         };
         let mut bytes = Vec::new();
@@ -80,12 +117,12 @@ impl Envelope {
 
 /// A message as bytes. Serialising these types cannot fail: no foreign types, maps keyed
 /// by strings or integers.
-pub fn encode<T: Serialize + ?Sized>(kind: &str, data: &T, node_id: &str) -> Vec<u8> {
-    rmp_serde::to_vec_named(&(kind, data, node_id)).unwrap_or_default()
+pub fn encode<T: Serialize + ?Sized>(kind: Kind, data: &T, node_id: &str) -> Vec<u8> {
+    rmp_serde::to_vec_named(&(kind.as_str(), data, node_id)).unwrap_or_default()
 }
 
 /// A message whose data is nil.
-pub fn encode_empty(kind: &str, node_id: &str) -> Vec<u8> {
+pub fn encode_empty(kind: Kind, node_id: &str) -> Vec<u8> {
     encode(kind, &(), node_id)
 }
 
@@ -94,7 +131,7 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, WireError> {
     let (kind, data, node_id): (String, rmpv::Value, String) =
         rmp_serde::from_slice(bytes).map_err(|e| WireError::Frame(e.to_string()))?;
     Ok(Envelope {
-        kind,
+        kind: Kind::named(&kind),
         data,
         node_id,
     })
@@ -224,9 +261,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_kind_travels_under_its_name_and_unknown_ones_are_kept() {
+        for kind in [
+            Kind::ClientReady,
+            Kind::SpawningComplete,
+            Kind::Hello,
+            Kind::Run,
+        ] {
+            let back = decode(&encode_empty(kind.clone(), "w")).expect("frame");
+            assert_eq!(back.kind, kind);
+        }
+        assert_eq!(Kind::named("spawning_complete"), Kind::SpawningComplete);
+        let other = decode(&encode_empty(Kind::named("update_user_class"), "w")).expect("frame");
+        assert_eq!(other.kind, Kind::Other("update_user_class".into()));
+        assert_eq!(other.kind.as_str(), "update_user_class");
+    }
+    #[test]
     fn frames_are_three_element_arrays_with_named_maps() {
         let bytes = encode(
-            kind::HEARTBEAT,
+            Kind::Heartbeat,
             &Heartbeat {
                 state: WorkerState::Running,
                 current_cpu_usage: 1.5,
@@ -237,14 +290,15 @@ mod tests {
         // fixarray of 3, then "heartbeat" as a fixstr.
         assert_eq!(&bytes[..2], &[0x93, 0xa9]);
         let back = decode(&bytes).expect("decode");
-        assert_eq!(back.kind, "heartbeat");
+        assert_eq!(back.kind, Kind::Heartbeat);
+        assert_eq!(back.kind.as_str(), "heartbeat");
         assert_eq!(back.node_id, "w1_00");
         let beat: Heartbeat = back.data().expect("data");
         assert_eq!(beat.state, WorkerState::Running);
-        let ready = decode(&encode(kind::CLIENT_READY, &NO_LOCUST_VERSION, "w")).expect("ready");
+        let ready = decode(&encode(Kind::ClientReady, &NO_LOCUST_VERSION, "w")).expect("ready");
         assert_eq!(ready.data, rmpv::Value::from(-1));
         assert_eq!(
-            decode(&encode_empty(kind::QUIT, "w")).expect("quit").data,
+            decode(&encode_empty(Kind::Quit, "w")).expect("quit").data,
             rmpv::Value::Nil
         );
         assert!(decode(b"\x01\x02").is_err());
@@ -266,7 +320,7 @@ mod tests {
                 rmpv::Value::Map(vec![("num_users".into(), 6.into())]),
             ),
         ]);
-        let bytes = encode(kind::SPAWN, &value, "");
+        let bytes = encode(Kind::Spawn, &value, "");
         let spawn: Spawn = decode(&bytes).expect("frame").data().expect("spawn");
         assert_eq!(spawn.user_classes_count["AuthenticatedUser"], 3);
         assert_eq!(spawn.stop_timeout, None);

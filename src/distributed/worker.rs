@@ -17,8 +17,8 @@ use super::link::{Dealer, DealerSender, endpoint};
 use super::locust_stats::LocustStats;
 use super::spawner::Spawner;
 use super::wire::{
-    self, Ack, Envelope, Exception, Heartbeat, Hello, NO_LOCUST_VERSION, PROTOCOL_VERSION, Reason,
-    RunMessage, Spawn, SpawningComplete, Stats, WorkerState, kind,
+    self, Ack, Envelope, Exception, Heartbeat, Hello, Kind, NO_LOCUST_VERSION, PROTOCOL_VERSION,
+    Reason, RunMessage, Spawn, SpawningComplete, Stats, WorkerState,
 };
 use crate::cli::DistributedArgs;
 use crate::duration::{HumanDuration, parse_duration};
@@ -161,11 +161,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Worker {
-    fn send<T: serde::Serialize + ?Sized>(&self, kind: &str, data: &T) {
+    fn send<T: serde::Serialize + ?Sized>(&self, kind: Kind, data: &T) {
         self.link.send(wire::encode(kind, data, &self.node_id));
     }
 
-    fn send_empty(&self, kind: &str) {
+    fn send_empty(&self, kind: Kind) {
         self.link.send(wire::encode_empty(kind, &self.node_id));
     }
 
@@ -174,9 +174,9 @@ impl Worker {
     }
 
     fn announce(&self) {
-        self.send(kind::CLIENT_READY, &NO_LOCUST_VERSION);
+        self.send(Kind::ClientReady, &NO_LOCUST_VERSION);
         self.send(
-            kind::HELLO,
+            Kind::Hello,
             &Hello {
                 protocol_version: PROTOCOL_VERSION,
                 name: self.name.clone(),
@@ -201,8 +201,8 @@ impl Worker {
                 let Some(message) = frame.and_then(|bytes| wire::decode(&bytes).ok()) else {
                     continue;
                 };
-                match message.kind.as_str() {
-                    kind::ACK => {
+                match &message.kind {
+                    Kind::Ack => {
                         self.index = message
                             .data::<Ack>()
                             .ok()
@@ -217,7 +217,7 @@ impl Worker {
                         self.last_heard = Instant::now();
                         return Ok(());
                     }
-                    kind::REFUSED => return Err(self.refused(&message)),
+                    Kind::Refused => return Err(self.refused(&message)),
                     _ => {}
                 }
             }
@@ -313,41 +313,41 @@ impl Worker {
             }
         };
         self.last_heard = Instant::now();
-        match message.kind.as_str() {
-            kind::HEARTBEAT | kind::SPAWNING_COMPLETE => Next::Continue,
-            kind::ACK => {
+        match &message.kind {
+            Kind::Heartbeat | Kind::SpawningComplete => Next::Continue,
+            Kind::Ack => {
                 if let Ok(Ack { index: Some(index) }) = message.data() {
                     self.index = index;
                 }
                 Next::Continue
             }
-            kind::SPAWN => self.on_spawn(&message).await,
-            kind::PLAN => self.on_plan(&message).await,
-            kind::STOP => {
+            Kind::Spawn => self.on_spawn(&message).await,
+            Kind::Plan => self.on_plan(&message).await,
+            Kind::Stop => {
                 self.finish("the master stopped the run").await;
-                self.send_empty(kind::CLIENT_STOPPED);
-                self.send(kind::CLIENT_READY, &NO_LOCUST_VERSION);
+                self.send_empty(Kind::ClientStopped);
+                self.send(Kind::ClientReady, &NO_LOCUST_VERSION);
                 self.set_state(WorkerState::Ready);
                 Next::Continue
             }
-            kind::COLLECT => {
+            Kind::Collect => {
                 self.finish("the master ended the run").await;
                 self.set_state(WorkerState::Stopped);
                 Next::Continue
             }
-            kind::QUIT => {
+            Kind::Quit => {
                 self.finish("the master quit").await;
-                self.send_empty(kind::QUIT);
+                self.send_empty(Kind::Quit);
                 outln!("The master said quit.");
                 Next::Exit(Exit::Passed)
             }
-            kind::RECONNECT => {
+            Kind::Reconnect => {
                 errln!("warning: the master asked for a new connection");
                 self.link.reconnect();
                 self.announce();
                 Next::Continue
             }
-            kind::REFUSED => {
+            Kind::Refused => {
                 let code = self.refused(&message);
                 self.finish("refused").await;
                 Next::Exit(code)
@@ -374,7 +374,7 @@ impl Worker {
                     plan.host.as_ref().map_or("?", |h| h.as_str())
                 );
                 self.plan = Some(plan);
-                self.send_empty(kind::READY);
+                self.send_empty(Kind::Ready);
                 Next::Continue
             }
             Err(e) => self.cannot(e.to_string()),
@@ -385,19 +385,19 @@ impl Worker {
     /// `exception` shows in Locust's UI), and the worker leaves with code 2.
     fn cannot(&self, reason: String) -> Next {
         self.send(
-            kind::FAILED,
+            Kind::Failed,
             &Reason {
                 reason: reason.clone(),
             },
         );
         self.send(
-            kind::EXCEPTION,
+            Kind::Exception,
             &Exception {
                 msg: format!("worker {} cannot run: {reason}", self.name),
                 traceback: String::new(),
             },
         );
-        self.send_empty(kind::QUIT);
+        self.send_empty(Kind::Quit);
         Next::Exit(Exit::config_error(format!(
             "this worker cannot run what the master asks: {reason}"
         )))
@@ -438,7 +438,7 @@ impl Worker {
     }
 
     async fn on_spawn(&mut self, message: &Envelope) -> Next {
-        self.send_empty(kind::SPAWNING);
+        self.send_empty(Kind::Spawning);
         let spawn: Spawn = match message.data() {
             Ok(spawn) => spawn,
             Err(e) => {
@@ -490,7 +490,7 @@ impl Worker {
         let user_count = test.spawner.user_count();
         test.ledger.sample_users(user_count);
         self.send(
-            kind::SPAWNING_COMPLETE,
+            Kind::SpawningComplete,
             &SpawningComplete {
                 user_classes_count: counts,
                 user_count,
@@ -517,7 +517,13 @@ impl Worker {
         if ledger.set_tap(tap).is_err() {
             return Err("the run's ledger has a tap already".into());
         }
-        let ctx = RunContext::new(host.clone(), plan.flow_options.clone(), ledger.clone())?;
+        // The manager's run id: every worker's accounts carry the same one.
+        let ctx = RunContext::new(
+            host.clone(),
+            &plan.run_id,
+            plan.flow_options.clone(),
+            ledger.clone(),
+        )?;
         let spawner = Spawner::new(&plan.selection.classes, Arc::new(ctx));
         outln!(
             "Run started: scenario {}, classes {}, against {host}",
@@ -542,7 +548,7 @@ impl Worker {
     fn report_of(&self, test: &Test) {
         let report = test.stats.take();
         self.send(
-            kind::STATS,
+            Kind::Stats,
             &Stats {
                 stats: report.entries,
                 stats_total: report.total,
@@ -573,7 +579,7 @@ impl Worker {
             measured,
         };
         self.send(
-            kind::RUN,
+            Kind::Run,
             &RunMessage {
                 name: self.name.clone(),
                 protocol_version: PROTOCOL_VERSION,
@@ -602,7 +608,7 @@ impl Worker {
     async fn interrupted(&mut self, what: &str) -> Next {
         errln!("\n{what}: stopping this worker's users and delivering what they measured");
         self.finish(what).await;
-        self.send_empty(kind::QUIT);
+        self.send_empty(Kind::Quit);
         Next::Exit(Exit::Failed)
     }
 }
@@ -633,7 +639,7 @@ async fn heartbeats(link: DealerSender, node_id: String, state: Arc<AtomicU8>) {
         tick.tick().await;
         let (cpu, memory) = usage.sample();
         link.send(wire::encode(
-            kind::HEARTBEAT,
+            Kind::Heartbeat,
             &Heartbeat {
                 state: state_of(state.load(Ordering::Relaxed)),
                 current_cpu_usage: cpu,

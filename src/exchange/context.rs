@@ -66,7 +66,8 @@ pub struct FlowOptions {
 /// Shared by every simulated user of one run.
 pub struct RunContext {
     pub ledger: Arc<Ledger>,
-    /// Short id that makes this run's account addresses unique.
+    /// The run's id (the plan's, see [`crate::plan::Plan::run_id`]): it makes the run's
+    /// account addresses unique.
     pub run_id: String,
     base: String,
     /// The host URL's path without its trailing `/` (empty for most hosts).
@@ -87,7 +88,12 @@ pub struct RunContext {
 }
 
 impl RunContext {
-    pub fn new(host: Url, options: FlowOptions, ledger: Arc<Ledger>) -> Result<Self, String> {
+    pub fn new(
+        host: Url,
+        run_id: &str,
+        options: FlowOptions,
+        ledger: Arc<Ledger>,
+    ) -> Result<Self, String> {
         let tls = Arc::new(tls_config(&options.tls).map_err(|e| e.to_string())?);
         let http =
             HttpSettings::new(&host, tls.clone(), options.timeout).map_err(|e| e.to_string())?;
@@ -95,7 +101,7 @@ impl RunContext {
         let base_path = host.path().trim_end_matches('/').to_string();
         Ok(RunContext {
             ledger,
-            run_id: new_run_id(),
+            run_id: run_id.to_string(),
             base,
             base_path,
             host,
@@ -217,7 +223,7 @@ pub fn documentation_address(n: u64) -> std::net::Ipv4Addr {
     std::net::Ipv4Addr::new(a, b, c, (n % 254 + 1) as u8)
 }
 
-/// A short random id that makes a run's account addresses unique.
+/// A short random id: a run's (see [`crate::plan::Plan::run_id`]), or a dashboard's token.
 pub fn new_run_id() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
@@ -234,6 +240,7 @@ mod tests {
     fn forwarded_for_pool_cycles_through_documentation_addresses() {
         let ctx = RunContext::new(
             Url::parse("http://127.0.0.1:1").expect("url"),
+            "testrun1",
             FlowOptions {
                 forwarded_for_pool: Some(3),
                 ..FlowOptions::default()
@@ -271,6 +278,7 @@ mod tests {
         ] {
             let ctx = RunContext::new(
                 Url::parse(host).expect("url"),
+                "testrun1",
                 FlowOptions::default(),
                 Arc::new(Ledger::new(Duration::from_secs(10))),
             )

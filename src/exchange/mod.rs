@@ -55,6 +55,15 @@ impl Reply {
         self.json.as_ref()?.get(name)?.as_str()
     }
 
+    /// The body's `id`, a string or a number, as text.
+    pub fn id(&self) -> Option<String> {
+        match self.json.as_ref()?.get("id")? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
     /// What the server said in an error body: `detail`, or the first message of a 422's
     /// list, shortened.
     pub fn detail(&self) -> Option<String> {

@@ -10,6 +10,8 @@ use std::time::Instant;
 pub struct Account {
     pub email: String,
     pub password: String,
+    /// The server's id for the account, from its registration answer.
+    pub id: Option<String>,
     /// Known to exist on the server: its registration or a login succeeded. Only such an
     /// account can fail to be cleaned up.
     pub exists: bool,

@@ -28,15 +28,31 @@ impl BuiltinServer {
         // the server's memory trend shows leaks, not the test's own data piling up.
         let db = std::env::temp_dir().join(format!("lva-target-{}.sqlite", std::process::id()));
         let mut command = Command::new(exe);
-        command
-            .args(["--bind", "127.0.0.1:0", "--bcrypt-cost", "4"])
-            // It never outlives the tool, even one killed with SIGKILL.
-            .arg("--exit-with-parent")
-            // Its own process group: a Ctrl-C at the terminal stops the tool, which then
-            // cleans up its accounts on this server before stopping it.
-            .process_group(0);
-        if !extra_args.iter().any(|a| a == "--db") {
-            command.arg("--db").arg(&db).arg("--temporary-db");
+        // The tool's own settings, each left out where the user's `--builtin-args` give
+        // that option: the user's value wins (the server takes an option only once).
+        let given = |option: &str| {
+            extra_args
+                .iter()
+                .any(|a| a == option || a.starts_with(&format!("{option}=")))
+        };
+        let defaults = [("--bind", "127.0.0.1:0"), ("--bcrypt-cost", "4")];
+        for (option, value) in defaults {
+            if !given(option) {
+                command.args([option, value]);
+            }
+        }
+        // It never outlives the tool, even one killed with SIGKILL.
+        if !given("--exit-with-parent") {
+            command.arg("--exit-with-parent");
+        }
+        // Its own process group: a Ctrl-C at the terminal stops the tool, which then
+        // cleans up its accounts on this server before stopping it.
+        command.process_group(0);
+        if !given("--db") {
+            command.arg("--db").arg(&db);
+            if !given("--temporary-db") {
+                command.arg("--temporary-db");
+            }
         }
         let mut child = command
             .args(extra_args)

@@ -33,7 +33,7 @@ pub struct Host {
 
 impl Host {
     /// Starts the built-in server when the plan names no host, runs the pre-flight check
-    /// (unless skipped) and picks the memory source: `--target-pid`, else `--memory-url`,
+    /// (unless skipped) and picks the memory source: `--server-pid`, else `--memory-url`,
     /// else the built-in server's process.
     pub async fn prepare(plan: &Plan) -> Result<Host, HostError> {
         let (url, builtin) = match &plan.host {

@@ -35,10 +35,38 @@ pub async fn preflight(host: &Url, tls: &TlsOptions) -> Result<(), HostError> {
             } else {
                 root_cause(&e)
             };
+            if !e.is_connect()
+                && let Some(https) = speaks_tls(host).await
+            {
+                return Err(HostError::Preflight(format!(
+                    "pre-flight check failed: GET {url}: {why}. The server speaks HTTPS at \
+                     this address: use --host {https}"
+                )));
+            }
             Err(HostError::Preflight(format!(
                 "pre-flight check failed: GET {url}: {why}. Is the server running at that address? \
                  (--skip-preflight runs anyway)"
             )))
         }
     }
+}
+
+/// For an `http://` host whose answer made no sense: the same address as `https://` when a
+/// TLS server answers there (its certificate unchecked: this only tells what it speaks).
+async fn speaks_tls(host: &Url) -> Option<Url> {
+    if host.scheme() != "http" {
+        return None;
+    }
+    let mut https = host.clone();
+    let port = host.port_or_known_default()?;
+    https.set_scheme("https").ok()?;
+    https.set_port(Some(port)).ok()?;
+    let any_certificate = TlsOptions {
+        insecure: true,
+        ..TlsOptions::default()
+    };
+    let config = tls_config(&any_certificate).ok()?;
+    let client = http_client(&config, Some(Duration::from_secs(5)), None).ok()?;
+    let url = format!("{}/health", https.as_str().trim_end_matches('/'));
+    client.get(&url).send().await.ok().map(|_| https)
 }

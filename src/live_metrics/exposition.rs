@@ -11,6 +11,7 @@
 
 use crate::measure::{Histogram, MeasuredRun, RequestKind, RequestStats, bucket_floor};
 use crate::verdict::{Verdict, is_round_trip};
+use std::borrow::Cow;
 use std::fmt::{Display, Write};
 
 /// The first word of every series the tool exports.
@@ -60,13 +61,11 @@ pub fn latency_bounds_us() -> impl Iterator<Item = u64> {
     ROUND_BOUNDS_US.iter().map(|&us| bucket_floor(us))
 }
 
-/// The times exported as a request's latency: over judged answers.
-///
-/// The ledger of this build keeps one histogram per request, over every timed answer (429s
-/// and expected errors included); when it keeps the judged answers' apart, this is the one
-/// place to pick that histogram.
-pub fn judged_times(stats: &RequestStats) -> &Histogram {
-    &stats.times
+/// The times exported as a request's latency: over its judged answers, the histogram every
+/// latency figure of the metrics JSON is read from (the 429s are in it when they count as
+/// failures).
+pub fn judged_times(stats: &RequestStats, count_429_as_failure: bool) -> Cow<'_, Histogram> {
+    stats.judged_times(count_429_as_failure)
 }
 
 /// `2xx`...`5xx` for a status code; `none` where no answer came (a transport error).
@@ -153,8 +152,9 @@ pub fn render(run: &MeasuredRun, verdict: &Verdict, phase: Phase) -> String {
     out.family("measured_seconds", "gauge", "Seconds measured so far.");
     out.sample("measured_seconds", &[], run.duration_secs);
 
-    requests(&mut out, run);
-    websocket(&mut out, run);
+    let count_429 = verdict.rate_limited_counted_as_failures;
+    requests(&mut out, run, count_429);
+    websocket(&mut out, run, count_429);
     users(&mut out, run);
     targets(&mut out, verdict);
     out.0
@@ -170,7 +170,7 @@ fn request_labels<'a>(r: &'a RequestStats, more: (&'a str, &'a str)) -> [(&'a st
     ]
 }
 
-fn requests(out: &mut Out, run: &MeasuredRun) {
+fn requests(out: &mut Out, run: &MeasuredRun, count_429: bool) {
     out.family(
         "requests_total",
         "counter",
@@ -217,14 +217,42 @@ fn requests(out: &mut Out, run: &MeasuredRun) {
             ("method", r.method.as_str()),
             ("request", r.name.as_str()),
         ];
-        out.histogram("request_duration_seconds", &labels, judged_times(r));
+        out.histogram(
+            "request_duration_seconds",
+            &labels,
+            &judged_times(r, count_429),
+        );
+    }
+    // The answers kept out of the judged figures, each in its own histogram (a fast 429 must
+    // not make a slow endpoint look fast); only requests that had any.
+    for (name, help, pick) in [
+        (
+            "rate_limited_duration_seconds",
+            "Response times of rate-limited answers (429) by request template.",
+            (|r: &RequestStats| &r.rate_limited_times) as fn(&RequestStats) -> &Histogram,
+        ),
+        (
+            "expected_error_duration_seconds",
+            "Response times of expected errors by request template.",
+            |r: &RequestStats| &r.expected_error_times,
+        ),
+    ] {
+        out.family(name, "histogram", help);
+        for r in run.requests.iter().filter(|r| pick(r).count > 0) {
+            let labels = [
+                ("kind", kind_name(r.kind)),
+                ("method", r.method.as_str()),
+                ("request", r.name.as_str()),
+            ];
+            out.histogram(name, &labels, pick(r));
+        }
     }
 }
 
-fn websocket(out: &mut Out, run: &MeasuredRun) {
+fn websocket(out: &mut Out, run: &MeasuredRun, count_429: bool) {
     let mut round_trips = Histogram::default();
     for r in run.requests.iter().filter(|r| is_round_trip(r)) {
-        round_trips.merge(judged_times(r));
+        round_trips.merge(&judged_times(r, count_429));
     }
     out.family(
         "websocket_round_trip_seconds",
@@ -367,6 +395,54 @@ mod tests {
             out.0
                 .contains(&format!("le=\"+Inf\"}} {}\n", recorded.len()))
         );
+    }
+
+    #[test]
+    fn rate_limited_and_expected_answers_have_histograms_of_their_own() {
+        let mut stats = RequestStats {
+            kind: Some(RequestKind::Http),
+            method: "POST".into(),
+            name: "/api/auth/login".into(),
+            successes: 1,
+            rate_limited: 2,
+            expected_errors: 1,
+            ..RequestStats::default()
+        };
+        stats.times.record(300_000);
+        stats.rate_limited_times.record(1_000);
+        stats.rate_limited_times.record(2_000);
+        stats.expected_error_times.record(5_000);
+        let run = MeasuredRun {
+            requests: vec![stats],
+            ..MeasuredRun::default()
+        };
+        let text = |count_429| {
+            let mut verdict = crate::verdict::judge(
+                &run,
+                &crate::verdict::Targets::default(),
+                &crate::verdict::RunFacts::default(),
+            );
+            verdict.rate_limited_counted_as_failures = count_429;
+            render(&run, &verdict, Phase::Running)
+        };
+        let labels = "{kind=\"http\",method=\"POST\",request=\"/api/auth/login\"}";
+        let judged = text(false);
+        for (family, count) in [
+            ("request_duration_seconds", 1),
+            ("rate_limited_duration_seconds", 2),
+            ("expected_error_duration_seconds", 1),
+        ] {
+            let line = format!("{PREFIX}{family}_count{labels} {count}\n");
+            assert!(judged.contains(&line), "{line} not in\n{judged}");
+        }
+        // Judged 429s join the judged histogram and keep their own.
+        let counted = text(true);
+        for line in [
+            format!("{PREFIX}request_duration_seconds_count{labels} 3\n"),
+            format!("{PREFIX}rate_limited_duration_seconds_count{labels} 2\n"),
+        ] {
+            assert!(counted.contains(&line), "{line} not in\n{counted}");
+        }
     }
 
     #[test]

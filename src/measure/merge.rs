@@ -9,6 +9,8 @@
 //!   so requests per second is over the window every request fell in;
 //! - users over time are summed second by second (a worker counts its last sample until its
 //!   next, and nothing outside its own samples);
+//! - the stop phases (each worker's requests once its run began to stop) add up into one,
+//!   starting when the first worker's began;
 //! - the peak of concurrent WebSocket connections is the sum of the workers' peaks: an
 //!   upper bound, since the workers' peaks need not have been at the same moment.
 
@@ -45,6 +47,7 @@ pub fn merge(runs: &[MeasuredRun]) -> Result<MeasuredRun, MergeError> {
         interrupted: runs.iter().any(|r| r.interrupted),
         aborted: runs.iter().find_map(|r| r.aborted.clone()),
         interruption: runs.iter().find_map(|r| r.interruption.clone()),
+        abort_rule: runs.iter().find_map(|r| r.abort_rule.clone()),
         ..MeasuredRun::default()
     };
 
@@ -57,6 +60,14 @@ pub fn merge(runs: &[MeasuredRun]) -> Result<MeasuredRun, MergeError> {
         }
         for (window, theirs) in windows.iter_mut().zip(&run.windows) {
             window.merge(theirs);
+        }
+        if let Some(theirs) = &run.stop_phase {
+            let phase = merged.stop_phase.get_or_insert_with(|| WindowStats {
+                start_secs: theirs.start_secs,
+                ..WindowStats::default()
+            });
+            phase.start_secs = phase.start_secs.min(theirs.start_secs);
+            phase.merge(theirs);
         }
         for e in &run.errors {
             *errors
@@ -199,11 +210,32 @@ mod tests {
             let name = if i % 4 == 0 { "/api/stats" } else { "/health" };
             let outcome = match i % 97 {
                 0 => Outcome::Failure(format!("500 boom {}", i % 2)),
-                1 => Outcome::RateLimited,
+                1..=9 => Outcome::RateLimited,
+                10 => Outcome::ExpectedError("401 unknown account".into()),
                 _ => Outcome::Success,
             };
             observe(&workers[(i % 3) as usize], name, us, &outcome, now);
             observe(&all, name, us, &outcome, now);
+        }
+        // The cleanup after the stop: its own phase, merged too.
+        for ledger in workers.iter().chain([&all]) {
+            ledger.mark_stop();
+        }
+        let later = Instant::now();
+        for i in 0..30u64 {
+            let outcome = if i % 5 == 0 {
+                Outcome::RateLimited
+            } else {
+                Outcome::Success
+            };
+            observe(
+                &workers[(i % 3) as usize],
+                "/logout",
+                i * 100,
+                &outcome,
+                later,
+            );
+            observe(&all, "/logout", i * 100, &outcome, later);
         }
         workers[0].auth(|a| a.registered += 2);
         workers[2].auth(|a| a.registered += 3);
@@ -218,6 +250,18 @@ mod tests {
         let one = all.snapshot("load", false);
         assert_eq!(merged.requests, one.requests);
         assert_eq!(merged.windows, one.windows);
+        let phase = |run: &MeasuredRun| run.stop_phase.clone().expect("stop phase").requests;
+        assert_eq!(phase(&merged), phase(&one));
+        assert_eq!(phase(&merged)["GET /logout"].rate_limited_times.count, 6);
+        // Every outcome's histogram merges exactly, not only the judged one.
+        let (m, o) = (
+            merged.combined(RequestKind::Http),
+            one.combined(RequestKind::Http),
+        );
+        assert!(m.rate_limited_times.count > 0 && m.expected_error_times.count > 0);
+        assert_eq!(m.rate_limited_times, o.rate_limited_times);
+        assert_eq!(m.expected_error_times, o.expected_error_times);
+        assert_eq!(m.judged_times(true), o.judged_times(true));
         assert_eq!(merged.errors, one.errors);
         assert_eq!(merged.rate_limit, one.rate_limit);
         for p in [50.0, 90.0, 95.0, 99.0, 99.9] {

@@ -37,10 +37,11 @@ pub enum Outcome {
     Success,
     /// The request failed; the text says why (status, body check, transport error).
     Failure(String),
-    /// 429: neither success nor failure by default; counted on its own.
+    /// 429: not judged by default (a failure with `--count-429-as-failure`); counted and
+    /// timed on its own.
     RateLimited,
     /// An error the task's contract expects (for example 401 for the rate-limit user's
-    /// unknown accounts): counted as success in the rates, and reported visibly.
+    /// unknown accounts): not judged (neither success nor failure), counted and timed apart.
     ExpectedError(String),
 }
 
@@ -77,7 +78,17 @@ pub struct RequestStats {
     pub kind: Option<RequestKind>,
     pub method: String,
     pub name: String,
+    /// Times of the answers judged by default: successes and failures (a failed operation
+    /// counts its time to failure). Read through [`RequestStats::judged_times`], which adds
+    /// the 429s when they count as failures.
     pub times: Histogram,
+    /// Times of the rate-limited answers (429), kept apart: a fast 429 must not make a slow
+    /// endpoint look fast.
+    #[serde(default)]
+    pub rate_limited_times: Histogram,
+    /// Times of the expected errors, kept apart for the same reason.
+    #[serde(default)]
+    pub expected_error_times: Histogram,
     pub successes: u64,
     pub failures: u64,
     pub rate_limited: u64,
@@ -97,6 +108,19 @@ impl RequestStats {
         self.successes + self.failures + self.rate_limited + self.expected_errors
     }
 
+    /// The times of the judged answers: successes and failures, and the 429s when
+    /// `count_429_as_failure` makes them judged. Every latency figure (percentiles, average,
+    /// max, per endpoint, per window, the checks and the abort rule) is read from here.
+    pub fn judged_times(&self, count_429_as_failure: bool) -> std::borrow::Cow<'_, Histogram> {
+        if count_429_as_failure && self.rate_limited_times.count > 0 {
+            let mut all = self.times.clone();
+            all.merge(&self.rate_limited_times);
+            std::borrow::Cow::Owned(all)
+        } else {
+            std::borrow::Cow::Borrowed(&self.times)
+        }
+    }
+
     /// Adds `other`'s counts and times (same request name).
     pub fn merge(&mut self, other: &RequestStats) {
         if self.kind.is_none() {
@@ -105,6 +129,8 @@ impl RequestStats {
             self.name.clone_from(&other.name);
         }
         self.times.merge(&other.times);
+        self.rate_limited_times.merge(&other.rate_limited_times);
+        self.expected_error_times.merge(&other.expected_error_times);
         self.successes += other.successes;
         self.failures += other.failures;
         self.rate_limited += other.rate_limited;
@@ -113,24 +139,25 @@ impl RequestStats {
         self.bytes_received += other.bytes_received;
     }
 
-    /// Counts one answer; its time goes into the histogram when `timed` (a failed WebSocket
-    /// step is a failure, but its time, often a timeout, is not a round trip's).
-    fn record(
-        &mut self,
-        status: Option<u16>,
-        duration_us: u64,
-        outcome: &Outcome,
-        bytes: u64,
-        timed: bool,
-    ) {
-        if timed {
-            self.times.record(duration_us);
-        }
+    /// Counts one answer, its time in the histogram of its outcome.
+    fn record(&mut self, status: Option<u16>, duration_us: u64, outcome: &Outcome, bytes: u64) {
         match outcome {
-            Outcome::Success => self.successes += 1,
-            Outcome::Failure(_) => self.failures += 1,
-            Outcome::RateLimited => self.rate_limited += 1,
-            Outcome::ExpectedError(_) => self.expected_errors += 1,
+            Outcome::Success => {
+                self.successes += 1;
+                self.times.record(duration_us);
+            }
+            Outcome::Failure(_) => {
+                self.failures += 1;
+                self.times.record(duration_us);
+            }
+            Outcome::RateLimited => {
+                self.rate_limited += 1;
+                self.rate_limited_times.record(duration_us);
+            }
+            Outcome::ExpectedError(_) => {
+                self.expected_errors += 1;
+                self.expected_error_times.record(duration_us);
+            }
         }
         *self.status_codes.entry(status.unwrap_or(0)).or_insert(0) += 1;
         self.bytes_received += bytes;
@@ -280,6 +307,20 @@ pub struct Cleanup {
     pub logged_out: u64,
     pub deleted: u64,
     pub failed: u64,
+    /// The accounts created and not deleted, for the operator to remove (never a password
+    /// or a token).
+    #[serde(default)]
+    pub left_behind: Vec<LeftAccount>,
+}
+
+/// An account the run created on the server and could not delete.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LeftAccount {
+    pub email: String,
+    /// The server's id for it, when its registration answer gave one.
+    pub id: Option<String>,
+    /// Why it was not deleted: `no token to delete it with`, `delete refused (500)`.
+    pub reason: String,
 }
 
 impl Cleanup {
@@ -288,6 +329,8 @@ impl Cleanup {
         self.logged_out += other.logged_out;
         self.deleted += other.deleted;
         self.failed += other.failed;
+        self.left_behind.extend(other.left_behind.iter().cloned());
+        self.left_behind.sort();
     }
 }
 
@@ -329,6 +372,11 @@ pub struct MeasuredRun {
     pub rate_limit: RateLimitEvidence,
     pub websocket: WebSocketStats,
     pub cleanup: Cleanup,
+    /// The requests made after the run began to stop (its planned end or an
+    /// interruption): the users' cleanup and what was in flight. Counted in the run's
+    /// totals, never in a window of the timeline: no check or chart reads them as load.
+    #[serde(default)]
+    pub stop_phase: Option<WindowStats>,
     pub users_over_time: Vec<UserSample>,
     pub max_users: u64,
     /// Seconds from the start of measuring to the first user's start, and to the latest
@@ -347,6 +395,21 @@ pub struct MeasuredRun {
     /// Per user class: how its users started.
     #[serde(default)]
     pub user_starts: BTreeMap<String, ClassStarts>,
+    /// `--abort-on-fail`'s rule as the run saw it, when it was on: whether it was ever armed.
+    #[serde(default)]
+    pub abort_rule: Option<AbortArming>,
+}
+
+/// When `--abort-on-fail`'s rule may stop the run, and when it could first (if ever): below
+/// its minimums it does nothing, and the verdict says so.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AbortArming {
+    /// `--abort-min-requests`: judged requests before it may stop the run.
+    pub min_requests: u64,
+    /// `--abort-min-time`, in seconds.
+    pub min_secs: f64,
+    /// Seconds into the run when both minimums were first met; `None`: never.
+    pub armed_at_secs: Option<f64>,
 }
 
 impl MeasuredRun {
@@ -373,6 +436,20 @@ impl MeasuredRun {
     pub fn request(&self, key: &str) -> Option<&RequestStats> {
         self.requests.iter().find(|s| s.key() == key)
     }
+
+    /// Where window `i` of the timeline ends, in seconds: one window length after its start,
+    /// but for the last, which ends with the measured time (see [`Ledger::snapshot`] for why
+    /// it can be up to half a window longer, or shorter when the run was cut).
+    pub fn window_end(&self, i: usize) -> f64 {
+        let Some(w) = self.windows.get(i) else {
+            return self.duration_secs;
+        };
+        if i + 1 == self.windows.len() {
+            self.duration_secs.max(w.start_secs)
+        } else {
+            w.start_secs + self.window_secs
+        }
+    }
 }
 
 type Key = (&'static str, &'static str);
@@ -380,6 +457,8 @@ type Key = (&'static str, &'static str);
 #[derive(Default)]
 struct LedgerState {
     windows: Vec<HashMap<Key, (RequestKind, RequestStats)>>,
+    /// Requests started after the run began to stop.
+    stop_phase: HashMap<Key, (RequestKind, RequestStats)>,
     errors: HashMap<(Key, String, bool), u64>,
     auth: AuthOutcomes,
     rate_limit: RateLimitEvidence,
@@ -393,6 +472,7 @@ struct LedgerState {
     aborted: Option<String>,
     interruption: Option<String>,
     user_starts: BTreeMap<String, ClassStarts>,
+    abort_rule: Option<AbortArming>,
     /// Seconds from the ledger's start to the start of what is measured: the first user's
     /// start in a dashboard run (which waits for Start), 0 otherwise.
     origin_secs: f64,
@@ -431,6 +511,8 @@ pub struct Ledger {
     from_first_user: std::sync::atomic::AtomicBool,
     /// The origin, in nanoseconds after `started`, for the request path (no lock).
     origin_nanos: AtomicU64,
+    /// When the run began to stop, in nanoseconds after `started` (`u64::MAX` until then).
+    stop_nanos: AtomicU64,
     state: Mutex<LedgerState>,
     pub live: LiveCounters,
     tap: OnceLock<RequestTap>,
@@ -459,6 +541,7 @@ impl Ledger {
             window: window.max(Duration::from_millis(100)),
             from_first_user: std::sync::atomic::AtomicBool::new(false),
             origin_nanos: AtomicU64::new(0),
+            stop_nanos: AtomicU64::new(u64::MAX),
             state: Mutex::new(LedgerState::default()),
             live: LiveCounters::default(),
             tap: OnceLock::new(),
@@ -508,15 +591,25 @@ impl Ledger {
         let index = (offset.as_nanos() / self.window.as_nanos()) as usize;
         let duration_us = obs.duration.as_micros() as u64;
         let key = (obs.method, obs.name);
+        // A request that started once the run was stopping is the stop phase's, not load.
+        let stopping = obs
+            .started
+            .saturating_duration_since(self.started)
+            .as_nanos()
+            >= u128::from(self.stop_nanos.load(Ordering::Relaxed));
         let mut state = self.lock();
-        if state.windows.len() <= index {
-            state.windows.resize_with(index + 1, HashMap::new);
-        }
-        let (_, stats) = state.windows[index]
+        let rows = if stopping {
+            &mut state.stop_phase
+        } else {
+            if state.windows.len() <= index {
+                state.windows.resize_with(index + 1, HashMap::new);
+            }
+            &mut state.windows[index]
+        };
+        let (_, stats) = rows
             .entry(key)
             .or_insert_with(|| (obs.kind, RequestStats::default()));
-        let timed = !(obs.kind == RequestKind::WebSocket && obs.outcome.is_failure());
-        stats.record(obs.status, duration_us, obs.outcome, obs.bytes, timed);
+        stats.record(obs.status, duration_us, obs.outcome, obs.bytes);
         // Looked up by &str first: no allocation per request once the class is known.
         let classes = &mut state.rate_limit.by_user_class;
         if !classes.contains_key(obs.user_class) {
@@ -646,8 +739,13 @@ impl Ledger {
     /// Notes that the run began to stop now (its planned end, or an interruption): the
     /// measured time ends here. The first call counts.
     pub fn mark_stop(&self) {
-        let t_secs = self.elapsed().as_secs_f64();
-        self.lock().stop_secs.get_or_insert(t_secs);
+        let elapsed = self.elapsed();
+        let mut state = self.lock();
+        if state.stop_secs.is_none() {
+            state.stop_secs = Some(elapsed.as_secs_f64());
+            self.stop_nanos
+                .store(elapsed.as_nanos() as u64, Ordering::Relaxed);
+        }
     }
 
     /// Whether the run has begun to stop (see [`Ledger::mark_stop`]).
@@ -660,6 +758,23 @@ impl Ledger {
         self.lock()
             .interruption
             .get_or_insert_with(|| reason.to_string());
+    }
+
+    /// Notes that `--abort-on-fail`'s rule watches this run, with its minimums.
+    pub fn watch_abort(&self, min_requests: u64, min_elapsed: Duration) {
+        self.lock().abort_rule = Some(AbortArming {
+            min_requests,
+            min_secs: min_elapsed.as_secs_f64(),
+            armed_at_secs: None,
+        });
+    }
+
+    /// Notes that the abort rule's minimums are met from now on; the first call counts.
+    pub fn abort_armed(&self) {
+        let t_secs = self.elapsed().as_secs_f64();
+        if let Some(rule) = self.lock().abort_rule.as_mut() {
+            rule.armed_at_secs.get_or_insert(t_secs);
+        }
     }
 
     /// What interrupted the run, if something did.
@@ -692,19 +807,25 @@ impl Ledger {
         self.lock().aborted.get_or_insert(reason);
     }
 
-    /// The window now running and the one before it, together, for the live progress line.
-    pub fn recent(&self, kind: RequestKind) -> RequestStats {
+    /// The requests of one kind of the window now running and the one before it, and the
+    /// seconds they cover (from the earlier window's start to now): the live progress line's
+    /// rate and P95, which move with every request.
+    pub fn recent(&self, kind: RequestKind) -> (RequestStats, f64) {
+        let now = self.elapsed();
+        let origin = Duration::from_nanos(self.origin_nanos.load(Ordering::Relaxed));
         let state = self.lock();
         let mut all = RequestStats::default();
         let n = state.windows.len();
-        for window in &state.windows[n.saturating_sub(2)..] {
+        let first = n.saturating_sub(2);
+        for window in &state.windows[first..] {
             for (k, stats) in window.values() {
                 if *k == kind {
                     all.merge(stats);
                 }
             }
         }
-        all
+        let from = origin + self.window * first as u32;
+        (all, now.saturating_sub(from).as_secs_f64())
     }
 
     /// Everything measured so far, as one value.
@@ -717,27 +838,53 @@ impl Ledger {
         let origin = state.origin_secs;
         let shift = |t: f64| (t - origin).max(0.0);
         let mut totals: BTreeMap<String, RequestStats> = BTreeMap::new();
-        let windows = state
+        let mut rows_of = |window: &HashMap<Key, (RequestKind, RequestStats)>, start_secs| {
+            let mut requests = BTreeMap::new();
+            for ((method, name), (kind, stats)) in window {
+                let mut stats = stats.clone();
+                stats.kind = Some(*kind);
+                stats.method = (*method).to_string();
+                stats.name = (*name).to_string();
+                let key = stats.key();
+                totals.entry(key.clone()).or_default().merge(&stats);
+                requests.insert(key, stats);
+            }
+            WindowStats {
+                start_secs,
+                requests,
+            }
+        };
+        let mut windows: Vec<WindowStats> = state
             .windows
             .iter()
             .enumerate()
-            .map(|(i, window)| {
-                let mut requests = BTreeMap::new();
-                for ((method, name), (kind, stats)) in window {
-                    let mut stats = stats.clone();
-                    stats.kind = Some(*kind);
-                    stats.method = (*method).to_string();
-                    stats.name = (*name).to_string();
-                    let key = stats.key();
-                    totals.entry(key.clone()).or_default().merge(&stats);
-                    requests.insert(key, stats);
-                }
-                WindowStats {
-                    start_secs: i as f64 * window_secs,
-                    requests,
-                }
-            })
+            .map(|(i, window)| rows_of(window, i as f64 * window_secs))
             .collect();
+        // A run measured from its first user that never had one measured nothing: its
+        // time waiting (for a dashboard's Start) is no part of the run.
+        let end_secs =
+            if self.from_first_user.load(Ordering::Relaxed) && state.first_user_secs.is_none() {
+                origin
+            } else {
+                state
+                    .stop_secs
+                    .unwrap_or_else(|| self.elapsed().as_secs_f64())
+            };
+        // The hold rarely ends on a window's edge: a last window shorter than half a window
+        // (often a few milliseconds) joins the one before, so that no window's rate is a
+        // handful of requests over a sliver of time.
+        let measured = shift(end_secs);
+        if windows.len() >= 2
+            && windows
+                .last()
+                .is_some_and(|w| measured - w.start_secs < window_secs / 2.0)
+            && let Some(tail) = windows.pop()
+            && let Some(last) = windows.last_mut()
+        {
+            last.merge(&tail);
+        }
+        let stop_phase =
+            (!state.stop_phase.is_empty()).then(|| rows_of(&state.stop_phase, measured));
         let mut errors: Vec<ErrorCount> = state
             .errors
             .iter()
@@ -756,9 +903,6 @@ impl Ledger {
             .map(|s| s.users)
             .max()
             .unwrap_or(0);
-        let end_secs = state
-            .stop_secs
-            .unwrap_or_else(|| self.elapsed().as_secs_f64());
         let started_at =
             self.started_at + chrono::Duration::milliseconds((origin * 1000.0).round() as i64);
         let ended_at =
@@ -767,10 +911,11 @@ impl Ledger {
             scenario: scenario.to_string(),
             started_at: Some(started_at),
             ended_at: Some(ended_at),
-            duration_secs: shift(end_secs),
+            duration_secs: measured,
             window_secs,
             requests: totals.into_values().collect(),
             windows,
+            stop_phase,
             errors,
             auth: state.auth.clone(),
             rate_limit: state.rate_limit.clone(),
@@ -804,6 +949,10 @@ impl Ledger {
             aborted: state.aborted.clone(),
             interruption: state.interruption.clone(),
             user_starts: state.user_starts.clone(),
+            abort_rule: state.abort_rule.as_ref().map(|rule| AbortArming {
+                armed_at_secs: rule.armed_at_secs.map(shift),
+                ..rule.clone()
+            }),
         }
     }
 }
@@ -874,6 +1023,77 @@ mod tests {
             run.rate_limit.by_user_class["AuthenticatedUser"].rate_limited,
             1
         );
+    }
+
+    #[test]
+    fn each_outcome_keeps_its_own_times_and_only_judged_ones_are_judged() {
+        let ledger = Ledger::new(Duration::from_secs(10));
+        for _ in 0..10 {
+            observe(&ledger, "/api/auth/login/json", 3000, Outcome::Success);
+        }
+        for _ in 0..90 {
+            observe(&ledger, "/api/auth/login/json", 1, Outcome::RateLimited);
+        }
+        let row = ledger.snapshot("load", false).requests.remove(0);
+        assert_eq!((row.times.count, row.rate_limited_times.count), (10, 90));
+        // The fast 429s do not pull the judged P95 down...
+        assert!(row.judged_times(false).percentile_ms(95.0) >= 2900.0);
+        // ...and join it only when they count as failures.
+        assert_eq!(row.judged_times(true).count, 100);
+        assert!(row.judged_times(true).percentile_ms(50.0) < 10.0);
+    }
+
+    #[test]
+    fn requests_after_the_stop_are_a_phase_of_their_own() {
+        let ledger = Ledger::new(Duration::from_secs(10));
+        observe(&ledger, "/health", 5, Outcome::Success);
+        ledger.mark_stop();
+        observe(&ledger, "/api/auth/logout", 5, Outcome::Success);
+        observe(
+            &ledger,
+            "/api/auth/logout",
+            5,
+            Outcome::Failure("500".into()),
+        );
+        let run = ledger.snapshot("smoke", false);
+        assert_eq!(run.windows.len(), 1);
+        let load = run.windows[0].combined(RequestKind::Http).total();
+        assert_eq!(load, 1, "the cleanup is not load");
+        let phase = run.stop_phase.as_ref().expect("stop phase");
+        assert_eq!(phase.combined(RequestKind::Http).total(), 2);
+        assert!(phase.start_secs <= run.duration_secs + 1e-9);
+        // Counted in the run's totals all the same.
+        assert_eq!(run.combined(RequestKind::Http).total(), 3);
+        assert_eq!(run.combined(RequestKind::Http).failures, 1);
+    }
+
+    #[test]
+    fn a_sliver_of_a_last_window_joins_the_one_before() {
+        let ledger = Ledger::new(Duration::from_secs(1));
+        observe(&ledger, "/health", 1, Outcome::Success);
+        std::thread::sleep(Duration::from_millis(1050));
+        observe(&ledger, "/health", 1, Outcome::Success);
+        // Stopped a little into the second window (well under half of it, on any machine
+        // that is not stalled for 400 ms): that sliver joins the first window.
+        ledger.mark_stop();
+        let run = ledger.snapshot("smoke", false);
+        assert!(run.duration_secs < 1.5, "{}", run.duration_secs);
+        assert_eq!(run.windows.len(), 1, "{:?}", run.windows);
+        assert_eq!(run.windows[0].combined(RequestKind::Http).total(), 2);
+        assert_eq!(run.window_end(0), run.duration_secs);
+    }
+
+    #[test]
+    fn the_recent_figures_cover_the_last_windows_up_to_now() {
+        let ledger = Ledger::new(Duration::from_secs(10));
+        for _ in 0..20 {
+            observe(&ledger, "/health", 5, Outcome::Success);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let (recent, secs) = ledger.recent(RequestKind::Http);
+        assert_eq!(recent.total(), 20);
+        assert!((0.05..10.0).contains(&secs), "{secs}");
+        assert!(per_second(recent.total(), secs) > 0.0);
     }
 
     #[test]

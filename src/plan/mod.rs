@@ -49,11 +49,19 @@ const OWNED_GOOSE_OPTIONS: &[(&str, &str)] = &[
 /// do not travel: a worker selects its own with [`Plan::select`].
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Plan {
+    /// The run's one id: in its account addresses (the users', the probes', a distributed
+    /// run's workers' alike, since the plan travels to them) and in every output.
+    pub run_id: String,
     pub scenario: String,
     /// The checks the scenario's preset adds to every run's (none for `custom`).
     pub preset_checks: PresetChecks,
     pub users: usize,
+    /// The spawn rate the run really has: the asked one, unless the duration cuts it short
+    /// (see [`limits::effective_spawn_rate`]).
     pub spawn_rate: f64,
+    /// The spawn rate that was asked, when the run has another one.
+    #[serde(default)]
+    pub asked_spawn_rate: Option<f64>,
     pub duration: Duration,
     pub filter: TagFilter,
     /// The classes this process runs (after the tag filter): not serialised.
@@ -183,8 +191,10 @@ impl Plan {
         }
         limits::check_duration(duration)?;
         let mut warnings = Vec::new();
-        // The banner keeps the asked rate; the note says what the run really does.
-        warnings.extend(limits::effective_spawn_rate(users, spawn_rate, duration).1);
+        // The plan keeps the rate the run really has (every output records it), and the
+        // asked one beside it; the note says why they differ.
+        let (effective_rate, note) = limits::effective_spawn_rate(users, spawn_rate, duration);
+        warnings.extend(note);
 
         let filter = tag_filter(preset, args.tags.as_deref(), args.exclude_tags.as_deref());
         let selection = select(classes, &filter, args.no_wait)?;
@@ -287,9 +297,18 @@ impl Plan {
                 }
             };
         limits::check_users(users, loopback_sources, None)?;
+        let pool_max = crate::exchange::context::DOCUMENTATION_ADDRESSES;
+        if let Some(pool) = args.forwarded_for_pool
+            && u64::from(pool) > pool_max
+        {
+            return Err(ConfigError(format!(
+                "--forwarded-for-pool {pool}: the pool holds 1 to {pool_max} addresses (the \
+                 documentation ranges have no more)"
+            )));
+        }
         let flow_options = FlowOptions {
             keep_accounts: args.keep_accounts,
-            forwarded_for_pool: args.forwarded_for_pool.filter(|n| *n > 0),
+            forwarded_for_pool: args.forwarded_for_pool,
             loopback_sources,
             ws,
             timeout: Some(timeout),
@@ -322,10 +341,12 @@ impl Plan {
             .map_err(|e| ConfigError(e.to_string()))?;
 
         Ok(Plan {
+            run_id: crate::exchange::context::new_run_id(),
             preset_checks: preset.map(|p| p.checks).unwrap_or_default(),
             scenario,
             users,
-            spawn_rate,
+            spawn_rate: effective_rate,
+            asked_spawn_rate: (effective_rate != spawn_rate).then_some(spawn_rate),
             duration,
             filter,
             selection,
@@ -372,12 +393,28 @@ impl Plan {
         Duration::from_secs_f64(self.users as f64 / self.spawn_rate).min(self.duration)
     }
 
+    /// The ramp Goose runs, in whole seconds: [`Plan::ramp`] rounded up, leaving at least
+    /// one second of hold (0: every user at once).
+    pub fn ramp_secs(&self) -> u64 {
+        let total = self.duration.as_secs().max(1);
+        (self.ramp().as_secs_f64().ceil() as u64).min(total - 1)
+    }
+
+    /// The spawn rate as the outputs record it: `2.5/s`, and the asked one when the run has
+    /// another (`2.5/s (asked 0.001/s)`).
+    pub fn spawn_rate_text(&self) -> String {
+        match self.asked_spawn_rate {
+            Some(asked) => format!("{}/s (asked {asked}/s)", trim_rate(self.spawn_rate)),
+            None => format!("{}/s", trim_rate(self.spawn_rate)),
+        }
+    }
+
     /// Goose's test plan: ramp at the spawn rate, hold until the duration, stop. Goose
     /// takes whole seconds and holds a zero-length step forever, so the ramp is rounded up
     /// and leaves at least one second of hold.
     pub fn test_plan(&self) -> String {
         let total = self.duration.as_secs().max(1);
-        let ramp = (self.ramp().as_secs_f64().ceil() as u64).min(total - 1);
+        let ramp = self.ramp_secs();
         format!(
             "{users},{ramp}s;{users},{hold}s;0,0s",
             users = self.users,
@@ -394,10 +431,10 @@ impl Plan {
             self.filter.include.join(",")
         };
         lines.push(format!(
-            "Scenario {}: {} users at {}/s for {} against {host} (tags: {tags}{})",
+            "Scenario {}: {} users at {} for {} against {host} (tags: {tags}{})",
             self.scenario,
             self.users,
-            self.spawn_rate,
+            self.spawn_rate_text(),
             HumanDuration(self.duration),
             if self.filter.exclude.is_empty() {
                 String::new()
@@ -409,13 +446,18 @@ impl Plan {
             "User classes: {}",
             self.selection.class_names().join(", ")
         ));
+        lines.push(format!(
+            "Run id: {} (in its account addresses and every output)",
+            self.run_id
+        ));
         if self.probes {
             lines.push(format!(
-                "Security probes: on{} (their own accounts and clients, not in the figures)",
+                "Security probes: on (their own accounts and clients, not in the figures); {}",
                 if self.probes_report_only {
-                    ", report only"
+                    "report only: findings do not change the exit code"
                 } else {
-                    ""
+                    "a high-severity finding fails the run (exit 1) even when every target \
+                     is met (--probes-report-only to report them only)"
                 }
             ));
         }
@@ -464,7 +506,37 @@ impl Plan {
                 .collect(),
             planned_secs: self.duration.as_secs_f64(),
             insecure_tls: self.flow_options.tls.insecure,
+            injected_faults: injected_faults(&self.builtin_args),
         }
+    }
+}
+
+/// The `--fault-...` options of the built-in server's arguments, each with its value:
+/// `--fault-error-rate 0.5`.
+fn injected_faults(builtin_args: &[String]) -> Vec<String> {
+    let mut faults = Vec::new();
+    let mut words = builtin_args.iter().peekable();
+    while let Some(word) = words.next() {
+        if !word.starts_with("--fault-") {
+            continue;
+        }
+        match words.peek() {
+            Some(value) if !word.contains('=') && !value.starts_with("--") => {
+                faults.push(format!("{word} {value}"));
+                words.next();
+            }
+            _ => faults.push(word.clone()),
+        }
+    }
+    faults
+}
+
+/// A rate for people: two decimals at most (2.5, 3.33); a rate below 0.01/s as it is.
+fn trim_rate(rate: f64) -> String {
+    if rate >= 0.01 {
+        crate::verdict::trim_num((rate * 100.0).round() / 100.0)
+    } else {
+        rate.to_string()
     }
 }
 
@@ -579,6 +651,21 @@ mod tests {
         );
         assert_eq!(plan(&["--duration", "5s"]).test_plan(), "10,4s;10,1s;0,0s");
         assert_eq!(plan(&["--duration", "3s"]).test_plan(), "10,2s;10,1s;0,0s");
+    }
+
+    #[test]
+    fn the_plan_keeps_the_spawn_rate_it_runs_and_the_asked_one_beside_it() {
+        let slow = plan(&["--spawn-rate", "0.001", "--duration", "5s"]);
+        assert_eq!((slow.spawn_rate, slow.asked_spawn_rate), (2.5, Some(0.001)));
+        assert_eq!(slow.spawn_rate_text(), "2.5/s (asked 0.001/s)");
+        assert_eq!(slow.ramp_secs(), 4);
+        let short = plan(&["--spawn-rate", "1", "--duration", "1s"]);
+        assert_eq!((short.asked_spawn_rate, short.ramp_secs()), (Some(1.0), 0));
+        let asked = plan(&["--duration", "20s"]);
+        assert_eq!(
+            (asked.spawn_rate_text(), asked.ramp_secs()),
+            ("2/s".into(), 5)
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! whose connection was closed by the server after an earlier error answer is sent again
 //! on a fresh one and judged on that answer.
 
+use super::kit::tokens_of;
 use super::kit::{Answer, Call, Kit, Outcome, Probe, ProbeAccount, ProbeClient, Verdict};
 use super::{ProbeOutcome, Severity};
 use futures_util::{SinkExt, StreamExt};
@@ -275,14 +276,18 @@ fn api_group(token: &str) -> Vec<Case> {
         &"9".repeat(5000),
     ] {
         cases.push(case(
-            "a hostile export id on GET /api/gdpr/export/{id}",
-            Call::get(&format!("/api/gdpr/export/{id}")).bearer(token),
+            format!("the export id \"{id}\" on GET /api/gdpr/export/{{id}}"),
+            Call::get(&format!("/api/gdpr/export/{id}"))
+                .route("/api/gdpr/export/{id}")
+                .bearer(token),
             Expect::Refused,
         ));
     }
     cases.push(case(
-        "a hostile export id on GET /api/gdpr/export/{id}/download",
-        Call::get("/api/gdpr/export/%00/download").bearer(token),
+        "the export id \"%00\" on GET /api/gdpr/export/{id}/download",
+        Call::get("/api/gdpr/export/%00/download")
+            .route("/api/gdpr/export/{id}/download")
+            .bearer(token),
         Expect::RefusedOrOwnData,
     ));
 
@@ -330,14 +335,15 @@ fn api_group(token: &str) -> Vec<Case> {
     ] {
         cases.push(case(
             format!("{query} on GET /api/session/{{id}}/history"),
-            Call::get(&format!("/api/session/probe-session/history?{query}")),
+            Call::get(&format!("/api/session/probe-session/history?{query}"))
+                .route("/api/session/{id}/history"),
             expect,
         ));
     }
     for id in ["'%20OR%201%3D1%20--", "%00", "..%2F..%2F"] {
         cases.push(case(
-            "a hostile session id on GET /api/session/{id}/history",
-            Call::get(&format!("/api/session/{id}/history")),
+            format!("the session id \"{id}\" on GET /api/session/{{id}}/history"),
+            Call::get(&format!("/api/session/{id}/history")).route("/api/session/{id}/history"),
             Expect::Answered,
         ));
     }
@@ -393,25 +399,29 @@ struct Tally {
 }
 
 /// How one case's answer is judged. `own_email` is the probe account's, whose data a
-/// server that ignores an id in the path may send back.
+/// server that ignores an id in the path may send back. The meaning names the endpoint and
+/// the kind of failure, not the input, so that every input failing the same way on the
+/// same endpoint is one finding (the inputs are listed in it).
 fn judge(case: &Case, own_email: &str) -> impl Fn(&Answer) -> Verdict + use<> {
-    let (what, expect, own) = (case.what.clone(), case.expect, own_email.to_string());
+    let (route, expect, own) = (case.call.endpoint(), case.expect, own_email.to_string());
     move |answer: &Answer| match answer.status {
         None => Verdict::flaw(
             Severity::Medium,
             format!(
-                "{what} got no answer (the connection was dropped or timed out) instead of a 4xx."
+                "Input on {route} got no answer (the connection was dropped or timed out) instead of a 4xx."
             ),
         ),
         Some(code) if code >= 500 => Verdict::flaw(
             Severity::Medium,
             format!(
-                "{what} causes a server error ({code}): the input reaches code that fails instead of being validated."
+                "Input on {route} causes a server error ({code}): it reaches code that fails instead of being validated."
             ),
         ),
         Some(_) if answer.error.is_some() => Verdict::flaw(
             Severity::Medium,
-            format!("{what} got an answer cut short: the connection was dropped mid-answer."),
+            format!(
+                "Input on {route} got an answer cut short: the connection was dropped mid-answer."
+            ),
         ),
         Some(429) => Verdict::Unchecked(None),
         Some(code) if code < 400 && expect == Expect::RefusedOrOwnData && answer.carries(&own) => {
@@ -421,27 +431,87 @@ fn judge(case: &Case, own_email: &str) -> impl Fn(&Answer) -> Verdict + use<> {
         }
         Some(code) if code < 400 && expect != Expect::Answered => Verdict::flaw(
             Severity::Low,
-            format!("{what} was accepted ({code}) instead of refused with a 4xx."),
+            format!(
+                "Invalid input on {route} was accepted ({code}) instead of refused with a 4xx."
+            ),
         ),
         Some(_) => Verdict::Sound(None),
     }
 }
 
-/// Sends every case of `group` from one new client and judges each.
-async fn send_group(p: &mut Probe<'_>, group: &[Case], own_email: &str, tally: &mut Tally) {
+/// The path of the request that deletes the caller's account.
+const DELETE_PATH: &str = "/api/gdpr/delete";
+
+/// Sends every case of `group` from one new client and judges each. An invalid deletion
+/// that is accepted is judged by its effect, since sending it again cannot show the flaw
+/// once the account is gone (the token is then refused): when the account is gone, the
+/// first answer is the finding, and the rest of the group is not sent. Returns true when
+/// the probe account is gone.
+async fn send_group(
+    p: &mut Probe<'_>,
+    group: &[Case],
+    account: &ProbeAccount,
+    tally: &mut Tally,
+) -> bool {
     let Some(client) = p.client() else {
-        return;
+        return false;
     };
-    for case in group {
-        let (_, outcome) = p
-            .check(&client, &case.call, &case.what, judge(case, own_email))
-            .await;
-        match outcome {
+    for (n, case) in group.iter().enumerate() {
+        let judge = judge(case, &account.email);
+        let answer = p.ask(&client, &case.call).await;
+        if case.call.path == DELETE_PATH
+            && matches!(judge(&answer), Verdict::Flaw { .. })
+            && account_gone(p, &client, account).await
+        {
+            p.report(
+                Severity::Medium,
+                &case.call,
+                &answer,
+                &format!(
+                    "A deletion without the confirmation the API demands (confirm: true) was accepted ({}) and the account is gone (its token and its password refused since): an invalid or mistaken request deletes an account.",
+                    answer.describe()
+                ),
+                &case.what,
+            );
+            let left = group.len() - n - 1;
+            if left > 0 {
+                p.note(format!(
+                    "the probe account was deleted by an invalid deletion request: the {left} request{} after it in its group {} not sent",
+                    if left == 1 { "" } else { "s" },
+                    if left == 1 { "was" } else { "were" }
+                ));
+            }
+            return true;
+        }
+        match p
+            .settle(&client, &case.call, &case.what, &answer, judge)
+            .await
+        {
             Outcome::Sound => tally.as_expected += 1,
             Outcome::Unchecked => tally.rate_limited += 1,
             Outcome::Found | Outcome::Unconfirmed => {}
         }
     }
+    false
+}
+
+/// True when the probe account is gone: its access token refused (it worked until now)
+/// and its password refused at login, each with a 4xx other than 429, on a fresh
+/// connection.
+async fn account_gone(p: &mut Probe<'_>, client: &ProbeClient, account: &ProbeAccount) -> bool {
+    let me = p
+        .send_fresh(client, &Call::get("/api/user/me").bearer(&account.access))
+        .await;
+    if !me.is_refusal() {
+        return false;
+    }
+    let login = p
+        .send_fresh(
+            client,
+            &Probe::login_call(&account.email, &account.password),
+        )
+        .await;
+    login.is_refusal() && tokens_of(&login).is_none()
 }
 
 pub async fn run(kit: &Kit) -> ProbeOutcome {
@@ -454,20 +524,21 @@ pub async fn run(kit: &Kit) -> ProbeOutcome {
     groups.push(search_group());
     groups.push(api_group(&account.access));
     for group in &groups {
-        send_group(&mut p, group, &account.email, &mut tally).await;
+        account.deleted = send_group(&mut p, group, &account, &mut tally).await;
+        if account.deleted {
+            break;
+        }
     }
-    websocket(&mut p, &client, &account).await;
+    if account.deleted {
+        p.note("malformed JSON on an open WebSocket: not checked, the probe account is gone");
+    } else {
+        websocket(&mut p, &client, &account).await;
+    }
     // The probe account is deleted before the logout group, whose requests may revoke
     // its token.
     p.remove(&client, &account).await;
     account.deleted = true;
-    send_group(
-        &mut p,
-        &logout_group(&account.access),
-        &account.email,
-        &mut tally,
-    )
-    .await;
+    send_group(&mut p, &logout_group(&account.access), &account, &mut tally).await;
     p.note(format!(
         "{} hostile requests answered as expected{}",
         tally.as_expected,
@@ -500,6 +571,7 @@ async fn websocket(p: &mut Probe<'_>, client: &ProbeClient, account: &ProbeAccou
                 &call,
                 &again,
                 &format!("{what} {meaning}"),
+                "the text frame {not json",
             );
         }
         _ => p.note(format!(

@@ -207,6 +207,9 @@ pub(super) struct Call {
     pub body: Body,
     /// Shown instead of the body (for very long bodies).
     pub label: Option<String>,
+    /// The route the path is of, when it holds an id (`/api/gdpr/export/{id}`): findings
+    /// on different ids of one route are one finding.
+    pub route: Option<String>,
 }
 
 impl Call {
@@ -218,6 +221,7 @@ impl Call {
             headers: Vec::new(),
             body: Body::None,
             label: None,
+            route: None,
         }
     }
 
@@ -262,6 +266,24 @@ impl Call {
     pub fn label(mut self, text: impl Into<String>) -> Call {
         self.label = Some(text.into());
         self
+    }
+
+    /// The route this call's path is of: its own, or the path without its query.
+    pub fn route(mut self, template: &str) -> Call {
+        self.route = Some(template.to_string());
+        self
+    }
+
+    /// The method and route, as findings name their endpoint (`POST /api/search`).
+    pub fn endpoint(&self) -> String {
+        let route = match &self.route {
+            Some(route) => route.as_str(),
+            None => self
+                .path
+                .split_once('?')
+                .map_or(self.path.as_str(), |(p, _)| p),
+        };
+        format!("{} {route}", self.method)
     }
 
     fn has_header(&self, name: &str) -> bool {
@@ -765,14 +787,60 @@ impl<'k> Probe<'k> {
         }
     }
 
-    /// Reports a flaw the probe has seen twice, the second time in `answer`, on a fresh
-    /// connection (a probe that cannot confirm by sending the same request again).
-    pub fn report(&mut self, severity: Severity, call: &Call, answer: &Answer, meaning: &str) {
+    /// Reports a flaw the probe has established (seen twice, the second time in `answer`
+    /// on a fresh connection, or seen by its effect), shown by `input` (what the request
+    /// sent, in words). Findings are by cause: a flaw of the same endpoint, severity and
+    /// meaning as one already reported adds its input to that finding.
+    pub fn report(
+        &mut self,
+        severity: Severity,
+        call: &Call,
+        answer: &Answer,
+        meaning: &str,
+        input: &str,
+    ) {
+        self.add_finding(severity, call, answer, meaning, input, None);
+    }
+
+    /// [`Probe::report`], showing `evidence` (when given) as the answer's body of a new
+    /// finding.
+    fn add_finding(
+        &mut self,
+        severity: Severity,
+        call: &Call,
+        answer: &Answer,
+        meaning: &str,
+        input: &str,
+        evidence: Option<String>,
+    ) {
+        let endpoint = call.endpoint();
+        // A `what` that ends naming the endpoint ("limit 0 on POST /api/search") is shown
+        // as its input alone, under the finding's endpoint.
+        let input = input
+            .strip_suffix(endpoint.as_str())
+            .and_then(|i| i.strip_suffix(" on "))
+            .unwrap_or(input);
+        let same = self
+            .findings
+            .iter_mut()
+            .find(|f| f.severity == severity && f.endpoint == endpoint && f.meaning == meaning);
+        if let Some(finding) = same {
+            if !finding.inputs.iter().any(|i| i == input) {
+                finding.inputs.push(input.to_string());
+            }
+            return;
+        }
+        let mut answer = answer.record();
+        if let Some(evidence) = evidence {
+            answer.body = evidence;
+        }
         self.findings.push(Finding {
             probe: self.name.to_string(),
             severity,
+            endpoint,
+            inputs: vec![input.to_string()],
             request: call.record(),
-            answer: answer.record(),
+            answer,
             meaning: meaning.to_string(),
         });
     }
@@ -794,10 +862,7 @@ impl<'k> Probe<'k> {
                 meaning,
                 evidence,
             } if seen == severity => {
-                self.report(severity, call, again, &meaning);
-                if let (Some(evidence), Some(finding)) = (evidence, self.findings.last_mut()) {
-                    finding.answer.body = evidence;
-                }
+                self.add_finding(severity, call, again, &meaning, what, evidence);
                 Outcome::Found
             }
             _ => {
@@ -827,7 +892,9 @@ impl<'k> Probe<'k> {
         } else {
             format!("/ws/{session}")
         };
-        let mut call = Call::get(&path).header("Upgrade", "websocket");
+        let mut call = Call::get(&path)
+            .route("/ws/{session_id}")
+            .header("Upgrade", "websocket");
         if !in_query {
             call = call.bearer(token);
         }

@@ -102,6 +102,7 @@ pub async fn run(kit: &Kit) -> ProbeOutcome {
                 "No lockout: {} wrong passwords in a row (the last on a fresh connection) were answered as usual and the right password then worked, so one account can be guessed at without limit.",
                 WRONG_ATTEMPTS + 1
             ),
+            &format!("{} wrong passwords, then the right one", WRONG_ATTEMPTS + 1),
         ),
         (None, false) => p.note(format!(
             "no 423 after {} wrong passwords, but the right password was refused ({})",

@@ -85,11 +85,18 @@ pub struct ProbeAnswer {
     pub body: String,
 }
 
-/// One thing a probe found wrong.
+/// One thing a probe found wrong: one cause, that is one probe, endpoint and kind of failure
+/// (its meaning), with every input that showed it. The request and answer shown are the
+/// first input's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
     pub probe: String,
     pub severity: Severity,
+    /// The method and route the finding is about (`POST /api/search`,
+    /// `GET /api/gdpr/export/{id}`).
+    pub endpoint: String,
+    /// The inputs that showed it, in the order they were sent (at least one).
+    pub inputs: Vec<String>,
     pub request: ProbeRequest,
     pub answer: ProbeAnswer,
     /// What it means, in one sentence.
@@ -207,6 +214,8 @@ impl ProbeReport {
         for probe in &mut self.probes {
             probe.notes.iter_mut().for_each(|n| clean(n, TEXT_CHARS));
             for f in &mut probe.findings {
+                clean(&mut f.endpoint, TEXT_CHARS);
+                f.inputs.iter_mut().for_each(|i| clean(i, TEXT_CHARS));
                 clean(&mut f.request.path, TEXT_CHARS);
                 clean(&mut f.request.summary, BODY_CHARS);
                 clean(&mut f.answer.body, BODY_CHARS);
@@ -220,7 +229,8 @@ impl ProbeReport {
 #[derive(Debug, Clone)]
 pub struct ProbeSettings {
     pub host: Url,
-    /// Makes the probe accounts' addresses unique.
+    /// Makes the probe accounts' addresses unique: the run's own id beside a load test,
+    /// a fresh one for probes run alone.
     pub run_id: String,
     /// Give every probe client its own loopback source address, from this user index up
     /// (see `transport::loopback_source`); `None` connects from the default address.
@@ -265,8 +275,9 @@ impl ProbeSettings {
     /// Settings for a load test, by the users' source-address rules: own loopback source
     /// addresses only when the users have theirs, own forwarded-for addresses when the
     /// users send theirs, at most the users' request timeout, and `--keep-accounts`.
-    pub fn for_run(host: Url, flow: &FlowOptions) -> ProbeSettings {
+    pub fn for_run(host: Url, run_id: &str, flow: &FlowOptions) -> ProbeSettings {
         let mut settings = ProbeSettings::new(host);
+        settings.run_id = run_id.to_string();
         // Own loopback sources where the host allows them and the users have theirs, from
         // the run's own offset (apart from the users').
         settings.source_base = settings
@@ -287,9 +298,11 @@ impl ProbeSettings {
 pub struct BesideRun(Option<tokio::task::JoinHandle<ProbeReport>>);
 
 impl BesideRun {
-    /// Starts the probes against `host` when `enabled`.
-    pub fn start(enabled: bool, host: &Url, flow: &FlowOptions) -> BesideRun {
-        BesideRun(enabled.then(|| tokio::spawn(run(ProbeSettings::for_run(host.clone(), flow)))))
+    /// Starts the probes against `host` when `enabled`, on accounts of the run `run_id`.
+    pub fn start(enabled: bool, host: &Url, run_id: &str, flow: &FlowOptions) -> BesideRun {
+        BesideRun(
+            enabled.then(|| tokio::spawn(run(ProbeSettings::for_run(host.clone(), run_id, flow)))),
+        )
     }
 
     /// Their report once they are done; `None` when they did not run or their task failed
@@ -389,6 +402,8 @@ pub(crate) mod tests {
         let finding = Finding {
             probe: "p".into(),
             severity,
+            endpoint: "GET /".into(),
+            inputs: vec!["i".into()],
             request: ProbeRequest {
                 method: "GET".into(),
                 path: "/".into(),
@@ -433,7 +448,9 @@ pub(crate) mod tests {
         let long = "9".repeat(5000);
         let hostile = format!("{long} \u{202E}txt.exe");
         let f = &mut report.probes[0].findings[0];
+        f.inputs = vec![hostile.clone()];
         for text in [
+            &mut f.endpoint,
             &mut f.request.path,
             &mut f.request.summary,
             &mut f.answer.body,
@@ -453,8 +470,8 @@ pub(crate) mod tests {
             !text.contains('\u{202E}') && !text.contains(&long[..81]),
             "{text}"
         );
-        assert_eq!(text.matches("… (5000 characters)").count(), 5, "{text}");
-        assert_eq!(text.matches("\\u{202E}txt.exe").count(), 5, "{text}");
+        assert_eq!(text.matches("… (5000 characters)").count(), 7, "{text}");
+        assert_eq!(text.matches("\\u{202E}txt.exe").count(), 7, "{text}");
         assert!(
             !text.contains("SECRET") && text.contains("[REDACTED]"),
             "{text}"
@@ -484,15 +501,16 @@ pub(crate) mod tests {
             forwarded_for_pool: Some(20),
             ..FlowOptions::default()
         };
-        let settings = ProbeSettings::for_run(url("http://[::1]:8000"), &flow);
+        let settings = ProbeSettings::for_run(url("http://[::1]:8000"), "run12345", &flow);
         assert!(settings.source_base.is_none());
         assert_eq!(settings.forwarded_for_pool, Some(20));
+        assert_eq!(settings.run_id, "run12345");
         let off = FlowOptions {
             loopback_sources: false,
             ..flow
         };
         assert!(
-            ProbeSettings::for_run(url("http://127.0.0.1:1"), &off)
+            ProbeSettings::for_run(url("http://127.0.0.1:1"), "run12345", &off)
                 .source_base
                 .is_none()
         );

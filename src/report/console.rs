@@ -2,7 +2,7 @@
 //! status codes, endpoints, WebSocket, authentication and cleanup, then TARGET VALIDATION
 //! with one `[PASS]`/`[FAIL]`/`[SKIP]` line per check and what to look at for each failure.
 
-use super::{Headline, TimeSummary};
+use super::{ApartTimes, Headline, TimeSummary};
 use crate::exit::Exit;
 use crate::measure::{MeasuredRun, RequestKind, RequestStats};
 use crate::verdict::{Check, Verdict};
@@ -38,7 +38,14 @@ pub(crate) fn check_result(c: &Check) -> String {
     }
 }
 
-fn endpoints(out: &mut impl Write, rows: &[&RequestStats]) -> io::Result<()> {
+/// A time column's cell: `-` where the row has no such answer.
+fn ms_cell(t: Option<TimeSummary>, pick: impl Fn(&TimeSummary) -> f64) -> String {
+    t.map_or_else(|| "-".to_string(), |t| format!("{:.2}", pick(&t)))
+}
+
+/// The endpoint table: Avg and P95 over each row's judged answers, then the P95 of its 429s
+/// and of its expected errors apart.
+fn endpoints(out: &mut impl Write, rows: &[&RequestStats], count_429: bool) -> io::Result<()> {
     let width = rows
         .iter()
         .map(|r| r.key().chars().count())
@@ -47,22 +54,50 @@ fn endpoints(out: &mut impl Write, rows: &[&RequestStats]) -> io::Result<()> {
         .clamp(8, 60);
     writeln!(
         out,
-        "{:<width$} {:>8} {:>7} {:>6} {:>10} {:>10}",
-        "Request", "Count", "Fail", "429", "Avg ms", "P95 ms"
+        "{:<width$} {:>8} {:>7} {:>6} {:>6} {:>10} {:>10} {:>10} {:>10}",
+        "Request", "Count", "Fail", "429", "Exp", "Avg ms", "P95 ms", "429 P95", "Exp P95"
     )?;
     for r in rows {
+        let judged = r.judged_times(count_429);
+        let judged = (judged.count > 0).then(|| TimeSummary::of(&judged));
+        let apart = ApartTimes::of(r);
         writeln!(
             out,
-            "{:<width$} {:>8} {:>7} {:>6} {:>10.2} {:>10.2}",
+            "{:<width$} {:>8} {:>7} {:>6} {:>6} {:>10} {:>10} {:>10} {:>10}",
             r.key(),
             r.total(),
             r.failures,
             r.rate_limited,
-            r.times.mean_us() / 1000.0,
-            r.times.percentile_ms(95.0)
+            r.expected_errors,
+            ms_cell(judged, |t| t.average),
+            ms_cell(judged, |t| t.p95),
+            ms_cell(apart.rate_limited, |t| t.p95),
+            ms_cell(apart.expected_errors, |t| t.p95),
         )?;
     }
     Ok(())
+}
+
+/// The times of the 429s and the expected errors on their own, one line each.
+fn apart_times(out: &mut impl Write, apart: &ApartTimes, count_429: bool) -> io::Result<()> {
+    let mut one = |label: &str, t: &Option<TimeSummary>, note: &str| match t {
+        Some(t) => line(
+            out,
+            label,
+            format!(
+                "P50 {:.2}, P95 {:.2}, max {:.2} ({note})",
+                t.p50, t.p95, t.max
+            ),
+        ),
+        None => Ok(()),
+    };
+    let note_429 = if count_429 {
+        "judged, in the figures above"
+    } else {
+        "not judged"
+    };
+    one("429s", &apart.rate_limited, note_429)?;
+    one("Expected Errors", &apart.expected_errors, "not judged")
 }
 
 fn times(out: &mut impl Write, t: &TimeSummary) -> io::Result<()> {
@@ -96,30 +131,47 @@ pub fn print_summary(out: &mut impl Write, run: &MeasuredRun, verdict: &Verdict)
     line(out, "Scenario", &verdict.scenario)?;
     line(out, "Duration", format!("{:.2}s", run.duration_secs))?;
     line(out, "Peak Users", run.max_users)?;
-    line(out, "Total Requests", r.total)?;
+    line(out, "Total Requests", format!("{} (HTTP)", r.total))?;
     line(
         out,
         "Requests/Second",
         format!("{:.2}", head.requests_per_second),
     )?;
+    let count_429 = verdict.rate_limited_counted_as_failures;
+    let judged_parts = if count_429 {
+        "successful + failed, 429s among the failed"
+    } else {
+        "successful + failed"
+    };
+    line(out, "Judged", format!("{} ({judged_parts})", r.judged))?;
     line(out, "Successful", r.successes)?;
-    line(out, "Failed", r.failures)?;
-    let limited_note = if verdict.rate_limited_counted_as_failures {
+    let failed_note = if count_429 && r.rate_limited > 0 {
+        format!(" ({} of them 429s)", r.rate_limited)
+    } else {
+        String::new()
+    };
+    line(out, "Failed", format!("{}{failed_note}", r.failures))?;
+    let limited_note = if count_429 {
         " (counted as failures)"
     } else {
-        " (not in the rates)"
+        " (not judged)"
     };
     line(
         out,
         "Rate Limited (429)",
         format!("{}{limited_note}", r.rate_limited),
     )?;
-    line(out, "Expected Errors", r.expected_errors)?;
+    line(
+        out,
+        "Expected Errors",
+        format!("{} (not judged)", r.expected_errors),
+    )?;
     line(out, "Success Rate", rate(r.judged, r.success_rate))?;
     line(out, "Error Rate", rate(r.judged, r.error_rate))?;
 
-    writeln!(out, "\n--- Response Times (ms) ---")?;
+    writeln!(out, "\n--- Response Times (ms, judged answers) ---")?;
     times(out, &head.times)?;
+    apart_times(out, &head.apart, count_429)?;
 
     writeln!(out, "\n--- Status Codes ---")?;
     if head.status_codes.is_empty() {
@@ -145,7 +197,7 @@ pub fn print_summary(out: &mut impl Write, run: &MeasuredRun, verdict: &Verdict)
         .filter(|s| s.kind == Some(RequestKind::WebSocket))
         .collect();
     writeln!(out, "\n--- Endpoints ---")?;
-    endpoints(out, &http)?;
+    endpoints(out, &http, count_429)?;
 
     let w = &run.websocket;
     if !ws.is_empty() || w.connections_opened > 0 {
@@ -165,7 +217,7 @@ pub fn print_summary(out: &mut impl Write, run: &MeasuredRun, verdict: &Verdict)
         };
         line(out, "Closes by Code", closes)?;
         if !ws.is_empty() {
-            endpoints(out, &ws)?;
+            endpoints(out, &ws, count_429)?;
         }
     }
 
@@ -190,6 +242,37 @@ pub fn print_summary(out: &mut impl Write, run: &MeasuredRun, verdict: &Verdict)
         line(out, "Logged Out", c.logged_out)?;
         line(out, "Deleted", c.deleted)?;
         line(out, "Cleanup Failed", c.failed)?;
+        if !c.left_behind.is_empty() {
+            let n = c.left_behind.len();
+            line(
+                out,
+                "Left on the Server",
+                format!(
+                    "{n} account{}, listed with the run id in the run's _accounts_left.csv \
+                     (e-mail and id; no password or token)",
+                    if n == 1 { "" } else { "s" }
+                ),
+            )?;
+            let shown: Vec<&str> = c
+                .left_behind
+                .iter()
+                .take(3)
+                .map(|a| a.email.as_str())
+                .collect();
+            let more = if n > 3 {
+                format!(" and {} more", n - 3)
+            } else {
+                String::new()
+            };
+            writeln!(out, "{:<20}{}{more}", "", shown.join(", "))?;
+            line(
+                out,
+                "How to Remove",
+                "as the server's administrator, delete the users whose e-mail holds this run's \
+                 id (lt-RUNID-...@loadtest.example.com; the run id is in the banner and every \
+                 report); the tool does not keep their passwords",
+            )?;
+        }
     }
 
     writeln!(out, "\nTARGET VALIDATION")?;
@@ -279,13 +362,15 @@ mod tests {
         let text = printed(&run, &v);
         for needle in [
             "--- Test Summary ---",
-            "--- Response Times (ms) ---",
+            "--- Response Times (ms, judged answers) ---",
             "--- Status Codes ---",
             "--- Endpoints ---",
             "--- WebSocket ---",
             "--- Authentication ---",
             "TARGET VALIDATION",
-            "Rate Limited (429): 3 (not in the rates)",
+            "Rate Limited (429): 3 (not judged)",
+            "Judged:             95 (successful + failed)",
+            "429s:               P50 100.00, P95 100.00, max 100.00 (not judged)",
             "Success Rate:       100.00%",
             "P95:                100.00",
             "[PASS] P95 Response Time: 100.0 ms (target: below 500 ms)",

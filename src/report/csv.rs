@@ -2,14 +2,17 @@
 //!
 //! Stats: one row per request key (Type is the method, `WS` for WebSocket operations), then
 //! an `Aggregated` row over HTTP requests only (WebSocket rows are listed but, as in the
-//! verdict, not mixed into the HTTP aggregate). Times are in milliseconds. `Failure Count` is
-//! the failures as measured; 429s are in `Rate Limited Count` whatever the verdict's option.
+//! verdict, not mixed into the HTTP aggregate). Times are in milliseconds, over the judged
+//! answers (successes and failures, plus the 429s with `--count-429-as-failure`), as the
+//! verdict's; the 429s' and the expected errors' own times are in their columns at the end
+//! (`N/A` where a row had none). `Failure Count` is the failures as measured; 429s are in
+//! `Rate Limited Count` whatever the verdict's option.
 
 use super::{ReportError, per_second};
 use crate::measure::{MeasuredRun, RequestKind, RequestStats};
 
 /// The stats CSV's header, in order.
-pub const STATS_HEADER: [&str; 24] = [
+pub const STATS_HEADER: [&str; 28] = [
     "Type",
     "Name",
     "Request Count",
@@ -34,6 +37,10 @@ pub const STATS_HEADER: [&str; 24] = [
     "100%",
     "Rate Limited Count",
     "Expected Error Count",
+    "Rate Limited Average Response Time",
+    "Rate Limited 95%",
+    "Expected Error Average Response Time",
+    "Expected Error 95%",
 ];
 
 /// The failures CSV's header, in order.
@@ -47,9 +54,15 @@ pub(super) fn ms(us: f64) -> String {
     format!("{:.2}", us / 1000.0)
 }
 
-pub(super) fn stats_row(kind: &str, name: &str, s: &RequestStats, secs: f64) -> Vec<String> {
+pub(super) fn stats_row(
+    kind: &str,
+    name: &str,
+    s: &RequestStats,
+    secs: f64,
+    count_429: bool,
+) -> Vec<String> {
     let total = s.total();
-    let h = &s.times;
+    let h = s.judged_times(count_429);
     let mut row = vec![
         kind.to_string(),
         name.to_string(),
@@ -73,6 +86,14 @@ pub(super) fn stats_row(kind: &str, name: &str, s: &RequestStats, secs: f64) -> 
     row.extend(PERCENTILES.iter().map(|p| ms(h.percentile_us(*p) as f64)));
     row.push(s.rate_limited.to_string());
     row.push(s.expected_errors.to_string());
+    for apart in [&s.rate_limited_times, &s.expected_error_times] {
+        if apart.count == 0 {
+            row.extend(["N/A".to_string(), "N/A".to_string()]);
+        } else {
+            row.push(ms(apart.mean_us()));
+            row.push(ms(apart.percentile_us(95.0) as f64));
+        }
+    }
     row
 }
 
@@ -88,18 +109,46 @@ pub(super) fn encode(rows: Vec<Vec<String>>, what: &'static str) -> Result<Vec<u
 }
 
 /// The `_stats.csv` bytes.
-pub fn stats_csv(run: &MeasuredRun) -> Result<Vec<u8>, ReportError> {
+pub fn stats_csv(run: &MeasuredRun, count_429: bool) -> Result<Vec<u8>, ReportError> {
     let mut rows = vec![STATS_HEADER.iter().map(|s| s.to_string()).collect()];
     for s in &run.requests {
-        rows.push(stats_row(&s.method, &s.name, s, run.duration_secs));
+        rows.push(stats_row(
+            &s.method,
+            &s.name,
+            s,
+            run.duration_secs,
+            count_429,
+        ));
     }
     rows.push(stats_row(
         "",
         "Aggregated",
         &run.combined(RequestKind::Http),
         run.duration_secs,
+        count_429,
     ));
     encode(rows, "stats CSV")
+}
+
+/// The `_accounts_left.csv` bytes: every account the run created and could not delete, with
+/// the run's id (the e-mails carry it too), the server's id for it and why; never a password
+/// or a token.
+pub fn accounts_left_csv(run: &MeasuredRun, run_id: &str) -> Result<Vec<u8>, ReportError> {
+    let mut rows = vec![
+        ["Run Id", "Email", "Account Id", "Why It Was Left"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    ];
+    for a in &run.cleanup.left_behind {
+        rows.push(vec![
+            run_id.to_string(),
+            a.email.clone(),
+            a.id.clone().unwrap_or_default(),
+            a.reason.clone(),
+        ]);
+    }
+    encode(rows, "accounts CSV")
 }
 
 /// The `_failures.csv` bytes: failures and expected errors, most frequent first.
@@ -126,13 +175,15 @@ mod tests {
     #[test]
     fn stats_header_is_locusts_plus_ours() {
         let run = run_of(10.0, vec![vec![row("GET", "/health", 10, 10, 0, 0)]]);
-        let text = String::from_utf8(stats_csv(&run).expect("csv")).expect("utf8");
+        let text = String::from_utf8(stats_csv(&run, false).expect("csv")).expect("utf8");
         let header = text.lines().next().expect("header");
         assert_eq!(
             header,
             "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,\
              Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,\
-             50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%,Rate Limited Count,Expected Error Count"
+             50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%,Rate Limited Count,Expected Error Count,\
+             Rate Limited Average Response Time,Rate Limited 95%,Expected Error Average Response Time,\
+             Expected Error 95%"
         );
     }
 
@@ -146,7 +197,7 @@ mod tests {
                 row("WS", "message /ws/{session_id}", 900, 20, 0, 0),
             ]],
         );
-        let bytes = stats_csv(&run).expect("csv");
+        let bytes = stats_csv(&run, false).expect("csv");
         let mut reader = ::csv::Reader::from_reader(bytes.as_slice());
         let rows: Vec<::csv::StringRecord> = reader.records().map(|r| r.expect("record")).collect();
         assert_eq!(rows.len(), 4);

@@ -7,16 +7,20 @@
 //! window's end and the users running then. `Requests/s`, `Failures/s` and the percentiles
 //! are the window's own ("current", as Locust says; `N/A` when the window had no such
 //! request); the `Total ...` columns are the run's so far, so the last window's totals are
-//! the stats CSV's figures. Two columns are added at the end, as in the stats CSV: the 429s
-//! and the expected errors so far.
+//! the stats CSV's figures. Windows are the run's window length (the last one ends with the
+//! measured time). Three columns are added at the end: as in the stats CSV, the 429s and the
+//! expected errors so far, and `Phase`: `load` for the windows of the run, `stop` for the
+//! requests made once the run began to stop (the users' cleanup), written after the last
+//! window with no rate (`N/A`: they are not load) and counted in the totals. Times are over
+//! the judged answers, as everywhere.
 
 use super::ReportError;
 use super::csv::{encode, stats_row};
-use crate::measure::{MeasuredRun, RequestKind, RequestStats};
+use crate::measure::{MeasuredRun, RequestKind, RequestStats, WindowStats};
 use std::collections::BTreeMap;
 
 /// The history CSV's header, in order: Locust's columns, then ours.
-pub const HISTORY_HEADER: [&str; 26] = [
+pub const HISTORY_HEADER: [&str; 27] = [
     "Timestamp",
     "User Count",
     "Type",
@@ -43,6 +47,7 @@ pub const HISTORY_HEADER: [&str; 26] = [
     "Total Average Content Size",
     "Total Rate Limited Count",
     "Total Expected Error Count",
+    "Phase",
 ];
 
 /// Where the columns come from in a stats CSV row ([`stats_row`]): the window's rates and
@@ -61,71 +66,111 @@ pub(crate) fn users_at(run: &MeasuredRun, secs: f64) -> u64 {
         .map_or(0, |s| s.users)
 }
 
+/// What every row of one window (or of the stop phase) shares.
+struct Stamp {
+    /// Unix time of the window's end, and the users running then.
+    time: String,
+    users: String,
+    /// `load` for a window of the run, `stop` for the stop phase.
+    phase: &'static str,
+    /// The window's length in seconds; `None` for the stop phase, which has no rate.
+    length: Option<f64>,
+    /// Seconds of the run so far (for the cumulative columns).
+    run_secs: f64,
+    count_429: bool,
+}
+
 fn row(
-    stamp: &[String; 2],
+    stamp: &Stamp,
     kind: &str,
     name: &str,
     window: Option<&RequestStats>,
-    window_secs: f64,
     so_far: &RequestStats,
-    run_secs: f64,
 ) -> Vec<String> {
-    let mut out: Vec<String> = stamp.to_vec();
+    let mut out: Vec<String> = vec![stamp.time.clone(), stamp.users.clone()];
     out.push(kind.to_string());
     out.push(name.to_string());
     let empty = RequestStats::default();
-    let now = stats_row(kind, name, window.unwrap_or(&empty), window_secs);
-    out.extend(now[RATES].iter().cloned());
-    if window.is_some_and(|w| w.total() > 0) {
+    let now = stats_row(
+        kind,
+        name,
+        window.unwrap_or(&empty),
+        stamp.length.unwrap_or(0.0),
+        stamp.count_429,
+    );
+    if stamp.length.is_some() {
+        out.extend(now[RATES].iter().cloned());
+    } else {
+        out.extend(RATES.map(|_| "N/A".to_string()));
+    }
+    if window.is_some_and(|w| w.judged_times(stamp.count_429).count > 0) {
         out.extend(now[PERCENTILES].iter().cloned());
     } else {
         out.extend(PERCENTILES.map(|_| "N/A".to_string()));
     }
-    let total = stats_row(kind, name, so_far, run_secs);
+    let total = stats_row(kind, name, so_far, stamp.run_secs, stamp.count_429);
     out.extend(total[TOTALS].iter().cloned());
     out.extend(total[OUR_TOTALS].iter().cloned());
+    out.push(stamp.phase.to_string());
     out
 }
 
-/// The `_stats_history.csv` bytes.
-pub fn history_csv(run: &MeasuredRun) -> Result<Vec<u8>, ReportError> {
+/// The rows of one window, or of the stop phase: one per request name seen so far, then the
+/// HTTP aggregate.
+fn window_rows(
+    rows: &mut Vec<Vec<String>>,
+    stamp: &Stamp,
+    w: &WindowStats,
+    so_far: &mut BTreeMap<String, RequestStats>,
+    http_so_far: &mut RequestStats,
+) {
+    for (key, stats) in &w.requests {
+        so_far.entry(key.clone()).or_default().merge(stats);
+    }
+    let http = w.combined(RequestKind::Http);
+    http_so_far.merge(&http);
+    // The stats CSV's order: by request key.
+    for (key, total) in so_far.iter() {
+        rows.push(row(
+            stamp,
+            &total.method,
+            &total.name,
+            w.requests.get(key),
+            total,
+        ));
+    }
+    rows.push(row(stamp, "", "Aggregated", Some(&http), http_so_far));
+}
+
+/// The `_stats_history.csv` bytes; the time columns over the judged answers, as the stats
+/// CSV's (`count_429`: the 429s are judged).
+pub fn history_csv(run: &MeasuredRun, count_429: bool) -> Result<Vec<u8>, ReportError> {
     let mut rows = vec![HISTORY_HEADER.iter().map(|s| s.to_string()).collect()];
     let start = run.started_at.map_or(0, |t| t.timestamp());
     let mut so_far: BTreeMap<String, RequestStats> = BTreeMap::new();
     let mut http_so_far = RequestStats::default();
-    for w in &run.windows {
-        let end = (w.start_secs + run.window_secs).min(run.duration_secs.max(w.start_secs));
-        let length = end - w.start_secs;
-        for (key, stats) in &w.requests {
-            so_far.entry(key.clone()).or_default().merge(stats);
-        }
-        let http = w.combined(RequestKind::Http);
-        http_so_far.merge(&http);
-        let stamp = [
-            (start + end.round() as i64).to_string(),
-            users_at(run, end).to_string(),
-        ];
-        // The stats CSV's order: by request key.
-        for (key, total) in &so_far {
-            rows.push(row(
-                &stamp,
-                &total.method,
-                &total.name,
-                w.requests.get(key),
-                length,
-                total,
-                end,
-            ));
-        }
-        rows.push(row(
-            &stamp,
-            "",
-            "Aggregated",
-            Some(&http),
-            length,
-            &http_so_far,
-            end,
-        ));
+    for (i, w) in run.windows.iter().enumerate() {
+        let end = run.window_end(i);
+        let stamp = Stamp {
+            time: (start + end.round() as i64).to_string(),
+            users: users_at(run, end).to_string(),
+            phase: "load",
+            length: Some(end - w.start_secs),
+            run_secs: end,
+            count_429,
+        };
+        window_rows(&mut rows, &stamp, w, &mut so_far, &mut http_so_far);
+    }
+    if let Some(phase) = &run.stop_phase {
+        let stamp = Stamp {
+            time: (start + phase.start_secs.round() as i64).to_string(),
+            users: users_at(run, phase.start_secs).to_string(),
+            phase: "stop",
+            length: None,
+            run_secs: run.duration_secs,
+            count_429,
+        };
+        window_rows(&mut rows, &stamp, phase, &mut so_far, &mut http_so_far);
     }
     encode(rows, "stats history CSV")
 }
@@ -174,7 +219,7 @@ mod tests {
                 users: 5,
             },
         ];
-        let (header, rows) = records(&history_csv(&run).expect("csv"));
+        let (header, rows) = records(&history_csv(&run, false).expect("csv"));
         assert_eq!(header, HISTORY_HEADER);
         let at = |i: usize, col: &str| {
             let c = header.iter().position(|h| h == col).expect(col);
@@ -220,8 +265,8 @@ mod tests {
                 })
                 .collect(),
         );
-        let (header, history) = records(&history_csv(&run).expect("history"));
-        let (_, stats) = records(&stats_csv(&run).expect("stats"));
+        let (header, history) = records(&history_csv(&run, false).expect("history"));
+        let (_, stats) = records(&stats_csv(&run, false).expect("stats"));
         let last = &history[history.len() - stats.len()..];
         for (h, s) in last.iter().zip(&stats) {
             assert_eq!(&h[3], &s[1], "same names in the same order");

@@ -3,9 +3,14 @@
 //! run so that `lva-loadtest validate` re-judges it exactly. Written by [`metrics_json`], read
 //! back by [`read_metrics_json`]. Documented in `docs/METRICS_JSON.md`; bump
 //! [`SCHEMA_VERSION`] when a key changes meaning or goes away (adding keys does not).
+//!
+//! Version 2: every latency figure is over the judged answers (the 429s and the expected
+//! errors have their own times), expected errors are no longer counted as successes, and
+//! the stop phase is apart from the timeline. A version 1 file is still read: its one
+//! histogram per request stands for the judged one (`validate` says so).
 
 use super::provenance::Provenance;
-use super::{Headline, ReportError, TimeSummary};
+use super::{ApartTimes, Headline, ReportError, TimeSummary};
 use crate::measure::{
     AuthOutcomes, Cleanup, MeasuredRun, MemorySample, RateLimitEvidence, RequestKind,
 };
@@ -17,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The version of the metrics JSON's shape.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// What [`read_metrics_json`] takes back from the file.
 #[derive(Deserialize)]
@@ -71,6 +76,7 @@ struct TestSummary {
     end_time: Option<String>,
     duration_seconds: f64,
     total_requests: u64,
+    judged_requests: u64,
     successful_requests: u64,
     failed_requests: u64,
     rate_limited_requests: u64,
@@ -109,6 +115,8 @@ struct Endpoint {
     p50_ms: f64,
     p95_ms: f64,
     p99_ms: f64,
+    /// The 429s' and the expected errors' own times.
+    not_judged_ms: ApartTimes,
     status_codes: BTreeMap<u16, u64>,
 }
 
@@ -141,8 +149,10 @@ struct TopFailing {
 
 #[derive(Serialize)]
 struct TimelineWindow {
+    /// `load` for a window of the run, `stop` for the stop phase (last, with no end).
+    phase: &'static str,
     start_secs: f64,
-    end_secs: f64,
+    end_secs: Option<f64>,
     requests: u64,
     failures: u64,
     rate_limited: u64,
@@ -174,6 +184,7 @@ struct MetricsJson<'a> {
     generator: String,
     test_summary: TestSummary,
     response_times: TimeSummary,
+    response_times_not_judged: ApartTimes,
     status_codes: BTreeMap<u16, u64>,
     targets: BTreeMap<&'a str, TargetResult<'a>>,
     endpoint_metrics: BTreeMap<String, Endpoint>,
@@ -192,9 +203,10 @@ struct MetricsJson<'a> {
 }
 
 fn timeline(run: &MeasuredRun, count_429: bool) -> Vec<TimelineWindow> {
-    run.windows
-        .iter()
-        .map(|w| {
+    let windows = run.windows.iter().enumerate().map(|(i, w)| (Some(i), w));
+    windows
+        .chain(run.stop_phase.iter().map(|w| (None, w)))
+        .map(|(i, w)| {
             let all = everything(w);
             let mut top: Vec<TopFailing> = w
                 .requests
@@ -208,12 +220,16 @@ fn timeline(run: &MeasuredRun, count_429: bool) -> Vec<TimelineWindow> {
             top.sort_by(|a, b| b.failures.cmp(&a.failures).then(a.request.cmp(&b.request)));
             top.truncate(3);
             TimelineWindow {
+                phase: if i.is_some() { "load" } else { "stop" },
                 start_secs: w.start_secs,
-                end_secs: (w.start_secs + run.window_secs).min(run.duration_secs.max(w.start_secs)),
+                end_secs: i.map(|i| run.window_end(i)),
                 requests: all.total(),
                 failures: all.failures,
                 rate_limited: all.rate_limited,
-                p95_ms: w.combined(RequestKind::Http).times.percentile_ms(95.0),
+                p95_ms: w
+                    .combined(RequestKind::Http)
+                    .judged_times(count_429)
+                    .percentile_ms(95.0),
                 top_failing: top,
             }
         })
@@ -245,6 +261,7 @@ pub fn metrics_json(
             end_time: run.ended_at.map(|t| t.to_rfc3339()),
             duration_seconds: run.duration_secs,
             total_requests: head.rates.total,
+            judged_requests: head.rates.judged,
             successful_requests: head.rates.successes,
             failed_requests: head.rates.failures,
             rate_limited_requests: head.rates.rate_limited,
@@ -258,6 +275,7 @@ pub fn metrics_json(
             aborted: run.aborted.clone(),
         },
         response_times: head.times,
+        response_times_not_judged: head.apart,
         status_codes: head.status_codes.clone(),
         targets: verdict
             .checks
@@ -279,7 +297,7 @@ pub fn metrics_json(
             .requests
             .iter()
             .map(|s| {
-                let t = TimeSummary::of(&s.times);
+                let t = TimeSummary::of(&s.judged_times(count_429));
                 (
                     s.key(),
                     Endpoint {
@@ -297,6 +315,7 @@ pub fn metrics_json(
                         p50_ms: t.p50,
                         p95_ms: t.p95,
                         p99_ms: t.p99,
+                        not_judged_ms: ApartTimes::of(s),
                         status_codes: s.status_codes.clone(),
                     },
                 )
@@ -308,9 +327,11 @@ pub fn metrics_json(
             messages_sent: run.websocket.messages_sent,
             messages_received: run.websocket.messages_received,
             closes_by_code: &run.websocket.closes_by_code,
-            round_trip_count: round_trips.times.count,
-            round_trip_ms: (round_trips.times.count > 0)
-                .then(|| TimeSummary::of(&round_trips.times)),
+            round_trip_count: round_trips.judged_times(count_429).count,
+            round_trip_ms: {
+                let times = round_trips.judged_times(count_429);
+                (times.count > 0).then(|| TimeSummary::of(&times))
+            },
             operations: ws_all.total(),
             operation_failures: ws_all.failures,
         },
@@ -405,6 +426,7 @@ pub(crate) mod tests {
             "schema_version",
             "test_summary",
             "response_times",
+            "response_times_not_judged",
             "status_codes",
             "targets",
             "endpoint_metrics",
@@ -423,12 +445,13 @@ pub(crate) mod tests {
         ] {
             assert!(doc.get(key).is_some(), "missing {key}");
         }
-        assert_eq!(doc["schema_version"], 1);
+        assert_eq!(doc["schema_version"], 2);
         for key in [
             "start_time",
             "end_time",
             "duration_seconds",
             "total_requests",
+            "judged_requests",
             "successful_requests",
             "failed_requests",
             "rate_limited_requests",

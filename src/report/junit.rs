@@ -44,6 +44,8 @@ pub struct TestSuite {
     /// Seconds the suite took (for the verdict: the run's length).
     pub time_secs: f64,
     pub timestamp: Option<DateTime<Utc>>,
+    /// `<properties>` of the suite, as (name, value): the verdict's carries the run id.
+    pub properties: Vec<(String, String)>,
     pub cases: Vec<TestCase>,
 }
 
@@ -78,6 +80,7 @@ impl TestSuite {
             name: format!("lva-loadtest {}", verdict.scenario),
             time_secs: run.duration_secs,
             timestamp: run.started_at,
+            properties: Vec::new(),
             cases: verdict.checks.iter().map(TestCase::of_check).collect(),
         }
     }
@@ -112,6 +115,7 @@ impl TestSuite {
             name: name.into(),
             time_secs: 0.0,
             timestamp: None,
+            properties: Vec::new(),
             cases,
         }
     }
@@ -155,6 +159,18 @@ pub fn junit_xml(suites: &[TestSuite]) -> Vec<u8> {
             let _ = write!(xml, " timestamp=\"{}\"", at.format("%Y-%m-%dT%H:%M:%S"));
         }
         xml.push_str(">\n");
+        if !suite.properties.is_empty() {
+            xml.push_str("    <properties>\n");
+            for (name, value) in &suite.properties {
+                let _ = writeln!(
+                    xml,
+                    "      <property name=\"{}\" value=\"{}\"/>",
+                    escape(name, true),
+                    escape(value, true)
+                );
+            }
+            xml.push_str("    </properties>\n");
+        }
         for case in &suite.cases {
             write_case(&mut xml, &suite.name, case);
         }
@@ -273,13 +289,21 @@ mod tests {
             vec![vec![row("GET", "/api/stats", 900, 90, 10, 0)]; 3],
         );
         let verdict = judge(&run, &Targets::default(), &RunFacts::default());
-        let xml = text(&[TestSuite::of_verdict(&verdict, &run)]);
+        let mut suite = TestSuite::of_verdict(&verdict, &run);
+        suite.properties.push(("run_id".into(), "ab12cd34".into()));
+        let xml = text(&[suite]);
         let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
         let suite = doc
             .descendants()
             .find(|n| n.has_tag_name("testsuite"))
             .expect("a testsuite");
         assert_eq!(suite.attribute("name"), Some("lva-loadtest load"));
+        let property = suite
+            .descendants()
+            .find(|n| n.has_tag_name("property"))
+            .expect("a property");
+        assert_eq!(property.attribute("name"), Some("run_id"));
+        assert_eq!(property.attribute("value"), Some("ab12cd34"));
         let cases: Vec<_> = suite
             .children()
             .filter(|n| n.has_tag_name("testcase"))

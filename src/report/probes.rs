@@ -48,6 +48,14 @@ fn answer_text(f: &Finding) -> String {
     }
 }
 
+/// The inputs that showed a finding: `input: X`, or `inputs (N): X; Y; Z`.
+pub(crate) fn inputs_text(f: &Finding) -> String {
+    match f.inputs.as_slice() {
+        [one] => format!("input: {one}"),
+        many => format!("inputs ({}): {}", many.len(), many.join("; ")),
+    }
+}
+
 /// The console section: one line per probe, then every finding with its evidence.
 pub fn print_report(
     out: &mut impl Write,
@@ -88,7 +96,15 @@ pub fn print_report(
     if !findings.is_empty() {
         writeln!(out, "\nFindings:")?;
         for f in &findings {
-            writeln!(out, "- [{}] {}: {}", f.severity.label(), f.probe, f.meaning)?;
+            writeln!(
+                out,
+                "- [{}] {} on {}: {}",
+                f.severity.label(),
+                f.probe,
+                f.endpoint,
+                f.meaning
+            )?;
+            writeln!(out, "    {}", inputs_text(f))?;
             writeln!(
                 out,
                 "    request: {} {} ({})",
@@ -150,11 +166,13 @@ pub fn findings_markdown(report: &ProbeReport, heading: &str, report_only: bool)
     for (i, f) in findings.iter().enumerate() {
         let _ = writeln!(
             md,
-            "\n### {}. [{}] {}\n\n{}\n\n- Request: `{} {}` ({})\n- Answer: `{}`",
+            "\n### {}. [{}] {} on `{}`\n\n{}\n\n- {}\n- Request: `{} {}` ({})\n- Answer: `{}`",
             i + 1,
             f.severity.label(),
             f.probe,
+            cell(&f.endpoint),
             f.meaning,
+            cell(&inputs_text(f)),
             f.request.method,
             cell(&f.request.path),
             cell(&f.request.summary),
@@ -178,7 +196,8 @@ pub fn junit_suite(report: &ProbeReport, report_only: bool) -> TestSuite {
                 .iter()
                 .flat_map(|f| {
                     [
-                        format!("[{}] {}", f.severity.label(), f.meaning),
+                        format!("[{}] {} on {}", f.severity.label(), f.meaning, f.endpoint),
+                        inputs_text(f),
                         format!(
                             "request: {} {} ({})",
                             f.request.method, f.request.path, f.request.summary
@@ -215,6 +234,7 @@ pub fn junit_suite(report: &ProbeReport, report_only: bool) -> TestSuite {
         name: "security probes".to_string(),
         time_secs: report.elapsed_secs,
         timestamp: None,
+        properties: Vec::new(),
         cases,
     }
 }
@@ -253,7 +273,8 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(suite.cases[1].output[0], "[MEDIUM] m");
+        assert_eq!(suite.cases[1].output[0], "[MEDIUM] m on GET /");
+        assert_eq!(suite.cases[1].output[1], "input: i");
         assert_eq!(junit_suite(&report, true).failures(), 0);
     }
 }

@@ -13,6 +13,8 @@ pub const REDACTED: &str = "[REDACTED]";
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Provenance {
+    /// The run's id ([`Plan::run_id`]): in its account addresses and every output.
+    pub run_id: String,
     /// The command line, each word as given, secrets replaced by `[REDACTED]`.
     pub command_line: Vec<String>,
     pub host: String,
@@ -46,7 +48,14 @@ impl Provenance {
         let mut lines = vec![
             ("Scenario", plan.scenario.clone()),
             ("Users", plan.users.to_string()),
-            ("Spawn rate", format!("{}/s", plan.spawn_rate)),
+            ("Spawn rate", plan.spawn_rate_text()),
+            (
+                "Ramp",
+                match plan.ramp_secs() {
+                    0 => "0s (every user at once)".to_string(),
+                    secs => HumanDuration(std::time::Duration::from_secs(secs)).to_string(),
+                },
+            ),
             ("Duration", HumanDuration(plan.duration).to_string()),
             ("Tags", list(&plan.filter.include)),
         ];
@@ -76,6 +85,7 @@ impl Provenance {
             .to_string(),
         ));
         Provenance {
+            run_id: plan.run_id.clone(),
             command_line: redact_command_line(command_line),
             host: redact_url(host.as_str()),
             builtin_server,

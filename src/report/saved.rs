@@ -55,6 +55,24 @@ pub enum SavedSource {
     GooseReport,
 }
 
+impl SavedSource {
+    /// What the file's latency figures cover, when it is not what this build writes: the
+    /// judged answers only.
+    pub fn latency_note(&self) -> Option<&'static str> {
+        match self {
+            SavedSource::Metrics { schema_version } if *schema_version < 2 => Some(
+                "this metrics JSON is of schema 1, which kept one histogram per request: its \
+                 latency figures include the 429s and the expected errors, and are judged so",
+            ),
+            SavedSource::Metrics { .. } => None,
+            SavedSource::GooseReport => Some(
+                "a Goose report does not tell 429s and expected errors apart: its latency \
+                 figures are over every answer",
+            ),
+        }
+    }
+}
+
 /// A run read back from a file.
 #[derive(Debug, Clone)]
 pub struct SavedRun {
@@ -214,7 +232,10 @@ fn from_goose(report: GooseReportIn, scenario: &str) -> MeasuredRun {
                 }),
                 method: method_text(agg.method, &agg.custom_method),
                 name: agg.path.clone(),
+                // Goose keeps one histogram of every answer: it stands for the judged one.
                 times,
+                rate_limited_times: Histogram::default(),
+                expected_error_times: Histogram::default(),
                 successes: total.saturating_sub(failures + limited),
                 failures,
                 rate_limited: limited,
@@ -280,6 +301,12 @@ struct ProbeIn {
 struct FindingIn {
     probe: String,
     severity: String,
+    /// Files written before findings were grouped by cause have neither: the endpoint is
+    /// then the request's, and the inputs none.
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    inputs: Vec<String>,
     request: RequestIn,
     answer: AnswerIn,
     meaning: String,
@@ -316,6 +343,10 @@ fn saved_probes(extra: &serde_json::Value) -> Option<ProbeReport> {
                     "low" => Severity::Low,
                     _ => return None,
                 },
+                endpoint: f
+                    .endpoint
+                    .unwrap_or_else(|| format!("{} {}", f.request.method, f.request.path)),
+                inputs: f.inputs,
                 request: ProbeRequest {
                     method: f.request.method,
                     path: f.request.path,

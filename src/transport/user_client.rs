@@ -42,9 +42,9 @@ pub const USER_AGENT: &str = concat!("lva-loadtest/", env!("CARGO_PKG_VERSION"))
 /// Why a request got no (whole) answer. [`HttpError::kind`] says it in a few stable words.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    /// The request, or its answer, took longer than the run's timeout.
-    #[error("timeout")]
-    Timeout,
+    /// The request, or its answer, took longer than the run's timeout (this long).
+    #[error("timeout after {0:?}")]
+    Timeout(std::time::Duration),
     /// No connection: the address, the TCP connect or the TLS handshake failed.
     #[error("connection failed: {0}")]
     Connect(#[source] std::io::Error),
@@ -73,7 +73,12 @@ impl HttpError {
             return format!("TLS handshake failed: {}", super::explain_tls(tls));
         }
         match self {
-            HttpError::Timeout => "timeout".into(),
+            // The limit is named: a reader must see that the tool's timeout ended the
+            // request, not the server.
+            HttpError::Timeout(limit) => format!(
+                "timeout: no answer within --request-timeout {}",
+                crate::duration::HumanDuration(*limit)
+            ),
             HttpError::Connect(_) | HttpError::NoHost(_) => "connection refused or failed".into(),
             HttpError::Send(e) if e.is_parse_too_large() => {
                 format!("the answer's head is larger than {READ_BUFFER} bytes")
@@ -200,7 +205,7 @@ impl UserClient {
         match self.settings.timeout {
             Some(limit) => tokio::time::timeout(limit, exchange)
                 .await
-                .unwrap_or(Err(HttpError::Timeout)),
+                .unwrap_or(Err(HttpError::Timeout(limit))),
             None => exchange.await,
         }
     }
@@ -590,7 +595,10 @@ mod tests {
         let server = test_server(answers).await;
         let c = client(&server.url, Some(Duration::from_millis(300)), None);
         let e = get(&c, &server.url, "/silent").await.expect_err("silent");
-        assert_eq!(e.kind(), "timeout");
+        assert_eq!(
+            e.kind(),
+            "timeout: no answer within --request-timeout 300ms"
+        );
         let e = get(&c, &server.url, "/huge-head")
             .await
             .expect_err("huge head");
@@ -605,7 +613,10 @@ mod tests {
         let refused =
             HttpError::Connect(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert_eq!(refused.kind(), "connection refused or failed");
-        assert_eq!(HttpError::Timeout.kind(), "timeout");
+        assert_eq!(
+            HttpError::Timeout(Duration::from_secs(1)).kind(),
+            "timeout: no answer within --request-timeout 1s"
+        );
         let tls = std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),

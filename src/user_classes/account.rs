@@ -5,6 +5,7 @@ use super::{Hook, TaskFn, TaskResult};
 use crate::exchange::context::RunContext;
 use crate::exchange::session::{Account, Tokens, UserSession, session, session_mut};
 use crate::exchange::{Exchange, Reply};
+use crate::measure::LeftAccount;
 use goose::goose::{GooseUser, TransactionError};
 use rand::Rng;
 use serde_json::{Value, json};
@@ -73,10 +74,13 @@ fn step_failure(step: &str, reply: &Reply) -> String {
         return format!("{step} got no answer ({why})");
     }
     match (reply.status_u16(), reply.detail()) {
-        (Some(429), _) | (Some(_), None) => {
-            format!("{step} refused ({})", reply.status_u16().unwrap_or(0))
-        }
+        (Some(429), _) => format!("{step} refused (429)"),
         (Some(code), Some(detail)) => format!("{step} refused ({code}: {detail})"),
+        // No JSON at all (an HTML page, a proxy's text): the advice names it.
+        (Some(code), None) if reply.json.is_none() => {
+            format!("{step} refused ({code}: body is not JSON)")
+        }
+        (Some(code), None) => format!("{step} refused ({code})"),
         (None, _) => format!("{step} failed"),
     }
 }
@@ -101,6 +105,7 @@ fn new_account(ctx: &RunContext, session: &mut UserSession) -> Account {
             ctx.run_id, session.index, session.generation
         ),
         password: new_password(),
+        id: None,
         exists: false,
         deleted: false,
     }
@@ -129,10 +134,12 @@ pub async fn register_and_login(user: &mut GooseUser, ctx: &RunContext) -> StepR
     if reply.is_success() {
         ctx.ledger.auth(|a| a.registered += 1);
         ctx.ledger.cleanup(|c| c.accounts_created += 1);
+        let id = reply.id();
         if let Some(s) = session_mut(user) {
             s.created_accounts += 1;
             if let Some(a) = s.account.as_mut() {
                 a.exists = true;
+                a.id = id;
             }
         }
     }
@@ -269,6 +276,23 @@ pub fn stop_user(user: &mut GooseUser, ctx: &RunContext, reason: &str) {
     }
 }
 
+/// The user's account stays on the server: counted, and listed (e-mail, id, why) for the
+/// accounts file.
+fn left_behind(user: &mut GooseUser, ctx: &RunContext, reason: &str) {
+    let Some(account) = session(user).and_then(|s| s.account.as_ref()) else {
+        return;
+    };
+    let left = LeftAccount {
+        email: account.email.clone(),
+        id: account.id.clone(),
+        reason: reason.to_string(),
+    };
+    ctx.ledger.cleanup(|c| {
+        c.failed += 1;
+        c.left_behind.push(left);
+    });
+}
+
 /// End of the user's run: log out, and delete the account unless `--keep-accounts`.
 pub async fn clean_up(user: &mut GooseUser, ctx: &RunContext) -> StepResult {
     let Some(s) = session(user) else {
@@ -286,7 +310,11 @@ pub async fn clean_up(user: &mut GooseUser, ctx: &RunContext) -> StepResult {
     };
     let refresh = session(user).and_then(|s| s.tokens.as_ref().map(|t| t.refresh.clone()));
     let (Some(access), Some(refresh)) = (access, refresh) else {
-        ctx.ledger.cleanup(|c| c.failed += 1);
+        left_behind(
+            user,
+            ctx,
+            "no token to delete it with (its login or renewal failed)",
+        );
         return Ok(());
     };
     if !ctx.options.keep_accounts {
@@ -302,7 +330,7 @@ pub async fn clean_up(user: &mut GooseUser, ctx: &RunContext) -> StepResult {
             }
             return Ok(());
         }
-        ctx.ledger.cleanup(|c| c.failed += 1);
+        left_behind(user, ctx, &step_failure("delete", &reply));
     }
     let reply = Exchange::post("/api/auth/logout", "/api/auth/logout")
         .bearer(Some(&access))

@@ -95,16 +95,7 @@ async fn websocket_stream(user: &mut GooseUser, ctx: Arc<RunContext>) -> TaskRes
     let message = json!({"type": "audio", "audio": payload}).to_string();
     let until = Instant::now() + options.hold;
     while Instant::now() < until && !ctx.is_stopping() {
-        if !round_trip(
-            user,
-            &ctx,
-            &mut ws.socket,
-            &message,
-            "response",
-            AUDIO_ROUND_TRIP,
-        )
-        .await?
-        {
+        if !round_trip(user, &ctx, &mut ws, &message, "response", AUDIO_ROUND_TRIP).await? {
             ws.abandon(&ctx);
             return Ok(());
         }
@@ -310,11 +301,12 @@ fn handshake_error(e: &WsError) -> (Option<u16>, String) {
 async fn round_trip(
     user: &mut GooseUser,
     ctx: &RunContext,
-    socket: &mut Socket,
+    ws: &mut OpenSocket,
     message: &str,
     expect: &str,
     name: &'static str,
 ) -> Result<bool, Box<TransactionError>> {
+    let socket = &mut ws.socket;
     let started = Instant::now();
     if let Err(e) = socket.send(Message::text(message)).await {
         let reason = format!("send failed: {}", short(&e));
@@ -323,6 +315,7 @@ async fn round_trip(
     }
     ctx.ledger.websocket_messages(1, 0);
     let timeout = ctx.options.ws.reply_timeout;
+    let mut closed_with = None;
     let outcome = loop {
         match tokio::time::timeout(timeout.saturating_sub(started.elapsed()), socket.next()).await {
             Err(_) => break Outcome::Failure(format!("no reply within {timeout:?}")),
@@ -345,6 +338,7 @@ async fn round_trip(
             }
             Ok(Some(Ok(Message::Close(frame)))) => {
                 let code = frame.map_or(1005, |f| u16::from(f.code));
+                closed_with = Some(code);
                 break Outcome::Failure(format!("closed by the server ({code}) before the reply"));
             }
             // Pings, pongs and binary frames are not replies.
@@ -352,7 +346,11 @@ async fn round_trip(
         }
     };
     let usable = matches!(outcome, Outcome::Success);
-    record_ws(user, ctx, name, started, None, outcome).await?;
+    // The server's close ends the socket with its code, as the failures file says it.
+    if let Some(code) = closed_with {
+        ws.closed(Some(code));
+    }
+    record_ws(user, ctx, name, started, closed_with, outcome).await?;
     Ok(usable)
 }
 
@@ -363,7 +361,7 @@ async fn finish(
     ws: &mut OpenSocket,
 ) -> Result<(), Box<TransactionError>> {
     let end = json!({"type": "end"}).to_string();
-    if !round_trip(user, ctx, &mut ws.socket, &end, "summary", END_ROUND_TRIP).await? {
+    if !round_trip(user, ctx, ws, &end, "summary", END_ROUND_TRIP).await? {
         let _ = tokio::time::timeout(Duration::from_secs(1), ws.socket.close(None)).await;
         ws.abandon(ctx);
         return Ok(());

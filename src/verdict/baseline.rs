@@ -27,7 +27,10 @@ impl BaselineSummary {
             source: source.to_string(),
             scenario: run.scenario.clone(),
             total_requests: rates.total,
-            p95_ms: (http.times.count > 0).then(|| http.times.percentile_ms(95.0)),
+            p95_ms: {
+                let times = http.judged_times(count_429_as_failure);
+                (times.count > 0).then(|| times.percentile_ms(95.0))
+            },
             success_rate: rates.success_rate,
             error_rate: rates.error_rate,
             requests_per_second: per_second(rates.total, run.duration_secs),
@@ -96,7 +99,7 @@ pub(super) fn check(run: &MeasuredRun, t: &Targets, base: &BaselineSummary) -> C
         format!(
             "Slower than the baseline: look at what changed since, starting with the slowest \
              endpoints: {}.",
-            advice::slowest(run, RequestKind::Http, 3)
+            advice::slowest_http(run, t.count_429_as_failure, 3)
         )
     })
 }

@@ -10,7 +10,7 @@
 //! target; and the last window with traffic has no failure at all ("errors have stopped").
 
 use super::{Check, Rates, Targets, advice, fmt_ms, fmt_secs, slope, trim_num};
-use crate::measure::{MeasuredRun, RequestKind, RequestStats, WindowStats};
+use crate::measure::{Histogram, MeasuredRun, RequestKind, RequestStats, WindowStats};
 
 /// A window with fewer HTTP requests than this has too noisy a P95 to fit.
 pub const MIN_WINDOW_REQUESTS: u64 = 10;
@@ -43,12 +43,15 @@ pub(super) fn degradation(run: &MeasuredRun, t: &Targets, facts: &super::RunFact
         return Check::skipped("degradation", label, target, "applies to endurance runs");
     }
     let ramp_end = ramp_end_secs(run);
-    let windows: Vec<(&WindowStats, RequestStats)> = run
+    let windows: Vec<(&WindowStats, Histogram)> = run
         .windows
         .iter()
         .filter(|w| w.start_secs + 1e-6 >= ramp_end)
-        .map(|w| (w, w.combined(RequestKind::Http)))
-        .filter(|(_, s)| s.times.count >= MIN_WINDOW_REQUESTS)
+        .map(|w| {
+            let http = w.combined(RequestKind::Http);
+            (w, http.judged_times(t.count_429_as_failure).into_owned())
+        })
+        .filter(|(_, times)| times.count >= MIN_WINDOW_REQUESTS)
         .collect();
     if windows.len() < MIN_WINDOWS {
         return Check::skipped(
@@ -64,17 +67,22 @@ pub(super) fn degradation(run: &MeasuredRun, t: &Targets, facts: &super::RunFact
     let half = run.window_secs / 2.0;
     let points: Vec<(f64, f64)> = windows
         .iter()
-        .map(|(w, s)| ((w.start_secs + half) / 60.0, s.times.percentile_ms(95.0)))
+        .map(|(w, times)| ((w.start_secs + half) / 60.0, times.percentile_ms(95.0)))
         .collect();
     let Some(rise) = slope(&points) else {
         return Check::skipped("degradation", label, target, "windows too close to fit");
     };
-    let window_text = |(w, s): &(&WindowStats, RequestStats)| {
+    let window_text = |(w, times): &(&WindowStats, Histogram)| {
+        let end = run
+            .windows
+            .iter()
+            .position(|x| std::ptr::eq(x, *w))
+            .map_or(w.start_secs + run.window_secs, |i| run.window_end(i));
         format!(
             "{}-{} P95 {}",
             fmt_secs(w.start_secs),
-            fmt_secs(w.start_secs + run.window_secs),
-            fmt_ms(s.times.percentile_ms(95.0))
+            fmt_secs(end),
+            fmt_ms(times.percentile_ms(95.0))
         )
     };
     let (first, last) = (&windows[0], &windows[windows.len() - 1]);
@@ -122,7 +130,8 @@ pub(super) fn recovery(run: &MeasuredRun, t: &Targets, facts: &super::RunFacts) 
     for w in &last_third {
         merged.merge(&w.combined(RequestKind::Http));
     }
-    if merged.times.count == 0 {
+    let times = merged.judged_times(t.count_429_as_failure);
+    if times.count == 0 {
         return Check::skipped(
             "recovery",
             label,
@@ -131,7 +140,7 @@ pub(super) fn recovery(run: &MeasuredRun, t: &Targets, facts: &super::RunFacts) 
         );
     }
     let rates = Rates::of(&merged, t.count_429_as_failure);
-    let p95 = merged.times.percentile_ms(95.0);
+    let p95 = times.percentile_ms(95.0);
     let last_window = last_third
         .iter()
         .rev()
@@ -180,7 +189,7 @@ pub(super) fn recovery(run: &MeasuredRun, t: &Targets, facts: &super::RunFacts) 
                 advice::errors(run, RequestKind::Http, t.count_429_as_failure)
             )
         } else {
-            advice::latency(run, RequestKind::Http)
+            advice::latency(run, t.count_429_as_failure)
         }
     })
 }

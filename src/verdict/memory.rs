@@ -79,7 +79,7 @@ pub(super) fn check(run: &MeasuredRun, t: &Targets) -> Check {
             "memory",
             label,
             target,
-            "no memory samples (sample the server with --target-pid PID or --memory-url URL)",
+            "no memory samples (sample the server with --server-pid PID or --memory-url URL)",
         );
     };
     let figures = format!(

@@ -8,9 +8,11 @@
 //! - HTTP targets (P95, success rate, error rate) apply to HTTP rows only. WebSocket rows are
 //!   judged apart: `ws_p95` over the message round trips (every WebSocket row whose name does
 //!   not start with `connect` or `close`), `ws_error_rate` over every WebSocket operation.
-//! - Rates: judged = all requests minus the rate limited (429); success rate = (successes +
-//!   expected errors) / judged; error rate = failures / judged. With
-//!   `--count-429-as-failure`, 429s are judged and counted as failures.
+//! - Judged answers: successes and failures; rate-limited answers (429) and expected errors
+//!   are not judged (their own counts, their own times). Success rate = successes / judged,
+//!   error rate = failures / judged: the two add up to 100%. With `--count-429-as-failure`,
+//!   429s are judged and counted as failures. Every latency figure is over the judged
+//!   answers only ([`RequestStats::judged_times`]).
 //! - An interrupted run (Ctrl-C) is judged on what it measured; the verdict says so. A run
 //!   aborted by `--abort-on-fail` gets a failed `aborted` check naming the reason.
 
@@ -87,6 +89,9 @@ pub struct RunFacts {
     pub planned_secs: f64,
     /// The server's certificate was not verified (`--insecure`).
     pub insecure_tls: bool,
+    /// Faults the built-in server was told to inject (`--builtin-args --fault-...`), as
+    /// given: failures they cause are on purpose, and the advice says so.
+    pub injected_faults: Vec<String>,
 }
 
 /// The result of one target.
@@ -94,7 +99,7 @@ pub struct RunFacts {
 pub struct Check {
     /// Stable id: `p95`, `success_rate`, `error_rate`, `ws_p95`, `ws_error_rate`,
     /// `p95 POST /api/conversation`, `rate_limiting`, `error_spikes`, `memory`, `degradation`,
-    /// `recovery`, `regression p95`, `aborted`.
+    /// `recovery`, `regression p95`, `aborted`, `abort_rule`.
     pub id: String,
     /// For people: `P95 Response Time`.
     pub label: String,
@@ -220,9 +225,9 @@ impl Verdict {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Rates {
     pub total: u64,
-    /// The requests the rates are over: all, minus the 429s unless they count as failures.
+    /// The requests the rates are over: successes and failures, and the 429s when they
+    /// count as failures; never the expected errors.
     pub judged: u64,
-    /// Successes plus expected errors.
     pub successes: u64,
     /// Failures, plus the 429s when they count as failures.
     pub failures: u64,
@@ -236,12 +241,13 @@ pub struct Rates {
 impl Rates {
     pub fn of(stats: &RequestStats, count_429_as_failure: bool) -> Rates {
         let total = stats.total();
-        let (judged, failures) = if count_429_as_failure {
-            (total, stats.failures + stats.rate_limited)
+        let failures = if count_429_as_failure {
+            stats.failures + stats.rate_limited
         } else {
-            (total - stats.rate_limited, stats.failures)
+            stats.failures
         };
-        let successes = stats.successes + stats.expected_errors;
+        let successes = stats.successes;
+        let judged = successes + failures;
         let share = |n: u64| {
             if judged == 0 {
                 0.0
@@ -286,6 +292,9 @@ pub fn judge(run: &MeasuredRun, targets: &Targets, facts: &RunFacts) -> Verdict 
     checks.push(memory::check(run, targets));
     checks.push(degradation::degradation(run, targets, facts));
     checks.push(degradation::recovery(run, targets, facts));
+    if let Some(rule) = &run.abort_rule {
+        checks.push(work::abort_rule(run, rule, targets));
+    }
     if let Some(base) = &targets.baseline {
         checks.push(baseline::check(run, targets, base));
     }
@@ -296,6 +305,16 @@ pub fn judge(run: &MeasuredRun, targets: &Targets, facts: &RunFacts) -> Verdict 
             "the server's certificate is verified",
             "NOT VERIFIED: --insecure accepted any certificate",
         ));
+    }
+    if !facts.injected_faults.is_empty() {
+        let injected = format!(
+            "The built-in server injected faults on purpose (--builtin-args {}): these failures \
+             are the ones asked for, not the server's own. ",
+            facts.injected_faults.join(" ")
+        );
+        for advice in checks.iter_mut().filter_map(|c| c.advice.as_mut()) {
+            advice.insert_str(0, &injected);
+        }
     }
     let rate_limited = run.requests.iter().map(|r| r.rate_limited).sum();
     Verdict {
@@ -407,8 +426,11 @@ pub(crate) mod testing {
             rate_limited: limited,
             ..RequestStats::default()
         };
-        for _ in 0..(ok + fail + limited) {
+        for _ in 0..(ok + fail) {
             s.times.record(ms * 1000);
+        }
+        for _ in 0..limited {
+            s.rate_limited_times.record(ms * 1000);
         }
         if ok > 0 {
             s.status_codes
@@ -526,15 +548,16 @@ mod tests {
         let mut s = row("GET", "/api/stats", 10, 990, 5, 100);
         s.expected_errors = 5;
         let r = Rates::of(&s, false);
+        // Expected errors and 429s are not judged: 995 judged, the rates add up to 100%.
         assert_eq!(
             (r.total, r.judged, r.successes, r.failures),
-            (1100, 1000, 995, 5)
+            (1100, 995, 990, 5)
         );
-        assert!((r.success_rate - 99.5).abs() < 1e-9);
-        assert!((r.error_rate - 0.5).abs() < 1e-9);
+        assert!((r.success_rate - 990.0 * 100.0 / 995.0).abs() < 1e-9);
+        assert!((r.success_rate + r.error_rate - 100.0).abs() < 1e-9);
         let r = Rates::of(&s, true);
-        assert_eq!((r.judged, r.failures), (1100, 105));
-        assert!((r.error_rate - 105.0 * 100.0 / 1100.0).abs() < 1e-9);
+        assert_eq!((r.judged, r.failures), (1095, 105));
+        assert!((r.error_rate - 105.0 * 100.0 / 1095.0).abs() < 1e-9);
         assert_eq!(Rates::of(&RequestStats::default(), false).success_rate, 0.0);
     }
 
@@ -562,7 +585,7 @@ mod tests {
         use std::time::{Duration, Instant};
         let ledger = Ledger::new(Duration::from_secs(10));
         let outcomes = [
-            (Outcome::Success, 180),
+            (Outcome::Success, 399),
             (Outcome::Failure("500".into()), 1),
             (Outcome::RateLimited, 15),
             (Outcome::ExpectedError("401 unknown account".into()), 19),
@@ -590,11 +613,11 @@ mod tests {
         let run = ledger.snapshot("rate-limit", false);
         let v = judge(&run, &Targets::default(), &RunFacts::default());
         assert_eq!(v.rate_limited, 15);
-        // 200 judged: 199 successes (180 + 19 expected), 1 failure.
+        // 400 judged: 399 successes, 1 failure; the 19 expected errors and 15 429s apart.
         let s = v.check("success_rate").expect("success");
-        assert_eq!(s.actual, "99.50%");
+        assert_eq!(s.actual, "99.75%");
         assert!(s.passed);
-        assert_eq!(v.check("error_rate").expect("error").actual, "0.50%");
+        assert_eq!(v.check("error_rate").expect("error").actual, "0.25%");
         assert!(v.check("error_rate").expect("error").passed);
     }
 }

@@ -56,9 +56,13 @@ fn is_spike(rates: &Rates, t: &Targets) -> bool {
     rates.failures >= t.spike_min_errors && rates.error_rate > t.spike_factor * t.error_rate
 }
 
-/// The end of a window of `secs` starting at `start`, within the run.
-fn window_end(run: &MeasuredRun, start: f64, secs: f64) -> f64 {
-    (start + secs).min(run.duration_secs.max(start))
+/// The end of `w`, one of `windows` of `secs`: the last ends with the measured time (it may
+/// hold a short tail, see [`MeasuredRun::window_end`]).
+fn window_end(run: &MeasuredRun, windows: &[WindowStats], w: &WindowStats, secs: f64) -> f64 {
+    match windows.last() {
+        Some(last) if std::ptr::eq(last, w) => run.duration_secs.max(w.start_secs),
+        _ => w.start_secs + secs,
+    }
 }
 
 /// The windows the `error_spikes` check calls spikes, as (start, end) seconds into the run.
@@ -67,7 +71,7 @@ pub fn error_spike_windows(run: &MeasuredRun, t: &Targets) -> Vec<(f64, f64)> {
     windows
         .iter()
         .filter(|w| is_spike(&Rates::of(&everything(w), t.count_429_as_failure), t))
-        .map(|w| (w.start_secs, window_end(run, w.start_secs, secs)))
+        .map(|w| (w.start_secs, window_end(run, &windows, w, secs)))
         .collect()
 }
 
@@ -89,6 +93,24 @@ pub(super) fn check(run: &MeasuredRun, t: &Targets) -> Check {
         );
     }
     let (windows, secs) = regroup(run, t.spike_window_secs);
+    // A burst stands out from the windows around it: with one window of traffic there is
+    // nothing to stand out from (the error rate judges the run).
+    let busy = windows
+        .iter()
+        .filter(|w| Rates::of(&everything(w), t.count_429_as_failure).judged > 0)
+        .count();
+    if busy < 2 {
+        return Check::skipped(
+            "error_spikes",
+            label,
+            target,
+            format!(
+                "{busy} window of {} with requests: a burst needs more than one (the error \
+                 rate judges this run)",
+                fmt_secs(secs)
+            ),
+        );
+    }
     let mut details = Vec::new();
     if (secs - t.spike_window_secs).abs() > 1e-6 {
         details.push(format!(
@@ -114,7 +136,7 @@ pub(super) fn check(run: &MeasuredRun, t: &Targets) -> Check {
         }
     }
     let span = |w: &WindowStats| {
-        let end = window_end(run, w.start_secs, secs);
+        let end = window_end(run, &windows, w, secs);
         format!("{}-{}", fmt_secs(w.start_secs), fmt_secs(end))
     };
     let describe = |w: &WindowStats, r: &Rates| {
@@ -160,11 +182,15 @@ pub(super) fn check(run: &MeasuredRun, t: &Targets) -> Check {
     Check::judged("error_spikes", label, target, actual, spikes.is_empty())
         .with_details(all)
         .advise(|| {
-            format!(
-                "Errors came in a burst, not spread out: look at what happened in that window \
-                 (restarts, pool exhaustion, pauses). {}",
-                advice::errors(run, RequestKind::Http, t.count_429_as_failure)
-            )
+            let errors = advice::errors(run, RequestKind::Http, t.count_429_as_failure);
+            if spikes.len() < busy {
+                format!(
+                    "Errors came in a burst, not spread out: look at what happened in that \
+                     window (restarts, pool exhaustion, pauses). {errors}"
+                )
+            } else {
+                format!("Every window with requests failed this much: not a burst. {errors}")
+            }
         })
 }
 
@@ -187,6 +213,23 @@ mod tests {
                 })
                 .collect(),
         )
+    }
+
+    #[test]
+    fn one_window_of_traffic_is_no_burst() {
+        let c = check(&run_with_failures(&[30]), &Targets::default());
+        assert!(c.skipped && !c.failed(), "{c:?}");
+        assert!(
+            c.actual.contains("a burst needs more than one"),
+            "{}",
+            c.actual
+        );
+        let every = check(&run_with_failures(&[30, 30]), &Targets::default());
+        let advice = every.advice.as_deref().unwrap_or_default();
+        assert!(
+            every.failed() && advice.starts_with("Every window"),
+            "{advice}"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! users of every class could start (`users_started`).
 
 use super::{Check, Rates, RunFacts, Targets, trim_num};
-use crate::measure::{MeasuredRun, RequestKind};
+use crate::measure::{AbortArming, MeasuredRun, RequestKind};
 
 /// `INTERRUPTED at 7.0 s of 20 s (Ctrl-C)`, for a run stopped before its planned end.
 pub fn interruption_text(run: &MeasuredRun, facts: &RunFacts) -> Option<String> {
@@ -20,6 +20,11 @@ pub fn interruption_text(run: &MeasuredRun, facts: &RunFacts) -> Option<String> 
         (None, Some(reason)) => format!(" ({reason})"),
         (None, None) => String::new(),
     };
+    // A dashboard run stopped before Start measured no time at all: its wait is no part
+    // of the planned time.
+    if run.first_user_secs.is_none() && run.max_users == 0 && run.requests.is_empty() {
+        return Some(format!("INTERRUPTED before any user started{why}"));
+    }
     Some(format!(
         "INTERRUPTED at {:.1} s{planned}{why}",
         run.duration_secs
@@ -49,6 +54,46 @@ pub(super) fn run_completed(run: &MeasuredRun, facts: &RunFacts) -> Check {
     }
 }
 
+/// Whether `--abort-on-fail`'s rule was ever armed: one that stayed below its minimums did
+/// nothing, and a reader must not think the run was guarded. Not a target: it never fails.
+pub(super) fn abort_rule(run: &MeasuredRun, rule: &AbortArming, t: &Targets) -> Check {
+    let label = "Abort Rule";
+    let target = format!(
+        "armed after {} judged requests and {} s",
+        rule.min_requests,
+        trim_num(rule.min_secs)
+    );
+    match rule.armed_at_secs {
+        Some(at) => Check::judged(
+            "abort_rule",
+            label,
+            target,
+            format!("armed at {at:.1} s"),
+            true,
+        ),
+        None => {
+            let judged = super::core_figures(run, t).rates.judged;
+            let why = if judged < rule.min_requests {
+                format!(
+                    "{judged} judged requests, fewer than --abort-min-requests {}",
+                    rule.min_requests
+                )
+            } else {
+                format!(
+                    "the run ended before --abort-min-time {} s",
+                    trim_num(rule.min_secs)
+                )
+            };
+            Check::skipped(
+                "abort_rule",
+                label,
+                target,
+                format!("NEVER ARMED: {why}; --abort-on-fail could not stop this run"),
+            )
+        }
+    }
+}
+
 /// A run that judged no request measured nothing worth a verdict.
 pub(super) fn work_done(run: &MeasuredRun, t: &Targets) -> Check {
     let http = Rates::of(&run.combined(RequestKind::Http), t.count_429_as_failure);
@@ -56,21 +101,36 @@ pub(super) fn work_done(run: &MeasuredRun, t: &Targets) -> Check {
         &run.combined(RequestKind::WebSocket),
         t.count_429_as_failure,
     );
-    let judged = http.judged + ws.judged;
-    let plural = if judged == 1 { "" } else { "s" };
+    // HTTP requests and WebSocket operations are judged apart: named apart, never added.
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    let mut actual = format!("{} judged HTTP request{}", http.judged, plural(http.judged));
+    if ws.total > 0 {
+        actual.push_str(&format!(
+            ", {} WebSocket operation{}",
+            ws.judged,
+            plural(ws.judged)
+        ));
+    }
     let mut check = Check::judged(
         "work_done",
         "Work Done",
-        "at least 1 judged request",
-        format!("{judged} judged request{plural}"),
-        judged > 0,
+        "at least 1 judged request or WebSocket operation",
+        actual,
+        http.judged + ws.judged > 0,
     );
-    if http.rate_limited + ws.rate_limited > 0 {
-        check.details.push(format!(
-            "{} rate-limited answers (429) are not judged",
-            http.rate_limited + ws.rate_limited
-        ));
-    }
+    check.details.push(format!(
+        "{} HTTP requests sent: {} succeeded + {} failed = {} judged",
+        http.total, http.successes, http.failures, http.judged
+    ));
+    let apart = if t.count_429_as_failure {
+        format!("{} expected errors", http.expected_errors)
+    } else {
+        format!(
+            "{} rate limited (429), {} expected errors",
+            http.rate_limited, http.expected_errors
+        )
+    };
+    check.details.push(format!("not judged: {apart}"));
     check.advise(|| {
         "Nothing was judged: no user got to its tasks, or every answer was a 429. See Users \
          Started and the failures table."
@@ -171,18 +231,52 @@ fn refusal_advice(reasons: &[String]) -> String {
                 .to_string(),
         );
     }
-    let said: Vec<&String> = reasons
-        .iter()
-        .filter(|r| r.contains("refused (") && !r.contains("(429"))
-        .collect();
+    // The status the server refused with, read from `... refused (404: ...)`.
+    let status = |r: &str| -> Option<u16> {
+        let code = r.split("refused (").nth(1)?;
+        code.get(..3)?.parse().ok()
+    };
+    let with = |pick: &dyn Fn(&str, u16) -> bool| -> Vec<&str> {
+        reasons
+            .iter()
+            .filter(|r| status(r).is_some_and(|code| pick(r, code)))
+            .map(String::as_str)
+            .collect()
+    };
+    let not_json = with(&|r, _| r.contains("body is not JSON"));
+    if !not_json.is_empty() {
+        parts.push(format!(
+            "The server answered with something that is not the API's JSON ({}): --host may \
+             name a web site, a proxy or a catch-all page rather than the API's base URL.",
+            not_json.join("; ")
+        ));
+    }
+    let server = with(&|r, code| (500..600).contains(&code) && !r.contains("body is not JSON"));
+    if !server.is_empty() {
+        parts.push(format!(
+            "The server failed at the account steps ({}): server errors, not a rule of the \
+             account: check its logs for exceptions at registration and login.",
+            server.join("; ")
+        ));
+    }
+    let missing = with(&|r, code| matches!(code, 404 | 405) && !r.contains("body is not JSON"));
+    if !missing.is_empty() {
+        parts.push(format!(
+            "The account endpoints are not there ({}): check that --host is the API's base \
+             URL (with its path prefix, if it has one).",
+            missing.join("; ")
+        ));
+    }
+    let said = with(&|r, code| {
+        (400..500).contains(&code)
+            && !matches!(code, 404 | 405 | 429)
+            && !r.contains("body is not JSON")
+    });
     if !said.is_empty() {
         parts.push(format!(
             "The server refused them and said why: {}. Check the account rules (address \
              domain, password policy) and that registration is open on this deployment.",
-            said.iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
+            said.join("; ")
         ));
     }
     if reasons.iter().any(|r| r.contains("still starting")) {
@@ -193,7 +287,14 @@ fn refusal_advice(reasons: &[String]) -> String {
                 .to_string(),
         );
     }
-    if reasons.iter().any(|r| r.contains("no answer")) {
+    if let Some(timed_out) = reasons.iter().find(|r| r.contains("--request-timeout")) {
+        parts.push(format!(
+            "Some waited longer than the tool's timeout for their start ({timed_out}), even \
+             after retries: the tool gave up on them, the server had not answered. Raise \
+             --request-timeout if the account steps may take that long, else find what slows \
+             them (bcrypt cost, a busy database)."
+        ));
+    } else if reasons.iter().any(|r| r.contains("no answer")) {
         parts.push(
             "Some got no answer at all (after retries): the server dropped or timed out the \
              connections; check its logs and its connection limits."
@@ -225,6 +326,50 @@ mod tests {
     }
 
     #[test]
+    fn a_run_stopped_before_any_user_started_says_so_not_a_time() {
+        let run = MeasuredRun {
+            duration_secs: 179.9,
+            interrupted: true,
+            interruption: Some("SIGTERM".into()),
+            ..MeasuredRun::default()
+        };
+        assert_eq!(
+            interruption_text(&run, &facts()).as_deref(),
+            Some("INTERRUPTED before any user started (SIGTERM)")
+        );
+    }
+
+    #[test]
+    fn an_abort_rule_never_armed_says_why_and_fails_nothing() {
+        let mut run = healthy();
+        run.abort_rule = Some(AbortArming {
+            min_requests: 100_000,
+            min_secs: 1.0,
+            armed_at_secs: None,
+        });
+        let c = abort_rule(
+            &run,
+            run.abort_rule.as_ref().expect("rule"),
+            &Targets::default(),
+        );
+        assert!(c.skipped && !c.failed(), "{c:?}");
+        assert!(
+            c.actual.starts_with(
+                "NEVER ARMED: 200 judged requests, fewer than --abort-min-requests 100000"
+            ),
+            "{}",
+            c.actual
+        );
+        run.abort_rule = Some(AbortArming {
+            armed_at_secs: Some(10.0),
+            ..AbortArming::default()
+        });
+        let verdict = judge(&run, &Targets::default(), &facts());
+        let c = verdict.check("abort_rule").expect("the rule's check");
+        assert_eq!((c.passed, c.actual.as_str()), (true, "armed at 10.0 s"));
+    }
+
+    #[test]
     fn an_interrupted_run_fails_and_says_when() {
         let mut run = healthy();
         run.duration_secs = 7.0;
@@ -248,7 +393,7 @@ mod tests {
         let v = judge(&only_429s, &Targets::default(), &facts());
         let c = v.check("work_done").expect("check");
         assert!(c.failed(), "{c:?}");
-        assert_eq!(c.actual, "0 judged requests");
+        assert_eq!(c.actual, "0 judged HTTP requests");
         assert!(!v.passed);
         let empty = run_of(10.0, vec![]);
         assert!(
@@ -260,7 +405,7 @@ mod tests {
         let v = judge(&healthy(), &Targets::default(), &facts());
         assert_eq!(
             v.check("work_done").expect("check").actual,
-            "200 judged requests"
+            "200 judged HTTP requests"
         );
     }
 
@@ -316,6 +461,29 @@ mod tests {
             c.actual,
             "0 of 5 GDPRTestUser users started (still starting when the run stopped ×5)"
         );
+    }
+
+    #[test]
+    fn refusals_are_advised_after_their_real_cause() {
+        let advice = |reason: &str| refusal_advice(&[reason.to_string()]);
+        let server = advice("registration refused (500: Injected fault)");
+        assert!(
+            server.contains("server errors") && !server.contains("account rules"),
+            "{server}"
+        );
+        let missing = advice("registration refused (404: Not Found)");
+        assert!(
+            missing.contains("not there") && !missing.contains("account rules"),
+            "{missing}"
+        );
+        let html = advice("registration refused (200: body is not JSON)");
+        assert!(
+            html.contains("not the API's JSON") && !html.contains("account rules"),
+            "{html}"
+        );
+        let rules = advice("registration refused (422: bad address)");
+        assert!(rules.contains("account rules"), "{rules}");
+        assert!(advice("registration refused (429)").contains("rate limit"));
     }
 
     #[test]

@@ -295,7 +295,7 @@ fn the_custom_user_example_runs_as_documented() {
     let bin =
         crate::support::commands::example_bin("custom_user").unwrap_or_else(|e| panic!("{e}"));
     // The command of examples/custom_user.rs's docs, shortened; no --host: the built-in
-    // server, which the example starts by running itself with `reference-server`.
+    // server, the `lva-target` program the example finds in its folder's parent.
     let mut command = Command::new(bin);
     command.args(["--tags", "study", "--duration", "4s"]);
     let (metrics, junit) = run_expecting(command, 0);

@@ -3,18 +3,10 @@
 //! Chrome DevTools Protocol by this test.
 
 use crate::support::browser::Browser;
+use crate::support::free_port;
 use crate::support::{Args, BIN};
-use serde_json::Value;
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// True when the element exists, is shown, and is not disabled.
 fn usable(id: &str) -> String {
@@ -126,13 +118,7 @@ async fn the_dashboard_starts_shows_and_stops_a_run() {
         stdout.contains("of 120 s (the dashboard's Stop)"),
         "{stdout}"
     );
-    let metrics = std::fs::read_dir(out.path())
-        .expect("output dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.to_string_lossy().ends_with("_metrics.json"))
-        .expect("the run's metrics JSON");
-    let metrics: Value =
-        serde_json::from_str(&std::fs::read_to_string(metrics).expect("read")).expect("JSON");
+    let metrics = crate::support::metrics_in(out.path(), &stdout);
     let health = metrics["measured"]["requests"]
         .as_array()
         .and_then(|rows| rows.iter().find(|r| r["name"] == "/health").cloned())

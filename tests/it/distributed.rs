@@ -8,7 +8,7 @@ use crate::support::process::{
     serial,
 };
 use crate::support::{Args, BIN};
-use lva_loadtest::measure::{Histogram, MeasuredRun};
+use lva_loadtest::measure::{Histogram, MeasuredRun, RequestStats};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -71,17 +71,11 @@ impl Run {
     }
 
     fn metrics_path(&self) -> Option<PathBuf> {
-        std::fs::read_dir(self.dir.path().join("reports"))
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.to_string_lossy().ends_with("_metrics.json"))
+        crate::support::file_ending(&self.dir.path().join("reports"), "_metrics.json")
     }
 
     fn metrics(&self) -> Value {
-        let path = self
-            .metrics_path()
-            .unwrap_or_else(|| panic!("no metrics JSON\n{}", self.manager.output()));
-        serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("JSON")
+        crate::support::metrics_in(&self.dir.path().join("reports"), &self.manager.output())
     }
 }
 
@@ -135,10 +129,7 @@ fn worker_at(program: &Path, port: &str, name: &str, log: &Path, env: &[(&str, &
 
 /// A loopback port nothing listens on (it was free a moment ago).
 fn unused_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    crate::support::free_port()
 }
 
 fn health_only(users: u32, duration: &str) -> Args {
@@ -191,10 +182,18 @@ fn three_workers_split_the_users_and_merge_exactly() {
         .map(|n| run.request_log(n))
         .collect();
     let from_logs = logged_requests(&logs);
+    // The logs hold every answer: the judged ones and, kept apart in the run, the 429s and
+    // the expected errors.
+    let every_answer = |r: &RequestStats| {
+        let mut all = r.times.clone();
+        all.merge(&r.rate_limited_times);
+        all.merge(&r.expected_error_times);
+        all
+    };
     let merged_rows: BTreeMap<String, Histogram> = merged
         .requests
         .iter()
-        .map(|r| (r.key(), r.times.clone()))
+        .map(|r| (r.key(), every_answer(r)))
         .collect();
     assert_eq!(
         merged_rows.keys().collect::<Vec<_>>(),
@@ -206,12 +205,10 @@ fn three_workers_split_the_users_and_merge_exactly() {
         everything.merge(logged);
     }
     let http = merged.combined(lva_loadtest::measure::RequestKind::Http);
-    let mut all_merged = http.times.clone();
-    all_merged.merge(
-        &merged
-            .combined(lva_loadtest::measure::RequestKind::WebSocket)
-            .times,
-    );
+    let mut all_merged = every_answer(&http);
+    all_merged.merge(&every_answer(
+        &merged.combined(lva_loadtest::measure::RequestKind::WebSocket),
+    ));
     for p in [50.0, 90.0, 95.0, 99.0] {
         assert_eq!(
             all_merged.percentile_us(p),

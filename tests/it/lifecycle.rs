@@ -3,7 +3,7 @@
 //! dashboard's run. Real binaries, real signals, servers on loopback.
 
 use crate::support::process::Proc;
-use crate::support::{Args, BIN};
+use crate::support::{Args, BIN, file_ending};
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -29,23 +29,11 @@ fn start(program: impl AsRef<Path>, words: &[String], cwd: Option<&Path>) -> Pro
 }
 
 fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.sort();
-    files
-}
-
-fn file_ending(dir: &Path, suffix: &str) -> Option<PathBuf> {
-    files(dir)
-        .into_iter()
-        .find(|p| p.to_string_lossy().ends_with(suffix))
+    crate::support::files_in(dir)
 }
 
 fn metrics(dir: &Path) -> Value {
-    let path = file_ending(dir, "_metrics.json")
-        .unwrap_or_else(|| panic!("no metrics JSON among {:?}", files(dir)));
-    serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("JSON")
+    crate::support::metrics_in(dir, "")
 }
 
 /// The built-in server's pid, from the banner line.
@@ -322,7 +310,8 @@ fn a_host_that_never_answers_cannot_hold_the_run() {
     assert!(err.contains("in flight"), "{}", run.output());
     assert!(err.contains("the stop timeout ran out"), "{}", run.output());
     assert!(
-        run.stdout().contains("[FAIL] Work Done: 0 judged requests"),
+        run.stdout()
+            .contains("[FAIL] Work Done: 0 judged HTTP requests"),
         "{}",
         run.output()
     );
@@ -464,6 +453,20 @@ impl Certs {
             .expect("self-signed certificate");
         write("self.pem", own.cert.pem());
         write("self.key", own.signing_key.serialize_pem());
+
+        // Self-signed the usual way (`openssl req -x509` marks it CA:TRUE).
+        let mut own_ca_params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+        own_ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        own_ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
+        let own_ca_key = rcgen::KeyPair::generate().expect("key");
+        let own_ca = own_ca_params
+            .self_signed(&own_ca_key)
+            .expect("CA:TRUE self-signed");
+        write("self_ca.pem", own_ca.pem());
+        write("self_ca.key", own_ca_key.serialize_pem());
 
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -642,4 +645,44 @@ fn post(base: &str, path: &str, token: &str) -> String {
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
     answer
+}
+
+/// `http://` to a port that speaks TLS: the pre-flight names `https://` as the way out
+/// (hyper alone says "invalid HTTP version parsed").
+#[test]
+fn plain_http_to_a_tls_port_suggests_https() {
+    let certs = Certs::new();
+    let (_server, host) = certs.server("self.pem", "self.key");
+    let plain = host.replacen("https://", "http://", 1);
+    let (run, _dir) = tls_run(&plain, &[]);
+    assert_eq!(run.code(), Some(2), "{}", run.output());
+    assert!(
+        run.stderr().contains(&format!("use --host {host}")),
+        "{}",
+        run.output()
+    );
+}
+
+/// The refusal's way out works when followed: `--ca-cert` with the server's own self-signed
+/// certificate is trusted, whether that certificate says CA:TRUE or not (as curl does).
+#[test]
+fn ca_cert_trusts_the_servers_own_self_signed_certificate() {
+    let certs = Certs::new();
+    for (cert, key) in [("self.pem", "self.key"), ("self_ca.pem", "self_ca.key")] {
+        let (_server, host) = certs.server(cert, key);
+        let (refused, _) = tls_run(&host, &[]);
+        assert_eq!(refused.code(), Some(2), "{cert}: {}", refused.output());
+        assert!(
+            refused.stderr().contains("--ca-cert FILE"),
+            "{}",
+            refused.output()
+        );
+        let (trusted, _dir) = tls_run(&host, &["--ca-cert", &certs.path(cert)]);
+        assert_eq!(trusted.code(), Some(0), "{cert}: {}", trusted.output());
+        assert!(
+            !trusted.stdout().contains("NOT verified"),
+            "{}",
+            trusted.output()
+        );
+    }
 }

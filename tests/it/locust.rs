@@ -4,6 +4,7 @@
 //! on 127.0.0.1. And the bytes of every message a worker sends, read and written again by
 //! Python's msgpack.
 
+use crate::support::free_port;
 use crate::support::process::{
     Proc, assert_study_run, example_bin, logged_requests, master_and_workers_end, python_tools,
     reference_server, serial,
@@ -16,19 +17,11 @@ use lva_loadtest::measure::{
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TOOL: &str = env!("CARGO_BIN_EXE_lva-loadtest");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// A Locust master with the shipped master file, its CSV files and the exact runs in a
 /// temporary folder; `tool` is the program it declares the classes of.
@@ -123,14 +116,7 @@ impl Master {
     }
 
     fn metrics(&self) -> Value {
-        let path = std::fs::read_dir(self.dir.path().join("reports"))
-            .ok()
-            .and_then(|d| {
-                d.filter_map(|e| e.ok().map(|e| e.path()))
-                    .find(|p| p.to_string_lossy().ends_with("_metrics.json"))
-            })
-            .unwrap_or_else(|| panic!("no metrics JSON\n{}", self.proc.output()));
-        serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("JSON")
+        crate::support::metrics_in(&self.dir.path().join("reports"), &self.proc.output())
     }
 
     /// Locust's CSV of one kind (`stats`, `stats_history`) as rows of named columns.
@@ -617,13 +603,13 @@ fn every_message_a_worker_sends_is_the_bytes_pythons_msgpack_writes() {
     let fingerprint = Fingerprint::of("0.1.0", &lva_loadtest::user_classes::builtin_classes());
     let frames: Vec<(String, Vec<u8>)> = vec![
         (
-            kind::CLIENT_READY.into(),
-            encode(kind::CLIENT_READY, &NO_LOCUST_VERSION, node),
+            Kind::ClientReady.as_str().into(),
+            encode(Kind::ClientReady, &NO_LOCUST_VERSION, node),
         ),
         (
-            kind::HEARTBEAT.into(),
+            Kind::Heartbeat.as_str().into(),
             encode(
-                kind::HEARTBEAT,
+                Kind::Heartbeat,
                 &Heartbeat {
                     state: WorkerState::Running,
                     current_cpu_usage: 12.5,
@@ -632,11 +618,14 @@ fn every_message_a_worker_sends_is_the_bytes_pythons_msgpack_writes() {
                 node,
             ),
         ),
-        (kind::SPAWNING.into(), encode_empty(kind::SPAWNING, node)),
         (
-            kind::SPAWNING_COMPLETE.into(),
+            Kind::Spawning.as_str().into(),
+            encode_empty(Kind::Spawning, node),
+        ),
+        (
+            Kind::SpawningComplete.as_str().into(),
             encode(
-                kind::SPAWNING_COMPLETE,
+                Kind::SpawningComplete,
                 &SpawningComplete {
                     user_classes_count: counts.clone(),
                     user_count: 3,
@@ -645,9 +634,9 @@ fn every_message_a_worker_sends_is_the_bytes_pythons_msgpack_writes() {
             ),
         ),
         (
-            kind::STATS.into(),
+            Kind::Stats.as_str().into(),
             encode(
-                kind::STATS,
+                Kind::Stats,
                 &Stats {
                     stats: report.entries,
                     stats_total: report.total,
@@ -659,14 +648,14 @@ fn every_message_a_worker_sends_is_the_bytes_pythons_msgpack_writes() {
             ),
         ),
         (
-            kind::CLIENT_STOPPED.into(),
-            encode_empty(kind::CLIENT_STOPPED, node),
+            Kind::ClientStopped.as_str().into(),
+            encode_empty(Kind::ClientStopped, node),
         ),
-        (kind::QUIT.into(), encode_empty(kind::QUIT, node)),
+        (Kind::Quit.as_str().into(), encode_empty(Kind::Quit, node)),
         (
-            kind::EXCEPTION.into(),
+            Kind::Exception.as_str().into(),
             encode(
-                kind::EXCEPTION,
+                Kind::Exception,
                 &Exception {
                     msg: "worker w1 cannot run: é".into(),
                     traceback: String::new(),
@@ -675,9 +664,9 @@ fn every_message_a_worker_sends_is_the_bytes_pythons_msgpack_writes() {
             ),
         ),
         (
-            kind::HELLO.into(),
+            Kind::Hello.as_str().into(),
             encode(
-                kind::HELLO,
+                Kind::Hello,
                 &Hello {
                     protocol_version: PROTOCOL_VERSION,
                     name: "w1".into(),
@@ -687,11 +676,11 @@ fn every_message_a_worker_sends_is_the_bytes_pythons_msgpack_writes() {
                 node,
             ),
         ),
-        (kind::READY.into(), encode_empty(kind::READY, node)),
+        (Kind::Ready.as_str().into(), encode_empty(Kind::Ready, node)),
         (
-            kind::FAILED.into(),
+            Kind::Failed.as_str().into(),
             encode(
-                kind::FAILED,
+                Kind::Failed,
                 &Reason {
                     reason: "x".repeat(300),
                 },
@@ -699,9 +688,9 @@ fn every_message_a_worker_sends_is_the_bytes_pythons_msgpack_writes() {
             ),
         ),
         (
-            kind::RUN.into(),
+            Kind::Run.as_str().into(),
             encode(
-                kind::RUN,
+                Kind::Run,
                 &RunMessage {
                     name: "w1".into(),
                     protocol_version: PROTOCOL_VERSION,

@@ -19,6 +19,7 @@ mod lifecycle;
 mod loadtest;
 mod locust;
 mod metrics_export;
+mod outputs;
 mod probes;
 mod report;
 mod websocket;

@@ -2,6 +2,7 @@
 //! reference server, and the series it stored, read back through its HTTP API, must equal
 //! the run's metrics JSON.
 
+use crate::support::free_port;
 use crate::support::process::{Proc, serial};
 use lva_loadtest::measure::bucket_floor;
 use serde_json::Value;
@@ -10,12 +11,6 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
-
-/// A port free a moment ago on 127.0.0.1.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").port()
-}
 
 /// GET `path` from 127.0.0.1:`port` (HTTP/1.0: the body is all that follows the headers).
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
@@ -221,39 +216,85 @@ fn prometheus_scrapes_a_run_and_its_last_values_equal_the_metrics_json() {
     assert!(all > 20, "the run made too few requests: {all}");
     assert_eq!(compared, all);
 
-    // Latency buckets: exact at every bound, each bound a bucket edge of the ledger's.
-    let buckets = last(
-        prometheus_port,
-        "lva_loadtest_request_duration_seconds_bucket",
-    );
-    assert!(!buckets.is_empty());
-    for (labels, value) in &buckets {
-        let row = row_of(rows, labels);
-        let times = &row["times"];
-        let expected = match label(labels, "le") {
-            "+Inf" => times["count"].as_u64().expect("count"),
-            le => {
-                let bound = (le.parse::<f64>().expect("le is a number") * 1e6).round() as u64;
-                assert_eq!(bucket_floor(bound), bound, "le {le} is no bucket edge");
-                times["buckets"]
-                    .as_object()
-                    .expect("buckets")
-                    .iter()
-                    .filter(|(floor, _)| floor.parse::<u64>().expect("floor") < bound)
-                    .map(|(_, n)| n.as_u64().unwrap_or(0))
-                    .sum()
-            }
-        };
-        assert_eq!(*value, expected as f64, "{labels:?}");
-    }
-    for (labels, value) in last(prometheus_port, "lva_loadtest_request_duration_seconds_sum") {
-        let row = row_of(rows, &labels);
-        let sum = row["times"]["sum_us"].as_u64().expect("sum") as f64 / 1e6;
-        assert!(
-            (value - sum).abs() <= sum * 1e-12,
-            "{labels:?}: {value} vs {sum}"
+    // Latency buckets: exact at every bound, each bound a bucket edge of the ledger's; the
+    // judged histogram is the one every latency figure of the JSON is read from, and the 429s
+    // and expected errors have their own.
+    let count_429 = metrics["verdict"]["rate_limited_counted_as_failures"] == true;
+    let judged = |row: &Value| {
+        let mut parts = vec![row["times"].clone()];
+        if count_429 {
+            parts.push(row["rate_limited_times"].clone());
+        }
+        parts
+    };
+    let mut apart_series = 0;
+    for (family, histograms) in [
+        ("request_duration", &judged as &dyn Fn(&Value) -> Vec<Value>),
+        ("rate_limited_duration", &|row: &Value| {
+            vec![row["rate_limited_times"].clone()]
+        }),
+        ("expected_error_duration", &|row: &Value| {
+            vec![row["expected_error_times"].clone()]
+        }),
+    ] {
+        let buckets = last(
+            prometheus_port,
+            &format!("lva_loadtest_{family}_seconds_bucket"),
         );
+        if family == "request_duration" {
+            assert!(!buckets.is_empty());
+        } else {
+            apart_series += buckets.len();
+        }
+        for (labels, value) in &buckets {
+            let parts = histograms(row_of(rows, labels));
+            let expected: u64 = match label(labels, "le") {
+                "+Inf" => parts.iter().map(|h| h["count"].as_u64().unwrap_or(0)).sum(),
+                le => {
+                    let bound = (le.parse::<f64>().expect("le is a number") * 1e6).round() as u64;
+                    assert_eq!(bucket_floor(bound), bound, "le {le} is no bucket edge");
+                    parts
+                        .iter()
+                        .filter_map(|h| h["buckets"].as_object())
+                        .flatten()
+                        .filter(|(floor, _)| floor.parse::<u64>().expect("floor") < bound)
+                        .map(|(_, n)| n.as_u64().unwrap_or(0))
+                        .sum()
+                }
+            };
+            assert_eq!(*value, expected as f64, "{family} {labels:?}");
+        }
+        for (labels, value) in last(
+            prometheus_port,
+            &format!("lva_loadtest_{family}_seconds_sum"),
+        ) {
+            let parts = histograms(row_of(rows, &labels));
+            let sum = parts
+                .iter()
+                .map(|h| h["sum_us"].as_u64().unwrap_or(0))
+                .sum::<u64>() as f64
+                / 1e6;
+            assert!(
+                (value - sum).abs() <= sum * 1e-12,
+                "{family} {labels:?}: {value} vs {sum}"
+            );
+        }
     }
+    // A histogram apart for each request that had such answers, and for no other.
+    let with_apart: usize = rows
+        .iter()
+        .map(|r| {
+            ["rate_limited_times", "expected_error_times"]
+                .iter()
+                .filter(|h| r[**h]["count"].as_u64().unwrap_or(0) > 0)
+                .count()
+        })
+        .sum();
+    assert_eq!(
+        apart_series,
+        with_apart * (lva_loadtest::live_metrics::latency_bounds_us().count() + 1),
+        "one bucket series per bound and +Inf for each request with 429s or expected errors"
+    );
 
     // Users by class, the targets' states, the WebSocket counters.
     let starts = last(prometheus_port, "lva_loadtest_user_starts_total");

@@ -168,28 +168,40 @@ fn like_a_real_deployment(c: &mut ServerConfig) {
         close_after_5xx: true,
         search_syntax_errors: true,
         download_own_data: true,
+        ..lva_target::Quirks::default()
     };
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_real_deployment_gets_only_its_search_findings_each_on_its_own_request() {
+async fn a_real_deployment_gets_one_search_finding_listing_each_query_that_showed_it() {
     let report = probe(with(like_a_real_deployment)).await;
     let text = shown(&report);
-    assert!(report.findings().count() >= 5, "{text}");
-    for f in report.findings() {
-        // Only search syntax: each finding names its query and the 500 it got.
-        assert_eq!(
-            (f.probe.as_str(), f.severity),
-            ("hostile-input", Severity::Medium),
-            "{text}"
-        );
-        assert_eq!(f.request.path, "/api/search", "{text}");
-        assert!(f.meaning.starts_with("the search query \""), "{text}");
-        assert!(f.request.summary.contains("\"query\""), "{text}");
-        // Never a dropped connection blamed on the request that met it.
-        assert_eq!(f.answer.status, Some(500), "{text}");
-        assert!(f.answer.body.contains("Internal Server Error"), "{text}");
+    // One cause, one finding: the search's server error, with every query that showed it.
+    let findings: Vec<_> = report.findings().collect();
+    assert_eq!(findings.len(), 1, "{text}");
+    let f = findings[0];
+    assert_eq!(
+        (f.probe.as_str(), f.severity, f.endpoint.as_str()),
+        ("hostile-input", Severity::Medium, "POST /api/search"),
+        "{text}"
+    );
+    assert!(f.meaning.contains("server error (500)"), "{text}");
+    assert!(f.inputs.len() >= 5, "{text}");
+    for input in &f.inputs {
+        assert!(input.starts_with("the search query \""), "{input}\n{text}");
+        assert!(!input.contains("POST /api/search"), "{input}");
     }
+    // The first query's request and answer: never a dropped connection blamed on the
+    // request that met it.
+    assert_eq!(f.request.path, "/api/search", "{text}");
+    assert!(f.request.summary.contains("\"query\""), "{text}");
+    assert_eq!(f.answer.status, Some(500), "{text}");
+    assert!(f.answer.body.contains("Internal Server Error"), "{text}");
+    // The console lists the inputs under the one finding.
+    assert!(
+        text.contains(&format!("inputs ({}):", f.inputs.len())),
+        "{text}"
+    );
     // A query that is plain words is no finding, nor one that FTS5 reads as valid syntax.
     assert!(!text.contains("NEAR(machine"), "{text}");
     // The connections the server closed were met, and each request sent again.
@@ -203,6 +215,31 @@ async fn a_real_deployment_gets_only_its_search_findings_each_on_its_own_request
     for p in report.probes.iter().filter(|p| p.name != "hostile-input") {
         assert_eq!(p.status, ProbeStatus::Passed, "{text}");
     }
+}
+
+/// A deletion accepted with `{"confirm": "yes"}` deletes the probe account: sending it again
+/// can only be refused (the token is gone), so the flaw is judged by its effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_accepting_a_wrong_confirmation_is_judged_by_its_effect() {
+    let report = probe(with(|c| c.quirks.lax_delete_confirm = true)).await;
+    let text = shown(&report);
+    assert_only(&report, "hostile-input", Severity::Medium);
+    let findings: Vec<_> = report.findings().collect();
+    assert_eq!(findings.len(), 1, "{text}");
+    let f = findings[0];
+    assert_eq!(f.endpoint, "POST /api/gdpr/delete", "{text}");
+    assert!(
+        f.request.summary.contains("{\"confirm\":\"yes\"}"),
+        "{text}"
+    );
+    // The first answer, the one that showed the flaw.
+    assert_eq!(f.answer.status, Some(200), "{text}");
+    assert!(f.meaning.contains("the account is gone"), "{text}");
+    assert_noted(
+        &report,
+        "hostile-input",
+        "not checked, the probe account is gone",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,16 +429,17 @@ async fn hostile_values_are_shortened_and_escaped_in_every_output() {
         long_id.answer.body.contains("… (5000 characters)"),
         "{long_id:?}"
     );
+    // The search finding lists the query with the override among its inputs, escaped.
     let override_query = report
         .findings()
-        .find(|f| f.request.summary.contains("\\u{202E}ltr"))
+        .find(|f| f.inputs.iter().any(|i| i.contains("\\u{202E}ltr")))
         .unwrap_or_else(|| panic!("no finding for U+202E:\n{}", shown(&report)));
-    assert!(
-        override_query.answer.body.contains("\\u{202E}"),
+    assert_eq!(
+        override_query.endpoint, "POST /api/search",
         "{override_query:?}"
     );
     assert!(
-        override_query.meaning.contains("\\u{202E}"),
+        !override_query.answer.body.contains('\u{202E}'),
         "{override_query:?}"
     );
 

@@ -4,9 +4,9 @@
 //! `validate` writes the same report for a saved run; Goose's own reports only on request.
 
 use crate::support::browser::Browser;
-use crate::support::{Args, BIN};
+use crate::support::{Args, BIN, run};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// Locust's `--csv-full-history` columns, as `locust/stats.py` (2.x) writes them.
@@ -36,59 +36,6 @@ const LOCUST_HISTORY_COLUMNS: [&str; 24] = [
     "Total Max Response Time",
     "Total Average Content Size",
 ];
-
-struct Run {
-    code: i32,
-    stdout: String,
-    dir: tempfile::TempDir,
-}
-
-impl Run {
-    /// The file of this run whose name ends with `suffix`.
-    fn file(&self, suffix: &str) -> PathBuf {
-        std::fs::read_dir(self.dir.path())
-            .expect("output dir")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.to_string_lossy().ends_with(suffix))
-            .unwrap_or_else(|| panic!("no {suffix} file; the run printed:\n{}", self.stdout))
-    }
-
-    /// The tool's own HTML report (not Goose's, not one `validate` wrote).
-    fn report(&self) -> PathBuf {
-        std::fs::read_dir(self.dir.path())
-            .expect("output dir")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| {
-                let name = p.to_string_lossy();
-                name.ends_with(".html") && !name.contains("_goose") && !name.contains("_validated")
-            })
-            .unwrap_or_else(|| panic!("no HTML report; the run printed:\n{}", self.stdout))
-    }
-
-    fn metrics(&self) -> Value {
-        let text = std::fs::read_to_string(self.file("_metrics.json")).expect("read");
-        serde_json::from_str(&text).expect("metrics JSON")
-    }
-}
-
-fn run(args: &Args) -> Run {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let out = Command::new(BIN)
-        .arg("--output")
-        .arg(dir.path())
-        .args(args.words())
-        .output()
-        .expect("run lva-loadtest");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: format!(
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        dir,
-    }
-}
 
 fn file_url(path: &Path) -> String {
     format!("file://{}", path.display())
@@ -184,8 +131,13 @@ async fn the_report_of_real_runs_shows_the_verdict_charts_and_figures_offline() 
     let metrics = smoke.metrics();
     let requests = metrics["endpoint_metrics"].as_object().expect("endpoints");
     // Six charts over time (the smoke run has WebSocket sessions and the built-in server's
-    // memory), and one latency distribution per request name.
-    assert_eq!(charts.len(), 6 + requests.len(), "{charts:?}");
+    // memory), and one latency distribution per request name with judged answers (one
+    // whose answers were all 429s or expected errors has no judged latency to draw).
+    let judged = requests
+        .values()
+        .filter(|e| e["successes"].as_u64().unwrap_or(0) + e["failures"].as_u64().unwrap_or(0) > 0)
+        .count();
+    assert_eq!(charts.len(), 6 + judged, "{charts:?}");
     assert!(
         charts.iter().all(|n| n.as_u64().unwrap_or(0) > 0),
         "a chart without marks: {charts:?}"
@@ -277,8 +229,15 @@ async fn the_report_of_real_runs_shows_the_verdict_charts_and_figures_offline() 
     );
     let (stats_header, stats) = csv_rows(&smoke.file("_stats.csv"));
     let col = |h: &[String], name: &str| h.iter().position(|c| c == name).expect(name);
-    let last_stamp = &history[history.len() - 1][0];
-    let last: Vec<&csv::StringRecord> = history.iter().filter(|r| &r[0] == last_stamp).collect();
+    // The last group of rows (the stop phase's when the run had one: it may share its second
+    // with the last window) holds the run's totals.
+    let phase = col(&header, "Phase");
+    let final_row = &history[history.len() - 1];
+    let (last_stamp, last_phase) = (&final_row[0], &final_row[phase]);
+    let last: Vec<&csv::StringRecord> = history
+        .iter()
+        .filter(|r| &r[0] == last_stamp && &r[phase] == last_phase)
+        .collect();
     assert_eq!(last.len(), stats.len(), "one row per stats CSV row");
     for (h, s) in last.iter().zip(&stats) {
         assert_eq!((&h[2], &h[3]), (&s[0], &s[1]));
@@ -300,8 +259,13 @@ async fn the_report_of_real_runs_shows_the_verdict_charts_and_figures_offline() 
     let windows = metrics["measured"]["windows"]
         .as_array()
         .map_or(0, Vec::len);
+    let stop_phase = usize::from(metrics["measured"]["stop_phase"].is_object());
     let aggregates = history.iter().filter(|r| &r[3] == "Aggregated").count();
-    assert_eq!(aggregates, windows, "one Aggregated row per window");
+    assert_eq!(
+        aggregates,
+        windows + stop_phase,
+        "one Aggregated row per window, and one for the stop phase"
+    );
 
     // A failing run's report: FAIL first, the failed check and its advice.
     open(&mut browser, &failing.report()).await;

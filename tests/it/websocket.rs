@@ -52,12 +52,7 @@ async fn wait(mut child: Child, sample: impl Fn() -> usize) -> (i32, String, usi
 }
 
 fn metrics(dir: &std::path::Path) -> Value {
-    let path = std::fs::read_dir(dir)
-        .expect("output dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.to_string_lossy().ends_with("_metrics.json"))
-        .expect("a metrics JSON");
-    serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("JSON")
+    crate::support::metrics_in(dir, "")
 }
 
 fn row(metrics: &Value, key: &str) -> Value {

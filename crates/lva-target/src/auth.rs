@@ -3,14 +3,15 @@
 
 use std::time::Duration;
 
+use aws_lc_rs::hmac;
 use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -46,26 +47,26 @@ pub(crate) struct Claims {
     pub exp: i64,
 }
 
-/// Signs and checks HS256 tokens.
+/// The only header this server signs, and the only algorithm it accepts.
+const JWT_HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
+
+/// The part of a token's header that is checked.
+#[derive(Deserialize)]
+struct JwtHeader {
+    alg: String,
+}
+
+/// Signs and checks HS256 tokens (RFC 7519: base64url header, claims and HMAC-SHA256 tag).
 pub(crate) struct Jwt {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    key: hmac::Key,
     access_ttl: Duration,
     refresh_ttl: Duration,
 }
 
 impl Jwt {
     pub fn new(secret: &[u8], access_ttl: Duration, refresh_ttl: Duration) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        // Expiry is exact: tests use one-second tokens.
-        validation.leeway = 0;
-        validation.validate_aud = false;
-        validation.set_required_spec_claims(&["exp", "sub", "iat"]);
         Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
             access_ttl,
             refresh_ttl,
         }
@@ -82,8 +83,22 @@ impl Jwt {
             iat,
             exp: iat.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| ApiError::Internal(format!("jwt encode: {e}")))
+        let payload = serde_json::to_vec(&claims)
+            .map_err(|e| ApiError::Internal(format!("jwt encode: {e}")))?;
+        Ok(self.sign(&payload))
+    }
+
+    /// `header.payload.tag`, each part base64url without padding.
+    fn sign(&self, payload: &[u8]) -> String {
+        let mut token = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(JWT_HEADER),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let tag = hmac::sign(&self.key, token.as_bytes());
+        token.push('.');
+        token.push_str(&URL_SAFE_NO_PAD.encode(tag.as_ref()));
+        token
     }
 
     /// The Token object of the contract.
@@ -101,14 +116,31 @@ impl Jwt {
         }))
     }
 
-    /// Checks signature and expiry.
+    /// The header and payload parts of a token whose tag is this key's (checked in constant
+    /// time).
+    fn verified<'t>(&self, token: &'t str) -> Option<(&'t str, &'t str)> {
+        let (signed, tag) = token.rsplit_once('.')?;
+        let (header, payload) = signed.split_once('.')?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        hmac::verify(&self.key, signed.as_bytes(), &tag).ok()?;
+        Some((header, payload))
+    }
+
+    /// Checks the tag (in constant time, before anything of the token is read), the algorithm,
+    /// the claims and the expiry (exact: tests use one-second tokens).
     pub fn decode(&self, token: &str) -> ApiResult<Claims> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|d| d.claims)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => ApiError::unauthorized("Token has expired"),
-                _ => ApiError::unauthorized("Could not validate credentials"),
-            })
+        let invalid = || ApiError::unauthorized("Could not validate credentials");
+        let (header, payload) = self.verified(token).ok_or_else(invalid)?;
+        let part = |text: &str| URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid());
+        let header: JwtHeader = serde_json::from_slice(&part(header)?).map_err(|_| invalid())?;
+        if header.alg != "HS256" {
+            return Err(invalid());
+        }
+        let claims: Claims = serde_json::from_slice(&part(payload)?).map_err(|_| invalid())?;
+        if claims.exp < now_epoch() {
+            return Err(ApiError::unauthorized("Token has expired"));
+        }
+        Ok(claims)
     }
 }
 
@@ -403,4 +435,94 @@ async fn logout(
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(secret: &str) -> Jwt {
+        Jwt::new(
+            secret.as_bytes(),
+            Duration::from_secs(60),
+            Duration::from_secs(600),
+        )
+    }
+
+    fn user() -> UserRow {
+        UserRow {
+            id: "u-1".into(),
+            email: "a@example.com".into(),
+            password_hash: String::new(),
+            full_name: None,
+            role: "user".into(),
+            status: "active".into(),
+            created_at: String::new(),
+            last_login: None,
+            locked_until: None,
+        }
+    }
+
+    fn detail(result: ApiResult<Claims>) -> String {
+        match result {
+            Ok(c) => panic!("accepted: {c:?}"),
+            Err(e) => format!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn a_token_it_signed_decodes_to_its_claims() {
+        let jwt = jwt("a-secret-of-16-chars");
+        let token = jwt
+            .issue(&user(), "access", Duration::from_secs(60))
+            .unwrap();
+        let claims = jwt.decode(&token).unwrap();
+        assert_eq!(
+            (claims.sub.as_str(), claims.kind.as_str()),
+            ("u-1", "access")
+        );
+        assert_eq!(claims.exp - claims.iat, 60);
+    }
+
+    #[test]
+    fn the_tag_is_standard_hs256() {
+        // The usual HS256 example token, signed elsewhere with this secret.
+        let token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.\
+                     eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.\
+                     SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
+        assert!(jwt("your-256-bit-secret").verified(token).is_some());
+        assert!(jwt("another-256-bit-secret").verified(token).is_none());
+    }
+
+    #[test]
+    fn tampered_foreign_unsigned_and_expired_tokens_are_refused() {
+        let jwt = jwt("a-secret-of-16-chars");
+        let token = jwt
+            .issue(&user(), "access", Duration::from_secs(60))
+            .unwrap();
+        let (head, rest) = token.split_once('.').unwrap();
+        let (payload, tag) = rest.split_once('.').unwrap();
+        let mut claims: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        claims["role"] = json!("admin");
+        let forged = URL_SAFE_NO_PAD.encode(claims.to_string());
+        assert!(
+            detail(jwt.decode(&format!("{head}.{forged}.{tag}"))).contains("Could not validate")
+        );
+        let other =
+            self::jwt("another-secret-of-16").issue(&user(), "access", Duration::from_secs(60));
+        assert!(detail(jwt.decode(&other.unwrap())).contains("Could not validate"));
+        // A header naming another algorithm is refused even under a valid tag.
+        let none = URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#);
+        let signed = format!("{none}.{payload}");
+        let tag = URL_SAFE_NO_PAD.encode(hmac::sign(&jwt.key, signed.as_bytes()).as_ref());
+        assert!(detail(jwt.decode(&format!("{signed}.{tag}"))).contains("Could not validate"));
+        assert!(detail(jwt.decode(&format!("{head}.{payload}."))).contains("Could not validate"));
+        assert!(detail(jwt.decode("not-a-token")).contains("Could not validate"));
+        let mut old = claims.clone();
+        old["role"] = json!("user");
+        old["exp"] = json!(now_epoch() - 1);
+        let expired = jwt.sign(old.to_string().as_bytes());
+        assert!(detail(jwt.decode(&expired)).contains("expired"));
+    }
 }

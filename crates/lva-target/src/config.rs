@@ -209,6 +209,12 @@ pub struct ServerArgs {
     #[arg(long)]
     pub download_own_data: bool,
 
+    /// Like a deployment that reads the deletion's confirmation as a truth value: any
+    /// `confirm` but false, 0, "" or a missing one (the string "yes", say) deletes the
+    /// account.
+    #[arg(long)]
+    pub lax_delete_confirm: bool,
+
     /// Serve HTTPS and WSS with this certificate chain (PEM); needs --tls-key.
     #[arg(long, value_name = "FILE.pem", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -290,6 +296,8 @@ pub struct Quirks {
     pub search_syntax_errors: bool,
     /// An export download answers with the caller's own data, whatever the id.
     pub download_own_data: bool,
+    /// A deletion accepts any truthy `confirm`, not only `true`.
+    pub lax_delete_confirm: bool,
 }
 
 /// The validated configuration of one server instance.
@@ -468,6 +476,7 @@ impl ServerArgs {
                 close_after_5xx: self.close_after_5xx,
                 search_syntax_errors: self.search_syntax_errors,
                 download_own_data: self.download_own_data,
+                lax_delete_confirm: self.lax_delete_confirm,
             },
             tls: match (self.tls_cert, self.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),

@@ -309,6 +309,19 @@ async fn own_data(state: &Shared, auth: &AuthUser, export_id: String) -> ApiResu
         .into_response())
 }
 
+/// A value as a language with truth values reads it: false, null, 0, "" and empty
+/// collections are false.
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|x| x != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
 async fn delete_account(
     State(state): State<Shared>,
     auth: AuthUser,
@@ -320,6 +333,7 @@ async fn delete_account(
             f.push(FieldError::body("confirm", "Field required", "missing"))
         }
         Some(Value::Bool(true)) => {}
+        Some(v) if state.config.quirks.lax_delete_confirm && truthy(v) => {}
         Some(Value::Bool(false)) => f.push(FieldError::body(
             "confirm",
             "Account deletion must be confirmed with confirm: true",

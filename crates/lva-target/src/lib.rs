@@ -416,6 +416,19 @@ pub async fn main(args: ServerArgs) -> ServerExit {
     }
 }
 
+/// The e-mail addresses of the accounts kept in the database file `db` that start with
+/// `prefix` (an operator looking for a run's accounts: `lt-{run_id}-`), in no set order.
+pub fn account_emails(db: &std::path::Path, prefix: &str) -> Result<Vec<String>, String> {
+    let conn = rusqlite::Connection::open(db).map_err(|e| format!("{}: {e}", db.display()))?;
+    let mut query = conn
+        .prepare("SELECT email FROM users WHERE substr(email, 1, length(?1)) = ?1")
+        .map_err(|e| e.to_string())?;
+    query
+        .query_map([prefix], |row| row.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| e.to_string())
+}
+
 /// Removes an SQLite database file and its journal files.
 pub fn remove_database(db: &std::path::Path) {
     for suffix in ["", "-wal", "-shm"] {

@@ -13,7 +13,9 @@ mod svg;
 use super::csv::{STATS_HEADER, stats_row};
 use super::{Headline, RunReport};
 use crate::exit::Exit;
-use crate::measure::{MeasuredRun, RequestKind, RequestStats, WindowStats, bucket_value};
+use crate::measure::{
+    Histogram, MeasuredRun, RequestKind, RequestStats, WindowStats, bucket_value,
+};
 use crate::probes::{ProbeReport, ProbeStatus};
 use crate::verdict::{Check, error_spike_windows, everything, is_round_trip};
 use std::fmt::Write as _;
@@ -228,7 +230,7 @@ fn probes_section(out: &mut String, report: &ProbeReport, report_only: bool) {
             ""
         }
     );
-    out.push_str(r#"<table class="probes"><thead><tr><th>Result</th><th>Probe</th><th class="num">Requests</th><th>Notes</th></tr></thead><tbody>"#);
+    out.push_str(r#"<div class="wide"><table class="probes"><thead><tr><th>Result</th><th>Probe</th><th class="num">Requests</th><th>Notes</th></tr></thead><tbody>"#);
     for p in &report.probes {
         let (status, label) = match p.status {
             ProbeStatus::Passed => ("PASS", "PASS".to_string()),
@@ -246,11 +248,11 @@ fn probes_section(out: &mut String, report: &ProbeReport, report_only: bool) {
         }
         out.push_str("</ul></td></tr>");
     }
-    out.push_str("</tbody></table>");
+    out.push_str("</tbody></table></div>");
     if findings.is_empty() {
         return;
     }
-    out.push_str(r#"<h3 style="margin-top:12px">Findings</h3><table class="findings"><thead><tr><th>Severity</th><th>Probe</th><th>What it means</th><th>Request</th><th>Answer</th></tr></thead><tbody>"#);
+    out.push_str(r#"<h3 style="margin-top:12px">Findings</h3><div class="wide"><table class="findings"><thead><tr><th>Severity</th><th>Probe</th><th>What it means</th><th>Request</th><th>Answer</th></tr></thead><tbody>"#);
     for f in findings {
         let label = f.severity.label();
         let answer = match (f.answer.status, f.answer.body.is_empty()) {
@@ -260,16 +262,18 @@ fn probes_section(out: &mut String, report: &ProbeReport, report_only: bool) {
         };
         let _ = write!(
             out,
-            r#"<tr><td><span class="status {label}">{label}</span></td><td>{}</td><td>{}</td><td class="mono">{} {}<br>{}</td><td class="mono">{}</td></tr>"#,
+            r#"<tr><td><span class="status {label}">{label}</span></td><td>{}</td><td><span class="mono">{}</span>: {}<br>{}</td><td class="mono">{} {}<br>{}</td><td class="mono">{}</td></tr>"#,
             escape(&f.probe),
+            escape(&f.endpoint),
             escape(&f.meaning),
+            escape(&crate::report::probes::inputs_text(f)),
             escape(&f.request.method),
             escape(&f.request.path),
             escape(&f.request.summary),
             escape(&answer)
         );
     }
-    out.push_str("</tbody></table>");
+    out.push_str("</tbody></table></div>");
 }
 
 fn tiles(out: &mut String, r: &RunReport<'_>) {
@@ -288,7 +292,11 @@ fn tiles(out: &mut String, r: &RunReport<'_>) {
         (rate(head.rates.error_rate), "error rate"),
         (head.rates.rate_limited.to_string(), "rate limited (429)"),
         (head.rates.expected_errors.to_string(), "expected errors"),
-        (format!("{:.2} ms", head.times.p95), "P95 response time"),
+        (head.rates.judged.to_string(), "judged requests"),
+        (
+            format!("{:.2} ms", head.times.p95),
+            "P95 response time (judged)",
+        ),
         (r.run.max_users.to_string(), "peak users"),
         (format!("{:.1} s", r.run.duration_secs), "measured"),
     ];
@@ -343,13 +351,9 @@ fn bands(r: &RunReport<'_>) -> Vec<Band> {
     bands
 }
 
-/// The length of a window of the run (the last one may be cut short by the run's end).
-fn window_len(run: &MeasuredRun, start: f64) -> f64 {
-    ((start + run.window_secs).min(run.duration_secs.max(start)) - start).max(1e-9)
-}
-
 fn time_charts(r: &RunReport<'_>) -> Vec<(TimeChart, Option<String>)> {
     let run = r.run;
+    let count_429 = r.count_429();
     let bands = bands(r);
     let chart = |title: &str, unit: &str, series: Vec<Series>, levels: Vec<Level>| TimeChart {
         title: title.to_string(),
@@ -374,10 +378,12 @@ fn time_charts(r: &RunReport<'_>) -> Vec<(TimeChart, Option<String>)> {
     };
     // Lines pass through the middle of each window; bars stand on the window.
     let at_window = |middle: bool, value: &dyn Fn(&WindowStats, f64) -> Option<f64>| {
+        // The stop phase is not a window: the charts show the load only.
         run.windows
             .iter()
-            .filter_map(|w| {
-                let len = window_len(run, w.start_secs);
+            .enumerate()
+            .filter_map(|(i, w)| {
+                let len = (run.window_end(i) - w.start_secs).max(1e-9);
                 let at = w.start_secs + if middle { len / 2.0 } else { 0.0 };
                 value(w, len).map(|v| (at, v))
             })
@@ -388,7 +394,8 @@ fn time_charts(r: &RunReport<'_>) -> Vec<(TimeChart, Option<String>)> {
     let http_pct = |p: f64| {
         per_window(&|w, _| {
             let http = w.combined(RequestKind::Http);
-            (http.times.count > 0).then(|| http.times.percentile_ms(p))
+            let times = http.judged_times(count_429);
+            (times.count > 0).then(|| times.percentile_ms(p))
         })
     };
     let mut charts = Vec::new();
@@ -515,7 +522,8 @@ fn time_charts(r: &RunReport<'_>) -> Vec<(TimeChart, Option<String>)> {
             for s in w.requests.values().filter(|s| is_round_trip(s)) {
                 trips.merge(s);
             }
-            (trips.times.count > 0).then(|| trips.times.percentile_ms(p))
+            let times = trips.judged_times(count_429);
+            (times.count > 0).then(|| times.percentile_ms(p))
         })
     };
     let ws_p95 = ws_pct(95.0);
@@ -585,9 +593,9 @@ fn charts_section(out: &mut String, r: &RunReport<'_>) {
 }
 
 /// The latency distribution of a request, in bins shared by every request of the report.
-fn distribution(s: &RequestStats) -> Distribution {
+fn distribution(s: &RequestStats, times: &Histogram) -> Distribution {
     let mut bins = std::collections::BTreeMap::<i32, u64>::new();
-    for (floor, n) in &s.times.buckets {
+    for (floor, n) in &times.buckets {
         *bins
             .entry(svg::bin_of(bucket_value(*floor) as f64 / 1000.0))
             .or_insert(0) += n;
@@ -598,35 +606,40 @@ fn distribution(s: &RequestStats) -> Distribution {
             .into_iter()
             .map(|(b, n)| (svg::bin_floor(b), svg::bin_floor(b + 1), n))
             .collect(),
-        percentiles: [50.0, 95.0, 99.0].map(|p| s.times.percentile_ms(p)),
+        percentiles: [50.0, 95.0, 99.0].map(|p| times.percentile_ms(p)),
     }
 }
 
-fn distributions_section(out: &mut String, run: &MeasuredRun) {
-    let measured: Vec<&RequestStats> = run.requests.iter().filter(|s| s.times.count > 0).collect();
+fn distributions_section(out: &mut String, run: &MeasuredRun, count_429: bool) {
+    let measured: Vec<(&RequestStats, Histogram)> = run
+        .requests
+        .iter()
+        .map(|s| (s, s.judged_times(count_429).into_owned()))
+        .filter(|(_, times)| times.count > 0)
+        .collect();
     if measured.is_empty() {
         return;
     }
     let lo = measured
         .iter()
-        .map(|s| s.times.min_us.max(1))
+        .map(|(_, t)| t.min_us.max(1))
         .min()
         .unwrap_or(1) as f64
         / 1000.0;
-    let hi = measured.iter().map(|s| s.times.max_us).max().unwrap_or(1) as f64 / 1000.0;
+    let hi = measured.iter().map(|(_, t)| t.max_us).max().unwrap_or(1) as f64 / 1000.0;
     // Whole powers of ten, so every request's chart has the same axis.
     let (lo, hi) = (
         10f64.powf(lo.log10().floor()),
         10f64.powf(hi.max(lo * 10.0).log10().ceil()),
     );
-    out.push_str(r#"<h2 id="latency">Latency distribution per request</h2><p class="sub">How many answers took how long (logarithmic axis, shared by every request); dashed lines mark P50, P95 and P99.</p><div class="dists">"#);
-    for s in measured {
-        let d = distribution(s);
+    out.push_str(r#"<h2 id="latency">Latency distribution per request</h2><p class="sub">How many judged answers took how long (429s and expected errors not included; logarithmic axis, shared by every request); dashed lines mark P50, P95 and P99.</p><div class="dists">"#);
+    for (s, times) in &measured {
+        let d = distribution(s, times);
         let _ = write!(
             out,
             r#"<div class="card"><h3>{}</h3><p>{} answers; P50 {:.2} ms, P95 {:.2} ms, P99 {:.2} ms</p>{}</div>"#,
             escape(&d.name),
-            s.times.count,
+            times.count,
             d.percentiles[0],
             d.percentiles[1],
             d.percentiles[2],
@@ -638,7 +651,7 @@ fn distributions_section(out: &mut String, run: &MeasuredRun) {
 
 /// The stats CSV's columns the endpoint table shows, in its order, with their short
 /// headings (the CSV's name is the heading's tooltip).
-const TABLE_COLUMNS: [(&str, &str); 16] = [
+const TABLE_COLUMNS: [(&str, &str); 18] = [
     ("Type", "Type"),
     ("Name", "Name"),
     ("Request Count", "Requests"),
@@ -654,6 +667,8 @@ const TABLE_COLUMNS: [(&str, &str); 16] = [
     ("90%", "P90"),
     ("95%", "P95"),
     ("99%", "P99"),
+    ("Rate Limited 95%", "429 P95"),
+    ("Expected Error 95%", "Expected P95"),
     ("Average Content Size", "Avg bytes"),
 ];
 
@@ -672,8 +687,8 @@ fn table_cells(row: &[String]) -> String {
         .collect()
 }
 
-fn endpoints_section(out: &mut String, run: &MeasuredRun) {
-    out.push_str(r#"<h2 id="endpoints">Endpoints</h2><p class="sub">The stats CSV's rows and figures (times in ms). Failures are the failures as measured; 429s and expected errors are counted apart. The aggregate is over HTTP requests. Click a column to sort.</p><div class="wide"><table class="sortable endpoints"><thead><tr>"#);
+fn endpoints_section(out: &mut String, run: &MeasuredRun, count_429: bool) {
+    out.push_str(r#"<h2 id="endpoints">Endpoints</h2><p class="sub">The stats CSV's rows and figures (times in ms, over the judged answers; the 429s' and the expected errors' own P95 apart). Failures are the failures as measured; 429s and expected errors are counted apart. The aggregate is over HTTP requests. Click a column to sort.</p><div class="wide"><table class="sortable endpoints"><thead><tr>"#);
     for (i, (name, heading)) in TABLE_COLUMNS.iter().enumerate() {
         let _ = write!(
             out,
@@ -690,7 +705,13 @@ fn endpoints_section(out: &mut String, run: &MeasuredRun) {
             out,
             r#"<tr data-key="{}">{}</tr>"#,
             escape(&s.key()),
-            table_cells(&stats_row(&s.method, &s.name, s, run.duration_secs))
+            table_cells(&stats_row(
+                &s.method,
+                &s.name,
+                s,
+                run.duration_secs,
+                count_429
+            ))
         );
     }
     let _ = write!(
@@ -700,7 +721,8 @@ fn endpoints_section(out: &mut String, run: &MeasuredRun) {
             "",
             "Aggregated",
             &run.combined(RequestKind::Http),
-            run.duration_secs
+            run.duration_secs,
+            count_429
         ))
     );
 }
@@ -709,7 +731,7 @@ fn errors_section(out: &mut String, run: &MeasuredRun) {
     if run.errors.is_empty() {
         return;
     }
-    out.push_str(r#"<h2 id="errors">Errors</h2><p class="sub">As in the failures CSV: failures, and the errors the tasks expect (counted as successes).</p><div class="wide"><table class="sortable"><thead><tr><th>Request</th><th>Error</th><th class="num">Occurrences</th><th>Kind</th></tr></thead><tbody>"#);
+    out.push_str(r#"<h2 id="errors">Errors</h2><p class="sub">As in the failures CSV: failures, and the errors the tasks expect (not judged: neither successes nor failures).</p><div class="wide"><table class="sortable"><thead><tr><th>Request</th><th>Error</th><th class="num">Occurrences</th><th>Kind</th></tr></thead><tbody>"#);
     for e in &run.errors {
         let _ = write!(
             out,
@@ -732,6 +754,9 @@ fn facts_section(out: &mut String, r: &RunReport<'_>) {
         })
     };
     let mut facts: Vec<(String, String)> = Vec::new();
+    if !p.run_id.is_empty() {
+        facts.push(("Run id".into(), p.run_id.clone()));
+    }
     if !p.command_line.is_empty() {
         facts.push(("Command line".into(), p.command_line.join(" ")));
     }
@@ -813,8 +838,8 @@ pub fn html_report(r: &RunReport<'_>) -> String {
     }
     tiles(&mut out, r);
     charts_section(&mut out, r);
-    distributions_section(&mut out, r.run);
-    endpoints_section(&mut out, r.run);
+    distributions_section(&mut out, r.run, r.count_429());
+    endpoints_section(&mut out, r.run, r.count_429());
     errors_section(&mut out, r.run);
     facts_section(&mut out, r);
     let _ = write!(

@@ -276,7 +276,7 @@ impl TimeChart {
             if s.points.is_empty() {
                 continue;
             }
-            let d: Vec<String> = s
+            let mut d: Vec<String> = s
                 .points
                 .iter()
                 .enumerate()
@@ -289,6 +289,11 @@ impl TimeChart {
                     )
                 })
                 .collect();
+            // A line of one point (a run of one window) would draw nothing: a short level
+            // shows it.
+            if let [(at, value)] = s.points[..] {
+                d = vec![format!("M{} {}h{}", f(x(at) - 4.0), f(y(value)), f(8.0))];
+            }
             let _ = write!(
                 svg,
                 r#"<path class="mark line {}" d="{}"/>"#,
@@ -505,6 +510,23 @@ mod tests {
             assert!((LEFT..=WIDTH - RIGHT).contains(&px), "{px}");
             assert!((TOP..=HEIGHT - BOTTOM).contains(&py), "{py}");
         }
+    }
+
+    #[test]
+    fn a_line_of_one_point_still_draws_a_mark() {
+        let svg = chart(vec![Series {
+            name: "requests/s".into(),
+            class: "c1",
+            mark: Mark::Line,
+            points: vec![(10.0, 5.0)],
+        }])
+        .svg();
+        let d = svg
+            .split(r#"class="mark line c1" d=""#)
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default();
+        assert!(d.starts_with('M') && d.contains('h'), "{svg}");
     }
 
     #[test]

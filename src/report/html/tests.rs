@@ -207,7 +207,7 @@ fn every_chart_draws_marks_and_the_phases_are_shaded() {
 fn the_endpoint_table_has_the_stats_csvs_figures() {
     let p = parts(run(), Targets::default());
     let html = render(&p, None, Exit::Failed);
-    let csv = stats_csv(&p.run).expect("csv");
+    let csv = stats_csv(&p.run, false).expect("csv");
     let mut reader = ::csv::Reader::from_reader(csv.as_slice());
     for record in reader.records() {
         let record = record.expect("row");

@@ -5,6 +5,9 @@
 pub mod browser;
 pub mod commands;
 pub mod process;
+mod run;
+
+pub use run::{Run, file_ending, free_port, metrics_in, run};
 
 use serde_json::Value;
 
@@ -22,6 +25,15 @@ pub fn request_row(metrics: &Value, key: &str) -> Option<Value> {
             ) == key
         })
         .cloned()
+}
+
+/// The entries of `dir`, sorted (none when it cannot be read).
+pub fn files_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
 }
 
 /// The tool's binary, as the integration tests run it.

@@ -196,19 +196,7 @@ impl Drop for Proc {
 
 /// An example program of the crate, built beside the test binaries by `cargo test`.
 pub fn example_bin(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the profile directory")
-        .join("examples")
-        .join(name);
-    assert!(
-        bin.exists(),
-        "{} is not built: `cargo test --release` builds the examples",
-        bin.display()
-    );
-    bin
+    super::commands::example_bin(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The reference server on a free loopback port (fast bcrypt), and its URL.
