@@ -144,6 +144,13 @@ async fn load_test(args: &RunArgs, distributed: &DistributedArgs, classes: Vec<U
     {
         return Exit::config_error(e);
     }
+    if distributed.manager && plan.server_metrics.is_some() {
+        return Exit::config_error(
+            "--server-metrics-url is scraped by a run on this machine; a distributed run's \
+             manager does not scrape yet (run without --manager, or chart the server beside the \
+             run in Prometheus)",
+        );
+    }
     let outputs = match RunOutputs::prepare(&plan.output, &plan.scenario, chrono::Local::now()) {
         Ok(outputs) => outputs,
         Err(e) => return Exit::config_error(format!("{e} (choose another --output)")),

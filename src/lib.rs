@@ -105,6 +105,7 @@ pub mod plan;
 pub mod presets;
 pub mod probes;
 pub mod report;
+pub mod server_metrics;
 pub mod transport;
 pub mod user_classes;
 pub mod verdict;

@@ -22,4 +22,5 @@ mod metrics_export;
 mod outputs;
 mod probes;
 mod report;
+mod server_metrics;
 mod websocket;
