@@ -6,21 +6,22 @@
 #   scripts/bench.sh --scale-seconds 300   # the scale row over a 5-minute hold
 #   scripts/bench.sh --scale-tags health   # the scale row with health checks only
 #   scripts/bench.sh --scale-only ...      # row 4 alone
+#   scripts/bench.sh --live-metrics-only   # rows 2 and 2' alone: what --metrics-bind costs
 #   scripts/bench.sh --paced-seconds 120   # rows 6 and 7 measured over 2 minutes each
 #
 # The reference server and the generator are pinned to their own cores where the machine
 # has two or more. Every run targets 127.0.0.1 only and stops by itself. The script exits 1
 # when a row measured nothing (so CI notices when it rots); it never judges the figures.
 # Its last line sums the ratios up for machines:
-#   bench: paced_over_flat=... locust_http_ratio=... locust_fast_ratio=... mem_1000_mib=... wrk_ratio=...
+#   bench: paced_over_flat=... locust_http_ratio=... locust_fast_ratio=... mem_1000_mib=... wrk_ratio=... live_metrics_ratio=...
 set -euo pipefail
 
 # Rows 6 and 7 compare with this Locust, installed from PyPI into a virtual environment of
 # the benchmark's own (kept in target/, so later runs reuse it).
 locust_version=2.47.0
-runs=3 secs=10 paced_secs=40 warmup=5 scale_users=1000 scale_secs=60 scale_tags=authenticated scale_only=0
+runs=3 secs=10 paced_secs=40 warmup=5 scale_users=1000 scale_secs=60 scale_tags=authenticated scale_only=0 live_only=0
 usage() {
-  echo "usage: $0 [--quick] [--runs N] [--seconds S] [--paced-seconds S] [--scale-only] [--scale-users N] [--scale-seconds S] [--scale-tags T]" >&2
+  echo "usage: $0 [--quick] [--runs N] [--seconds S] [--paced-seconds S] [--scale-only] [--scale-users N] [--scale-seconds S] [--scale-tags T] [--live-metrics-only]" >&2
   exit 2
 }
 while (($#)); do
@@ -33,6 +34,7 @@ while (($#)); do
     --scale-seconds) scale_secs="${2:?}"; shift ;;
     --scale-tags) scale_tags="${2:?}"; shift ;;
     --scale-only) scale_only=1 ;;
+    --live-metrics-only) live_only=1 ;;
     *) usage ;;
   esac
   shift
@@ -55,7 +57,7 @@ if ((${#need[@]})); then
 fi
 cargo build --release --quiet --bins
 venv="$root/target/bench-venv"
-if ((!scale_only)) && ! "$venv/bin/python" -c "import locust, sys; sys.exit(locust.__version__ != '$locust_version')" 2>/dev/null; then
+if ((!scale_only && !live_only)) && ! "$venv/bin/python" -c "import locust, sys; sys.exit(locust.__version__ != '$locust_version')" 2>/dev/null; then
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "locust==$locust_version"
@@ -146,6 +148,32 @@ run_tool_row() {
   cpu_us[$row]="$(stats <"$work/$row.cpu")"
 }
 
+# 2'. Row 2 serving its live metrics (--metrics-bind), scraped every second as Prometheus
+# would (the scraper on the server's core, so only the generator's own work is counted).
+live_row() {
+  local port scraper
+  port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  "${tgt[@]}" bash -c "while :; do curl -s -o /dev/null --max-time 1 http://127.0.0.1:$port/metrics; sleep 1; done" &
+  scraper=$!
+  run_tool_row live "${simple[@]}" --no-reports --metrics-bind "127.0.0.1:$port" --metrics-linger 2s
+  kill "$scraper" 2>/dev/null || true
+  wait "$scraper" 2>/dev/null || true
+}
+
+if ((live_only)); then
+  start_target shared
+  shared_host="$host"
+  simple=(--scenario custom --users 50 --spawn-rate 50 --duration "${secs}s" --tags health --no-wait)
+  run_tool_row simple "${simple[@]}" --no-reports
+  live_row
+  echo "2. generator, /health, no wait, 50 users: ${rps[simple]} requests/s, ${cpu_us[simple]} CPU µs per request"
+  echo "2'. as 2 with --metrics-bind, scraped each 1 s: ${rps[live]} requests/s, ${cpu_us[live]} CPU µs per request"
+  live="$(awk -v a="${cpu_us[live]%% *}" -v b="${cpu_us[simple]%% *}" 'BEGIN {if (a == "n/a" || b == "n/a" || b == 0) print "n/a"; else printf "%.3f", a / b}')"
+  echo "bench: live_metrics_ratio=$live"
+  ((${#failed[@]} == 0)) || { echo "error: no figures for: ${failed[*]}" >&2; exit 1; }
+  exit 0
+fi
+
 if ((!scale_only)); then
   start_target shared
   shared_host="$host"
@@ -166,6 +194,7 @@ if ((!scale_only)); then
   # 2. The generator, simplest work: health checks with no wait, outputs off.
   simple=(--scenario custom --users 50 --spawn-rate 50 --duration "${secs}s" --tags health --no-wait)
   run_tool_row simple "${simple[@]}" --no-reports
+  live_row
   # 5. The same with every output on.
   run_tool_row outputs "${simple[@]}"
 
@@ -340,6 +369,7 @@ if ((!scale_only)); then
   row "3. generator, smoke mix, no wait, $mix_users users" "${rps[mix]}" "${cpu_us[mix]}" \
     "$(ratio "${cpu_us[mix]}" "${cpu_us[paced]}") x row 3' ($(ratio "${cpu_us[mix]}" "${cpu_us[simple]}") x row 2)"
   row "3'. as 2 at row 3's rate ($mix_users users, ${delay_ms} ms)" "${rps[paced]}" "${cpu_us[paced]}" "$(ratio "${cpu_us[paced]}" "${cpu_us[simple]}") x row 2"
+  row "2'. as 2 with --metrics-bind, scraped each 1 s" "${rps[live]}" "${cpu_us[live]}" "$(ratio "${cpu_us[live]}" "${cpu_us[simple]}") x row 2"
   row "5. as 2 with every output written" "${rps[outputs]}" "${cpu_us[outputs]}" "$(ratio "${cpu_us[outputs]}" "${cpu_us[simple]}") x row 2"
   echo
   echo "Health and stats checks (10:3), $cmp_users users; steady state: ${paced_secs}s (6) and ${secs}s (7) windows from ${warmup}s after launch"
@@ -372,7 +402,11 @@ else
 fi
 mem="$(scale_stat 1 2>/dev/null)"
 summary+=" mem_1000_mib=${mem%% *}"
-if ((scale_only)); then summary+=" wrk_ratio=n/a"; else summary+=" wrk_ratio=$(ratio "${cpu_us[simple]}" "${cpu_us[wrk]}")"; fi
+if ((scale_only)); then
+  summary+=" wrk_ratio=n/a live_metrics_ratio=n/a"
+else
+  summary+=" wrk_ratio=$(ratio "${cpu_us[simple]}" "${cpu_us[wrk]}") live_metrics_ratio=$(ratio "${cpu_us[live]}" "${cpu_us[simple]}")"
+fi
 if ((${#failed[@]})); then
   echo "error: no figures for: ${failed[*]}" >&2
   echo "bench: $summary"

@@ -7,6 +7,8 @@ use crate::conclude::{self, RunEnd};
 use crate::distributed;
 use crate::exit::Exit;
 use crate::host::Host;
+use crate::live_metrics::LiveMetrics;
+use crate::measure::Ledger;
 use crate::plan::Plan;
 use crate::presets;
 use crate::probes;
@@ -14,6 +16,8 @@ use crate::report::{self, RunOutputs};
 use crate::user_classes::{UserClass, builtin_classes};
 use clap::Parser;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Runs the command line `args` with `classes` (the built-in ones from [`builtin_classes`],
 /// a program's own, or both) on a runtime of the tool's own, and returns its outcome: what a
@@ -140,9 +144,21 @@ async fn load_test(args: &RunArgs, distributed: &DistributedArgs, classes: Vec<U
     {
         return Exit::config_error(e);
     }
+    if distributed.manager && plan.server_metrics.is_some() {
+        return Exit::config_error(
+            "--server-metrics-url is scraped by a run on this machine; a distributed run's \
+             manager does not scrape yet (run without --manager, or chart the server beside the \
+             run in Prometheus)",
+        );
+    }
     let outputs = match RunOutputs::prepare(&plan.output, &plan.preset_name, chrono::Local::now()) {
         Ok(outputs) => outputs,
         Err(e) => return Exit::config_error(format!("{e} (choose another --output)")),
+    };
+    // Opened before any traffic, so that an address in use is a configuration error.
+    let live = match LiveRun::open(args, distributed, &plan).await {
+        Ok(live) => live,
+        Err(e) => return Exit::config_error(e),
     };
     let host = match Host::prepare(&plan).await {
         Ok(host) => host,
@@ -160,14 +176,60 @@ async fn load_test(args: &RunArgs, distributed: &DistributedArgs, classes: Vec<U
         };
         distributed::manager::run(setup).await
     } else {
-        test_host(&plan, &host, &outputs).await
+        test_host(&plan, &host, &outputs, live).await
     };
     host.release().await;
     exit
 }
 
+/// The run's ledger, and the live metrics endpoint serving it when `--metrics-bind` asks.
+struct LiveRun {
+    ledger: Arc<Ledger>,
+    metrics: Option<(LiveMetrics, Duration)>,
+}
+
+impl LiveRun {
+    async fn open(
+        args: &RunArgs,
+        distributed: &DistributedArgs,
+        plan: &Plan,
+    ) -> Result<LiveRun, String> {
+        let ledger = Arc::new(Ledger::new(plan.targets.spike_window()));
+        let Some(text) = &args.metrics_bind else {
+            return Ok(LiveRun {
+                ledger,
+                metrics: None,
+            });
+        };
+        if distributed.manager {
+            return Err(
+                "--metrics-bind serves the figures of a run on this machine; a \
+                        distributed run's manager does not serve them yet (see each run's \
+                        metrics JSON, or run without --manager)"
+                    .into(),
+            );
+        }
+        let address: std::net::SocketAddr = text.parse().map_err(|e| {
+            format!("--metrics-bind {text}: {e}; give ADDR:PORT, for example 127.0.0.1:9464")
+        })?;
+        let linger = crate::duration::parse_duration(&args.metrics_linger)
+            .map_err(|e| format!("--metrics-linger: {e}"))?;
+        let metrics = LiveMetrics::start(address, plan, ledger.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        outln!(
+            "Live metrics: {} (Prometheus text, until the final figures are scraped)",
+            metrics.url()
+        );
+        Ok(LiveRun {
+            ledger,
+            metrics: Some((metrics, linger)),
+        })
+    }
+}
+
 /// A run on this machine against a ready host.
-async fn test_host(plan: &Plan, host: &Host, outputs: &RunOutputs) -> Exit {
+async fn test_host(plan: &Plan, host: &Host, outputs: &RunOutputs, live: LiveRun) -> Exit {
     outln!("{}", plan.describe(&host.url));
     if let Some(web) = &plan.web {
         outln!(
@@ -187,12 +249,27 @@ async fn test_host(plan: &Plan, host: &Host, outputs: &RunOutputs) -> Exit {
     let partial: Vec<PathBuf> = goose_reports.iter().map(|p| partial(p)).collect();
     let probe_run =
         probes::BesideRun::start(plan.probes, &host.url, &plan.run_id, &plan.flow_options);
-    let result = match attack::attack(plan, &host.url, host.memory.clone(), &partial).await {
+    let attacked = attack::attack_with_ledger(
+        plan,
+        &host.url,
+        host.memory.clone(),
+        &partial,
+        live.ledger.clone(),
+    )
+    .await;
+    let result = match attacked {
         Ok(result) => result,
-        Err(RunError::Config(e)) => return Exit::config_error(e),
         Err(e) => {
-            errln!("error: {e}");
-            return Exit::Failed;
+            if let Some((metrics, _)) = live.metrics {
+                metrics.close(Duration::ZERO).await;
+            }
+            return match e {
+                RunError::Config(e) => Exit::config_error(e),
+                e => {
+                    errln!("error: {e}");
+                    Exit::Failed
+                }
+            };
         }
     };
     for (from, to) in partial.iter().zip(&goose_reports) {
@@ -213,7 +290,20 @@ async fn test_host(plan: &Plan, host: &Host, outputs: &RunOutputs) -> Exit {
         extra: serde_json::Map::new(),
         probes,
     };
-    conclude::conclude(plan, &host.url, host.builtin.is_some(), outputs, end)
+    if let Some((metrics, linger)) = &live.metrics {
+        metrics.finish(&end.measured);
+        if metrics.scraped() {
+            outln!(
+                "Live metrics: the final figures are served until scraped once more (at most {})",
+                crate::duration::HumanDuration(*linger)
+            );
+        }
+    }
+    let exit = conclude::conclude(plan, &host.url, host.builtin.is_some(), outputs, end);
+    if let Some((metrics, linger)) = live.metrics {
+        metrics.close(linger).await;
+    }
+    exit
 }
 
 /// `x.html` → `x.partial.html`: Goose picks a report's format by its extension, so the

@@ -202,6 +202,37 @@ pub struct RunArgs {
     /// Sample `process_resident_memory_bytes` from this Prometheus endpoint.
     #[arg(long, value_name = "URL")]
     pub memory_url: Option<String>,
+    /// Serve the run's figures to Prometheus at http://ADDR:PORT/metrics while it runs and
+    /// until its final figures are in (port 0 picks a free port and prints it).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_bind: Option<String>,
+    /// With --metrics-bind: how long the run's end waits for a scrape of its final figures
+    /// (only when something scraped during the run).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "15s",
+        requires = "metrics_bind"
+    )]
+    pub metrics_linger: String,
+    /// Scrape the server's own Prometheus endpoint through the run and chart its CPU,
+    /// memory, requests in flight and DB pool beside the run's figures (`builtin`: the
+    /// built-in server's /metrics). A server without one gets a note, not a failed run.
+    #[arg(long, value_name = "URL")]
+    pub server_metrics_url: Option<String>,
+    /// With --server-metrics-url: how often it is scraped.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "5s",
+        requires = "server_metrics_url"
+    )]
+    pub server_metrics_interval: String,
+    /// With --server-metrics-url: one more series to chart beside the defaults, by its exact
+    /// name, optionally with label matchers: `NAME` or `NAME{label="value"}` (repeatable;
+    /// the matching samples are added up, a counter is shown per second).
+    #[arg(long, value_name = "NAME", requires = "server_metrics_url")]
+    pub server_metric: Vec<String>,
     /// Stop the run as soon as a target is clearly missed: P95 or the error rate worse than
     /// --abort-factor times its target, once --abort-min-requests requests were judged and
     /// --abort-min-time has passed.
@@ -321,7 +352,7 @@ pub struct DistributedArgs {
 
 /// The run's options, which a worker takes from the manager and refuses on its own command
 /// line (the targets and `--output` are the manager's business and ignored by a worker).
-const WORKER_REFUSES: [&str; 27] = [
+const WORKER_REFUSES: [&str; 31] = [
     "scenario",
     "host",
     "users",
@@ -333,6 +364,10 @@ const WORKER_REFUSES: [&str; 27] = [
     "builtin_args",
     "server_pid",
     "memory_url",
+    "metrics_bind",
+    "server_metrics_url",
+    "server_metrics_interval",
+    "server_metric",
     "abort_on_fail",
     "abort_factor",
     "abort_min_requests",

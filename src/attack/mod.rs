@@ -145,7 +145,12 @@ pub async fn attack_with_ledger(
     let stop = Stop::new(ctx.clone(), plan.stop_timeout);
     let signals = stop::watch_signals(stop.clone())
         .map_err(|e| RunError::Goose(format!("cannot watch for stop signals: {e}")))?;
-    let sampler = memory.map(|source| source.sample_into(ledger.clone()));
+    let scraped_memory = matches!(memory, Some(MemorySource::Scraped));
+    let sampler = memory.and_then(|source| source.sample_into(ledger.clone()));
+    let scraper = plan
+        .server_metrics
+        .as_ref()
+        .map(|s| s.start(host, ledger.clone(), scraped_memory));
     let monitor = tokio::spawn(progress::monitor(
         ctx.clone(),
         stop.clone(),
@@ -169,6 +174,9 @@ pub async fn attack_with_ledger(
     signals.abort();
     if let Some(sampler) = sampler {
         sampler.abort();
+    }
+    if let Some(scraper) = scraper {
+        scraper.abort();
     }
 
     let (goose_metrics, goose_error) = match outcome {

@@ -533,7 +533,7 @@ impl Manager<'_> {
             .setup
             .memory
             .clone()
-            .map(|source| source.sample_into(ledger.clone()));
+            .and_then(|source| source.sample_into(ledger.clone()));
         let mut started = dispatch::started_after(plan.users, plan.spawn_rate, 0);
         self.spawn(started);
         outln!("Started {} workers.", self.expected);

@@ -34,7 +34,7 @@ pub struct Host {
 impl Host {
     /// Starts the built-in server when the plan names no host, runs the pre-flight check
     /// (unless skipped) and picks the memory source: `--server-pid`, else `--memory-url`,
-    /// else the built-in server's process.
+    /// else the built-in server's process, else the scrapes of `--server-metrics-url`.
     pub async fn prepare(plan: &Plan) -> Result<Host, HostError> {
         let (url, builtin) = match &plan.host {
             Some(host) => (host.clone(), None),
@@ -49,10 +49,13 @@ impl Host {
             }
         };
         let host = Host {
+            // Read where it is read most often: a local process, a memory URL named for
+            // it, else each scrape of the server's metrics.
             memory: match (plan.server_pid, &plan.memory_url, &builtin) {
                 (Some(pid), _, _) => Some(MemorySource::Pid(pid)),
                 (None, Some(url), _) => Some(MemorySource::Metrics(url.clone())),
                 (None, None, Some(server)) => Some(MemorySource::Pid(server.pid)),
+                (None, None, None) if plan.server_metrics.is_some() => Some(MemorySource::Scraped),
                 (None, None, None) => None,
             },
             url,

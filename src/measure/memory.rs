@@ -14,6 +14,9 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(2);
 pub enum MemorySource {
     Pid(u32),
     Metrics(Url),
+    /// Each scrape of the server's metrics (`--server-metrics-url`) brings a sample: the
+    /// scraper records them, nothing is read here.
+    Scraped,
 }
 
 impl MemorySource {
@@ -22,6 +25,7 @@ impl MemorySource {
         match self {
             MemorySource::Pid(pid) => format!("pid {pid} (VmRSS of /proc/{pid}/status)"),
             MemorySource::Metrics(url) => format!("{url} (process_resident_memory_bytes)"),
+            MemorySource::Scraped => "the scrapes of --server-metrics-url".into(),
         }
     }
 
@@ -45,14 +49,19 @@ impl MemorySource {
                     .ok()?;
                 parse_prometheus_rss(&text)
             }
+            MemorySource::Scraped => None,
         }
     }
 
     /// Records a sample into `ledger` every two seconds (the first at once) until the
-    /// returned task is aborted.
-    pub fn sample_into(self, ledger: Arc<Ledger>) -> tokio::task::JoinHandle<()> {
+    /// returned task is aborted; `None` for [`MemorySource::Scraped`], which the scraper
+    /// feeds.
+    pub fn sample_into(self, ledger: Arc<Ledger>) -> Option<tokio::task::JoinHandle<()>> {
+        if matches!(self, MemorySource::Scraped) {
+            return None;
+        }
         ledger.set_memory_source(self.describe());
-        tokio::spawn(async move {
+        Some(tokio::spawn(async move {
             let client = reqwest::Client::new();
             let mut tick = tokio::time::interval(SAMPLE_EVERY);
             loop {
@@ -61,7 +70,7 @@ impl MemorySource {
                     ledger.sample_memory(rss);
                 }
             }
-        })
+        }))
     }
 }
 

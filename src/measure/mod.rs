@@ -10,10 +10,12 @@
 mod histogram;
 pub mod memory;
 mod merge;
+mod server;
 
 pub use histogram::{Histogram, bucket_floor, bucket_value};
 pub use memory::MemorySource;
 pub use merge::{MergeError, merge};
+pub use server::{ServerMetrics, ServerPoint, ServerSeries};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -385,6 +387,9 @@ pub struct MeasuredRun {
     pub first_user_secs: Option<f64>,
     pub last_user_secs: Option<f64>,
     pub memory: Option<MemorySeries>,
+    /// The server's own metrics, scraped through the run (`--server-metrics-url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_metrics: Option<ServerMetrics>,
     /// The run was stopped before its planned end (a signal, the dashboard, a lost
     /// manager, `--abort-on-fail`).
     pub interrupted: bool,
@@ -470,6 +475,7 @@ struct LedgerState {
     first_user_secs: Option<f64>,
     last_user_secs: Option<f64>,
     memory: Option<MemorySeries>,
+    server_metrics: Option<ServerMetrics>,
     aborted: Option<String>,
     interruption: Option<String>,
     user_starts: BTreeMap<String, ClassStarts>,
@@ -749,6 +755,11 @@ impl Ledger {
         }
     }
 
+    /// Whether the run has begun to stop (see [`Ledger::mark_stop`]).
+    pub fn stopping(&self) -> bool {
+        self.lock().stop_secs.is_some()
+    }
+
     /// Notes what interrupted the run; the first reason counts.
     pub fn set_interruption(&self, reason: &str) {
         self.lock()
@@ -796,6 +807,21 @@ impl Ledger {
         let t_secs = self.elapsed().as_secs_f64();
         if let Some(series) = self.lock().memory.as_mut() {
             series.samples.push(MemorySample { t_secs, rss_bytes });
+        }
+    }
+
+    /// The server's metrics are scraped from now on; `metrics` says from where and which
+    /// series (no points yet).
+    pub fn set_server_metrics(&self, metrics: ServerMetrics) {
+        self.lock().server_metrics = Some(metrics);
+    }
+
+    /// Changes the server's metrics (after a scrape), handing `change` the seconds since
+    /// the ledger started.
+    pub fn update_server_metrics(&self, change: impl FnOnce(&mut ServerMetrics, f64)) {
+        let t_secs = self.elapsed().as_secs_f64();
+        if let Some(metrics) = self.lock().server_metrics.as_mut() {
+            change(metrics, t_secs);
         }
     }
 
@@ -940,6 +966,25 @@ impl Ledger {
                         rss_bytes: s.rss_bytes,
                     })
                     .collect(),
+            }),
+            server_metrics: state.server_metrics.as_ref().map(|m| ServerMetrics {
+                series: m
+                    .series
+                    .iter()
+                    .map(|s| ServerSeries {
+                        points: s
+                            .points
+                            .iter()
+                            .filter(|p| p.t_secs >= origin)
+                            .map(|p| ServerPoint {
+                                t_secs: shift(p.t_secs),
+                                value: p.value,
+                            })
+                            .collect(),
+                        ..s.clone()
+                    })
+                    .collect(),
+                ..m.clone()
             }),
             interrupted,
             aborted: state.aborted.clone(),

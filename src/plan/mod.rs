@@ -91,6 +91,10 @@ pub struct Plan {
     /// `--server-pid`: the local process whose memory is sampled.
     pub server_pid: Option<u32>,
     pub memory_url: Option<Url>,
+    /// `--server-metrics-url`: the server's own metrics, scraped through the run (by the run
+    /// on this machine: it does not travel to workers).
+    #[serde(skip)]
+    pub server_metrics: Option<crate::server_metrics::ServerMetricsPlan>,
     pub flow_options: FlowOptions,
     /// Run the security probes beside the attack.
     pub probes: bool,
@@ -210,6 +214,19 @@ impl Plan {
                         "invalid --memory-url '{u}': {e} (use http://host:port/metrics)"
                     ))
                 })
+            })
+            .transpose()?;
+        let server_metrics = args
+            .server_metrics_url
+            .as_deref()
+            .map(|url| {
+                crate::server_metrics::ServerMetricsPlan::from_options(
+                    url,
+                    &args.server_metrics_interval,
+                    &args.server_metric,
+                    host.is_some(),
+                )
+                .map_err(ConfigError)
             })
             .transpose()?;
         if args.builtin_args.is_some() && host.is_some() {
@@ -373,6 +390,7 @@ impl Plan {
             warnings,
             server_pid: args.server_pid,
             memory_url,
+            server_metrics,
             flow_options,
             probes: !args.no_probes
                 && (args.probes || args.probes_report_only || preset.is_some_and(|p| p.probes)),

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::Shared;
+use crate::storage::Counted;
 
 /// Status codes are counted in a fixed array indexed by code (100..=599).
 const STATUS_SLOTS: usize = 600;
@@ -20,6 +21,8 @@ pub(crate) struct Metrics {
     ws_open: AtomicUsize,
     ws_total: AtomicU64,
     rate_limited: AtomicU64,
+    /// Requests received and not yet answered.
+    in_flight: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -29,6 +32,7 @@ impl Default for Metrics {
             ws_open: AtomicUsize::new(0),
             ws_total: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
         }
     }
 }
@@ -74,15 +78,39 @@ impl Drop for OpenSocket<'_> {
     }
 }
 
-/// Middleware: counts every answer by status.
+/// Middleware: counts every answer by status, and the requests in flight.
 pub(crate) async fn count(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    // Dropped when answered, or when the client gave up.
+    let in_flight = Counted::new(&state.metrics.in_flight);
     let res = next.run(req).await;
+    drop(in_flight);
     state.metrics.count_status(res.status().as_u16());
     res
 }
 
 pub(crate) fn routes() -> Router<Shared> {
     Router::new().route("/metrics", get(render))
+}
+
+/// User and system CPU time of this process, in seconds, from /proc/self/stat (0 where
+/// unavailable).
+fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // The fields after the command name (which may hold spaces, so it is skipped by its
+    // closing parenthesis): utime and stime are the 12th and 13th of them.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    // Linux reports these in USER_HZ, 100 a second on every architecture.
+    ticks as f64 / 100.0
 }
 
 /// `(VmRSS, VmSize)` in bytes from /proc/self/status (zeros where unavailable).
@@ -122,6 +150,37 @@ async fn render(State(state): State<Shared>) -> Response {
         "Virtual memory size in bytes.",
         "gauge",
         vsize.to_string(),
+    );
+    gauge(
+        "process_cpu_seconds_total",
+        "User and system CPU time spent, in seconds.",
+        "counter",
+        process_cpu_seconds().to_string(),
+    );
+    gauge(
+        "lva_http_requests_in_flight",
+        "HTTP requests received and not yet answered.",
+        "gauge",
+        m.in_flight.load(Ordering::Relaxed).to_string(),
+    );
+    let pool = state.db.pool();
+    gauge(
+        "lva_db_pool_connections",
+        "Connections to the database (one SQLite connection).",
+        "gauge",
+        pool.size.to_string(),
+    );
+    gauge(
+        "lva_db_pool_in_use",
+        "Database connections in use now.",
+        "gauge",
+        pool.in_use.to_string(),
+    );
+    gauge(
+        "lva_db_pool_waiting",
+        "Database calls waiting for a connection now.",
+        "gauge",
+        pool.waiting.to_string(),
     );
     gauge(
         "lva_websocket_connections_open",

@@ -6,6 +6,7 @@
 //! never on the async executor.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -71,6 +72,32 @@ CREATE TABLE IF NOT EXISTS exports (
 #[derive(Clone)]
 pub(crate) struct Db {
     conn: Arc<Mutex<Connection>>,
+    /// Calls holding the connection (0 or 1), and calls waiting for it.
+    use_counts: Arc<[AtomicU64; 2]>,
+}
+
+/// The database's connections as a pool: its size, in use, waiting (for `/metrics`).
+pub(crate) struct PoolState {
+    pub size: u64,
+    pub in_use: u64,
+    pub waiting: u64,
+}
+
+/// Counts one in a gauge until dropped (a panicking call included): a [`Db`] call in use
+/// or waiting, a request in flight.
+pub(crate) struct Counted<'a>(&'a AtomicU64);
+
+impl<'a> Counted<'a> {
+    pub fn new(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Db {
@@ -91,6 +118,7 @@ impl Db {
         conn.execute_batch(SCHEMA)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            use_counts: Arc::new([AtomicU64::new(0), AtomicU64::new(0)]),
         })
     }
 
@@ -101,13 +129,26 @@ impl Db {
         F: FnOnce(&mut Connection) -> ApiResult<T> + Send + 'static,
     {
         let conn = Arc::clone(&self.conn);
+        let counts = Arc::clone(&self.use_counts);
         tokio::task::spawn_blocking(move || {
+            let waiting = Counted::new(&counts[1]);
             // A panic while holding the lock cannot leave SQLite inconsistent
             // (statements are atomic), so a poisoned lock is still usable.
             let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            let _in_use = Counted::new(&counts[0]);
+            drop(waiting);
             f(&mut guard)
         })
         .await?
+    }
+
+    /// The connection's use now, as a pool's figures.
+    pub fn pool(&self) -> PoolState {
+        PoolState {
+            size: 1,
+            in_use: self.use_counts[0].load(Ordering::Relaxed),
+            waiting: self.use_counts[1].load(Ordering::Relaxed),
+        }
     }
 
     /// Same as [`Db::call`] but synchronous, for start-up.
@@ -523,4 +564,22 @@ pub(crate) fn user_sessions(conn: &Connection, user_id: &str) -> rusqlite::Resul
     )?;
     let rows = stmt.query_map([user_id], |r| r.get(0))?;
     rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_pool_counts_a_call_in_use_while_it_runs() {
+        let db = Db::open(None).expect("in-memory database");
+        let inside = db.clone();
+        let during = db
+            .call(move |_| Ok(inside.pool().in_use))
+            .await
+            .expect("call");
+        assert_eq!(during, 1);
+        let after = db.pool();
+        assert_eq!((after.size, after.in_use, after.waiting), (1, 0, 0));
+    }
 }

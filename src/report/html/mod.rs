@@ -559,8 +559,16 @@ fn charts_section(out: &mut String, r: &RunReport<'_>) {
         out.push_str(r#"<p class="note">This run has no timeline of windows (a saved Goose report keeps none): no charts over time.</p>"#);
         return;
     }
+    chart_cards(out, time_charts(r));
+    if r.run.memory.as_ref().is_none_or(|m| m.samples.is_empty()) {
+        out.push_str(r#"<p class="note">The server's memory was not sampled (--server-pid, --memory-url or --server-metrics-url; the built-in server is sampled by itself).</p>"#);
+    }
+}
+
+/// Charts over time as cards, each with its legend and note.
+fn chart_cards(out: &mut String, charts: Vec<(TimeChart, Option<String>)>) {
     out.push_str(r#"<div class="charts">"#);
-    for (chart, note) in time_charts(r) {
+    for (chart, note) in charts {
         let _ = write!(
             out,
             r#"<div class="card chart-card"><h3>{} <span class="note">({})</span></h3><div class="legend">"#,
@@ -587,8 +595,70 @@ fn charts_section(out: &mut String, r: &RunReport<'_>) {
         out.push_str("</div>");
     }
     out.push_str("</div>");
-    if r.run.memory.as_ref().is_none_or(|m| m.samples.is_empty()) {
-        out.push_str(r#"<p class="note">The server's memory was not sampled (--server-pid or --memory-url; the built-in server is sampled by itself).</p>"#);
+}
+
+/// The server's own metrics (`--server-metrics-url`), one chart a series on the run's time
+/// axis with its phases and spikes, as the charts above; what could not be read, said.
+fn server_section(out: &mut String, r: &RunReport<'_>) {
+    let Some(m) = r.run.server_metrics.as_ref() else {
+        return;
+    };
+    let _ = write!(
+        out,
+        r#"<h2 id="server">Server</h2><p class="sub">Scraped from {} every {} s ({} scrapes), on the run's time axis, beside its latency and errors above.</p>"#,
+        escape(&m.url),
+        svg::short_number(m.interval_secs),
+        m.scrapes
+    );
+    if let Some(note) = m.missing() {
+        let _ = write!(out, r#"<p class="note">{}</p>"#, escape(&note));
+    }
+    let run = r.run;
+    let bands = bands(r);
+    let classes = ["c1", "c5", "c4", "c3", "c2", "c6"];
+    let charts: Vec<(TimeChart, Option<String>)> = m
+        .series
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !s.points.is_empty())
+        .map(|(i, s)| {
+            let bytes = s.selector.ends_with("_bytes");
+            let (unit, scale) = match (s.rate, bytes) {
+                (true, _) if s.selector.starts_with("process_cpu_seconds") => ("cores busy", 1.0),
+                (true, true) => ("MiB/s", 1_048_576.0),
+                (true, false) => ("per second", 1.0),
+                (false, true) => ("MiB", 1_048_576.0),
+                (false, false) => ("value", 1.0),
+            };
+            let chart = TimeChart {
+                title: s.title.clone(),
+                unit: unit.to_string(),
+                x_end: run.duration_secs.max(run.window_secs.min(1.0)),
+                bar_secs: run.window_secs,
+                series: vec![Series {
+                    name: s.selector.clone(),
+                    class: classes[i % classes.len()],
+                    mark: Mark::Line,
+                    points: s
+                        .points
+                        .iter()
+                        .map(|p| (p.t_secs, p.value / scale))
+                        .collect(),
+                }],
+                bands: bands.clone(),
+                levels: Vec::new(),
+            };
+            let note = s.rate.then(|| {
+                format!(
+                    "{}: a counter, shown as its rate between two scrapes.",
+                    s.selector
+                )
+            });
+            (chart, note)
+        })
+        .collect();
+    if !charts.is_empty() {
+        chart_cards(out, charts);
     }
 }
 
@@ -838,6 +908,7 @@ pub fn html_report(r: &RunReport<'_>) -> String {
     }
     tiles(&mut out, r);
     charts_section(&mut out, r);
+    server_section(&mut out, r);
     distributions_section(&mut out, r.run, r.count_429());
     endpoints_section(&mut out, r.run, r.count_429());
     errors_section(&mut out, r.run);

@@ -101,9 +101,20 @@ async fn health_root_metrics_and_unknown_routes() {
         "lva_websocket_connections_open",
         "lva_websocket_connections_total",
         "lva_rate_limited_total",
+        "lva_db_pool_connections 1",
+        "lva_db_pool_in_use",
+        "lva_db_pool_waiting",
     ] {
         assert!(m.text.contains(name), "metrics lack {name}:\n{}", m.text);
     }
+    // The scrape itself is in flight while it is rendered.
+    assert!(
+        api.metric("lva_http_requests_in_flight")
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    assert!(api.metric("process_cpu_seconds_total").await.unwrap_or(0.0) > 0.0);
     assert!(
         api.metric("process_resident_memory_bytes")
             .await
