@@ -158,6 +158,8 @@ impl TimeChart {
             .iter()
             .partition(|l| data_top <= 0.0 || l.value <= data_top * LEVEL_REACH);
         let top_value = drawn.iter().map(|l| l.value).fold(data_top, f64::max);
+        // A series of zeros (an idle pool) gets an axis up to 1, not one of 0 to 0.
+        let top_value = if top_value > 0.0 { top_value } else { 1.0 };
         let y_step = step_for(top_value.max(1e-9) * 1.05, 4.0);
         let y_top = (top_value * 1.05 / y_step).ceil().max(1.0) * y_step;
         let x = |secs: f64| LEFT + secs.clamp(0.0, x_end) / x_end * plot_w;
@@ -554,6 +556,17 @@ mod tests {
             low.contains(">6</text>"),
             "the axis follows the data: {low}"
         );
+        // Only zeros: the axis runs from 0 to 1, so the line lies on the floor of a real scale.
+        let mut zeros = chart(vec![Series {
+            name: "x".into(),
+            class: "c1",
+            mark: Mark::Line,
+            points: vec![(5.0, 0.0), (15.0, 0.0)],
+        }]);
+        zeros.levels.clear();
+        let zeros = zeros.svg();
+        assert!(zeros.contains(">1</text>"), "{zeros}");
+        assert!(zeros.contains(">0.5</text>"), "{zeros}");
     }
 
     #[test]
