@@ -94,7 +94,7 @@ async fn run_command(args: Vec<String>, classes: Vec<UserClass>) -> Exit {
             }
         }
         Some(Command::Merge(args)) => distributed::collected::merge_folder(&args, classes),
-        None if cli.run.list_scenarios => {
+        None if cli.run.list_presets => {
             outln!("{}", presets::table().trim_end());
             Exit::Passed
         }
@@ -140,7 +140,7 @@ async fn load_test(args: &RunArgs, distributed: &DistributedArgs, classes: Vec<U
     {
         return Exit::config_error(e);
     }
-    let outputs = match RunOutputs::prepare(&plan.output, &plan.scenario, chrono::Local::now()) {
+    let outputs = match RunOutputs::prepare(&plan.output, &plan.preset_name, chrono::Local::now()) {
         Ok(outputs) => outputs,
         Err(e) => return Exit::config_error(format!("{e} (choose another --output)")),
     };

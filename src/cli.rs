@@ -58,8 +58,13 @@ pub struct ValidateArgs {
 #[derive(Args, Debug, Clone)]
 pub struct LocustClassesArgs {
     /// Scenario preset whose tags apply when no --tags is given.
-    #[arg(long, default_value = "custom")]
-    pub scenario: String,
+    #[arg(
+        id = "scenario",
+        value_name = "SCENARIO",
+        long = "scenario",
+        default_value = "custom"
+    )]
+    pub preset_name: String,
     /// Keep only tasks with any of these tags (comma-separated).
     #[arg(long, value_name = "TAGS")]
     pub tags: Option<String>,
@@ -90,8 +95,14 @@ pub struct MergeArgs {
 pub struct RunArgs {
     /// Scenario preset: smoke, load, stress, spike, endurance, auth-only, gdpr-only,
     /// rate-limit, or custom (see --list-scenarios).
-    #[arg(short = 's', long, default_value = "smoke")]
-    pub scenario: String,
+    #[arg(
+        id = "scenario",
+        value_name = "SCENARIO",
+        short = 's',
+        long = "scenario",
+        default_value = "smoke"
+    )]
+    pub preset_name: String,
     /// Base URL of the server under test. Without it, the built-in reference server.
     #[arg(long, value_name = "URL")]
     pub host: Option<String>,
@@ -139,8 +150,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub goose_report: bool,
     /// Print the scenario presets and exit.
-    #[arg(long)]
-    pub list_scenarios: bool,
+    #[arg(id = "list_scenarios", long = "list-scenarios")]
+    pub list_presets: bool,
     /// Do not check HOST/health before the run.
     #[arg(long)]
     pub skip_preflight: bool,

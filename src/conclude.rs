@@ -360,7 +360,7 @@ mod tests {
         };
         let t = options.resolve().expect("targets");
         let facts = RunFacts {
-            scenario: "load".into(),
+            preset_name: "load".into(),
             endurance: true,
             ..RunFacts::default()
         };

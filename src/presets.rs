@@ -144,7 +144,7 @@ pub fn find(name: &str) -> Option<&'static Preset> {
 }
 
 /// Every scenario name the tool accepts, presets first.
-pub fn scenario_names() -> Vec<&'static str> {
+pub fn preset_names() -> Vec<&'static str> {
     PRESETS.iter().map(|p| p.name).chain([CUSTOM]).collect()
 }
 
@@ -184,7 +184,7 @@ mod tests {
     #[test]
     fn table_lists_every_preset_and_custom() {
         let table = table();
-        for name in scenario_names() {
+        for name in preset_names() {
             assert!(table.contains(name), "{name} missing");
         }
         assert_eq!(find("spike").map(|p| p.users), Some(500));

@@ -190,7 +190,7 @@ pub async fn attack_with_ledger(
         }
     }
     let interrupted = ctx.ledger.interruption().is_some();
-    let measured = ctx.ledger.snapshot(&plan.scenario, interrupted);
+    let measured = ctx.ledger.snapshot(&plan.preset_name, interrupted);
     progress::final_line(&measured);
     Ok(AttackResult {
         measured,

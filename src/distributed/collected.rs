@@ -144,7 +144,7 @@ pub fn merge_folder(args: &MergeArgs, classes: Vec<UserClass>) -> Exit {
     };
     let window = first.plan.targets.spike_window_secs;
     if let Some(other) = roster.deliveries().find(|d| {
-        d.plan.targets.spike_window_secs != window || d.plan.scenario != first.plan.scenario
+        d.plan.targets.spike_window_secs != window || d.plan.preset_name != first.plan.preset_name
     }) {
         return Exit::config_error(format!(
             "worker {} ran another plan than worker {} (scenario or measurement windows differ): \
@@ -170,7 +170,7 @@ pub fn merge_folder(args: &MergeArgs, classes: Vec<UserClass>) -> Exit {
     let Some(host) = plan.host.clone() else {
         return Exit::config_error("the workers' plan names no host");
     };
-    let outputs = match RunOutputs::prepare(&plan.output, &plan.scenario, chrono::Local::now()) {
+    let outputs = match RunOutputs::prepare(&plan.output, &plan.preset_name, chrono::Local::now()) {
         Ok(outputs) => outputs,
         Err(e) => return Exit::config_error(format!("{e} (choose another --output)")),
     };

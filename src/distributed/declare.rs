@@ -15,12 +15,12 @@ use serde_json::{Value, json};
 
 /// The classes as JSON, or what is wrong with the options.
 pub fn declare(args: &DeclareArgs, classes: &[UserClass]) -> Result<Value, ConfigError> {
-    let preset = presets::find(&args.scenario);
-    if preset.is_none() && args.scenario != presets::CUSTOM {
+    let preset = presets::find(&args.preset_name);
+    if preset.is_none() && args.preset_name != presets::CUSTOM {
         return Err(ConfigError(format!(
             "unknown scenario '{}': valid scenarios are {}",
-            args.scenario,
-            presets::scenario_names().join(", ")
+            args.preset_name,
+            presets::preset_names().join(", ")
         )));
     }
     let filter = tag_filter(preset, args.tags.as_deref(), args.exclude_tags.as_deref());
@@ -52,9 +52,9 @@ mod tests {
     use super::*;
     use crate::user_classes::builtin_classes;
 
-    fn args(scenario: &str, tags: Option<&str>) -> DeclareArgs {
+    fn args(preset_name: &str, tags: Option<&str>) -> DeclareArgs {
         DeclareArgs {
-            scenario: scenario.into(),
+            preset_name: preset_name.into(),
             tags: tags.map(str::to_string),
             exclude_tags: None,
         }

@@ -588,7 +588,7 @@ impl Manager<'_> {
         if let Some(sampler) = sampler {
             sampler.abort();
         }
-        Ok(ledger.snapshot(&plan.scenario, false).memory)
+        Ok(ledger.snapshot(&plan.preset_name, false).memory)
     }
 
     fn stop_all(&self) {

@@ -83,9 +83,9 @@ pub fn command_line(
         ConfigError::new("the master names no host: start locust with --host URL")
     })?;
     words.extend(["--host".to_string(), host.to_string()]);
-    let scenario = text(options, SCENARIO).unwrap_or_else(|| "custom".to_string());
-    let custom = scenario == crate::presets::CUSTOM;
-    words.extend(["--scenario".to_string(), scenario]);
+    let preset_name = text(options, SCENARIO).unwrap_or_else(|| "custom".to_string());
+    let custom = preset_name == crate::presets::CUSTOM;
+    words.extend(["--scenario".to_string(), preset_name]);
     let users = number(options, "num_users").filter(|n| *n >= 1.0);
     if let Some(users) = users.or(custom.then_some(1.0)) {
         words.extend(["--users".to_string(), (users as u64).to_string()]);

@@ -165,7 +165,7 @@ pub fn conclude_distributed(roster: &Roster, ending: Ending<'_>) -> Exit {
             return Exit::Failed;
         }
     };
-    merged.scenario = ending.plan.scenario.clone();
+    merged.preset_name = ending.plan.preset_name.clone();
     merged.memory = ending.memory;
     merged.interrupted |= ending.interrupted;
     let mut extra = Map::new();

@@ -370,7 +370,7 @@ impl Worker {
             Ok(plan) => {
                 outln!(
                     "Plan: scenario {} against {}",
-                    plan.scenario,
+                    plan.preset_name,
                     plan.host.as_ref().map_or("?", |h| h.as_str())
                 );
                 self.plan = Some(plan);
@@ -527,7 +527,7 @@ impl Worker {
         let spawner = Spawner::new(&plan.selection.classes, Arc::new(ctx));
         outln!(
             "Run started: scenario {}, classes {}, against {host}",
-            plan.scenario,
+            plan.preset_name,
             plan.selection.class_names().join(", ")
         );
         Ok(Test {
@@ -569,7 +569,7 @@ impl Worker {
         test.spawner.stop_all(STOP_LIMIT).await;
         test.ledger.sample_users(0);
         self.report_of(&test);
-        let measured = test.ledger.snapshot(&test.plan.scenario, false);
+        let measured = test.ledger.snapshot(&test.plan.preset_name, false);
         print_totals(&self.name, &measured);
         let delivery = Delivery {
             name: self.name.clone(),
@@ -600,7 +600,10 @@ impl Worker {
         };
         errln!("error: stopping the users");
         test.spawner.stop_all(STOP_LIMIT).await;
-        print_totals(&self.name, &test.ledger.snapshot(&test.plan.scenario, true));
+        print_totals(
+            &self.name,
+            &test.ledger.snapshot(&test.plan.preset_name, true),
+        );
         errln!("error: the master is gone: nobody received this worker's measurements");
         Next::Exit(Exit::Failed)
     }

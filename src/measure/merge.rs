@@ -39,7 +39,7 @@ pub fn merge(runs: &[MeasuredRun]) -> Result<MeasuredRun, MergeError> {
     let mut windows: Vec<WindowStats> = Vec::new();
     let mut errors: BTreeMap<(String, String, String, bool), u64> = BTreeMap::new();
     let mut merged = MeasuredRun {
-        scenario: first.scenario.clone(),
+        preset_name: first.preset_name.clone(),
         started_at: runs.iter().filter_map(|r| r.started_at).min(),
         ended_at: runs.iter().filter_map(|r| r.ended_at).max(),
         duration_secs: runs.iter().map(|r| r.duration_secs).fold(0.0, f64::max),

@@ -358,7 +358,8 @@ pub struct MemorySeries {
 /// and the manager of a distributed run merges.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MeasuredRun {
-    pub scenario: String,
+    #[serde(rename = "scenario")]
+    pub preset_name: String,
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     /// Length of the measured window, in seconds.
@@ -827,7 +828,7 @@ impl Ledger {
     ///
     /// Time in it counts from the origin (see [`Ledger::measure_from_first_user`]); the measured duration
     /// ends when the run began to stop (see [`Ledger::mark_stop`]), or now.
-    pub fn snapshot(&self, scenario: &str, interrupted: bool) -> MeasuredRun {
+    pub fn snapshot(&self, preset_name: &str, interrupted: bool) -> MeasuredRun {
         let state = self.lock();
         let window_secs = self.window.as_secs_f64();
         let origin = state.origin_secs;
@@ -903,7 +904,7 @@ impl Ledger {
         let ended_at =
             self.started_at + chrono::Duration::milliseconds((end_secs * 1000.0).round() as i64);
         MeasuredRun {
-            scenario: scenario.to_string(),
+            preset_name: preset_name.to_string(),
             started_at: Some(started_at),
             ended_at: Some(ended_at),
             duration_secs: measured,

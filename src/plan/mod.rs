@@ -52,7 +52,8 @@ pub struct Plan {
     /// The run's one id: in its account addresses (the users', the probes', a distributed
     /// run's workers' alike, since the plan travels to them) and in every output.
     pub run_id: String,
-    pub scenario: String,
+    #[serde(rename = "scenario")]
+    pub preset_name: String,
     /// The checks the scenario's preset adds to every run's (none for `custom`).
     pub preset_checks: PresetChecks,
     pub users: usize,
@@ -147,12 +148,12 @@ impl Plan {
     /// Combines the preset with the flags; every mistake is a [`ConfigError`] naming the
     /// bad value and the valid ones.
     pub fn resolve(args: &RunArgs, classes: Vec<UserClass>) -> Result<Plan, ConfigError> {
-        let scenario = args.scenario.trim().to_string();
-        let preset = presets::find(&scenario);
-        if preset.is_none() && scenario != presets::CUSTOM {
+        let preset_name = args.preset_name.trim().to_string();
+        let preset = presets::find(&preset_name);
+        if preset.is_none() && preset_name != presets::CUSTOM {
             return Err(ConfigError(format!(
-                "unknown scenario '{scenario}': valid scenarios are {} (see --list-scenarios)",
-                presets::scenario_names().join(", ")
+                "unknown scenario '{preset_name}': valid scenarios are {} (see --list-scenarios)",
+                presets::preset_names().join(", ")
             )));
         }
         let need = |what: &str| {
@@ -343,7 +344,7 @@ impl Plan {
         Ok(Plan {
             run_id: crate::exchange::context::new_run_id(),
             preset_checks: preset.map(|p| p.checks).unwrap_or_default(),
-            scenario,
+            preset_name,
             users,
             spawn_rate: effective_rate,
             asked_spawn_rate: (effective_rate != spawn_rate).then_some(spawn_rate),
@@ -432,7 +433,7 @@ impl Plan {
         };
         lines.push(format!(
             "Scenario {}: {} users at {} for {} against {host} (tags: {tags}{})",
-            self.scenario,
+            self.preset_name,
             self.users,
             self.spawn_rate_text(),
             HumanDuration(self.duration),
@@ -489,7 +490,7 @@ impl Plan {
         use crate::user_classes::rate_limit;
         let names = self.selection.class_names();
         RunFacts {
-            scenario: self.scenario.clone(),
+            preset_name: self.preset_name.clone(),
             rate_limit_traffic: names.contains(&rate_limit::NAME),
             spike: self.preset_checks.recovery,
             endurance: self.preset_checks.degradation,

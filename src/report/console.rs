@@ -116,7 +116,7 @@ pub fn print_summary(out: &mut impl Write, run: &MeasuredRun, verdict: &Verdict)
     let r = &head.rates;
     writeln!(out)?;
     writeln!(out, "{RULE}")?;
-    writeln!(out, "LOAD TEST RESULTS: {}", verdict.scenario)?;
+    writeln!(out, "LOAD TEST RESULTS: {}", verdict.preset_name)?;
     if let Some(when) = &verdict.stopped_early {
         writeln!(out, "{when}: judged on what was measured before the stop")?;
     } else if verdict.interrupted {
@@ -128,7 +128,7 @@ pub fn print_summary(out: &mut impl Write, run: &MeasuredRun, verdict: &Verdict)
     writeln!(out, "{RULE}")?;
 
     writeln!(out, "\n--- Test Summary ---")?;
-    line(out, "Scenario", &verdict.scenario)?;
+    line(out, "Scenario", &verdict.preset_name)?;
     line(out, "Duration", format!("{:.2}s", run.duration_secs))?;
     line(out, "Peak Users", run.max_users)?;
     line(out, "Total Requests", format!("{} (HTTP)", r.total))?;

@@ -64,14 +64,15 @@ pub fn read_metrics_json(value: serde_json::Value) -> Result<MetricsIn, ReadErro
         serde_json::from_value(value).map_err(|e| ReadError::Shape(e.to_string()))?;
     if engage_unrecorded && let Some(facts) = saved.facts.as_mut() {
         facts.limits_must_engage =
-            presets::find(&facts.scenario).is_some_and(|p| p.checks.limits_must_engage);
+            presets::find(&facts.preset_name).is_some_and(|p| p.checks.limits_must_engage);
     }
     Ok(saved)
 }
 
 #[derive(Serialize)]
 struct TestSummary {
-    scenario: String,
+    #[serde(rename = "scenario")]
+    preset_name: String,
     start_time: Option<String>,
     end_time: Option<String>,
     duration_seconds: f64,
@@ -256,7 +257,7 @@ pub fn metrics_json(
         schema_version: SCHEMA_VERSION,
         generator: format!("lva-loadtest {}", env!("CARGO_PKG_VERSION")),
         test_summary: TestSummary {
-            scenario: verdict.scenario.clone(),
+            preset_name: verdict.preset_name.clone(),
             start_time: run.started_at.map(|t| t.to_rfc3339()),
             end_time: run.ended_at.map(|t| t.to_rfc3339()),
             duration_seconds: run.duration_secs,
@@ -408,7 +409,7 @@ pub(crate) mod tests {
         let run = sample_run();
         let t = Targets::default();
         let facts = RunFacts {
-            scenario: "load".into(),
+            preset_name: "load".into(),
             ..RunFacts::default()
         };
         let v = judge(&run, &t, &facts);
@@ -501,7 +502,7 @@ pub(crate) mod tests {
         let run = sample_run();
         let t = Targets::default();
         let facts = RunFacts {
-            scenario: "load".into(),
+            preset_name: "load".into(),
             ordinary_user_classes: vec!["AuthenticatedUser".into()],
             ..RunFacts::default()
         };

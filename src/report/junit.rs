@@ -77,7 +77,7 @@ impl TestSuite {
     /// `lva-loadtest {scenario}`.
     pub fn of_verdict(verdict: &Verdict, run: &MeasuredRun) -> TestSuite {
         TestSuite {
-            name: format!("lva-loadtest {}", verdict.scenario),
+            name: format!("lva-loadtest {}", verdict.preset_name),
             time_secs: run.duration_secs,
             timestamp: run.started_at,
             properties: Vec::new(),

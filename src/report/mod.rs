@@ -135,7 +135,7 @@ impl RunOutputs {
     /// writable), so an unusable directory is found before any traffic.
     pub fn prepare<Tz: TimeZone>(
         dir: &Path,
-        scenario: &str,
+        preset_name: &str,
         now: DateTime<Tz>,
     ) -> Result<RunOutputs, ReportError>
     where
@@ -143,7 +143,7 @@ impl RunOutputs {
     {
         let base = format!(
             "load_test_{}_{}",
-            file_safe(scenario),
+            file_safe(preset_name),
             now.format("%Y%m%d_%H%M%S")
         );
         RunOutputs::prepare_named(dir, &base)
@@ -271,7 +271,7 @@ impl RunOutputs {
         if let Some(p) = r.probes {
             let heading = format!(
                 "Scenario {} against {} ({}, run id {})",
-                r.verdict.scenario, r.provenance.host, place.stem, r.provenance.run_id
+                r.verdict.preset_name, r.provenance.host, place.stem, r.provenance.run_id
             );
             let text = probes::findings_markdown(p, &heading, r.probes_report_only);
             files.push(("_findings.md", text.into_bytes()));

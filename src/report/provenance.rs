@@ -46,7 +46,7 @@ impl Provenance {
             }
         };
         let mut lines = vec![
-            ("Scenario", plan.scenario.clone()),
+            ("Scenario", plan.preset_name.clone()),
             ("Users", plan.users.to_string()),
             ("Spawn rate", plan.spawn_rate_text()),
             (

@@ -126,7 +126,7 @@ pub fn load_saved_run(path: &Path) -> Result<SavedRun, SavedRunError> {
         let probes = saved_probes(&saved.extra);
         let probes_report_only = saved.extra["probes_report_only"].as_bool() == Some(true);
         let facts = saved.facts.unwrap_or_else(|| RunFacts {
-            scenario: saved.measured.scenario.clone(),
+            preset_name: saved.measured.preset_name.clone(),
             ..RunFacts::default()
         });
         return Ok(SavedRun {
@@ -144,11 +144,11 @@ pub fn load_saved_run(path: &Path) -> Result<SavedRun, SavedRunError> {
     if value.get("raw_metrics").is_some() {
         let report: GooseReportIn = serde_json::from_value(value)
             .map_err(|e| not_a_run(path, format!("raw_metrics: {e}")))?;
-        let scenario = scenario_from_file_name(path);
-        let run = from_goose(report, &scenario);
+        let preset_name = preset_from_file_name(path);
+        let run = from_goose(report, &preset_name);
         return Ok(SavedRun {
             facts: RunFacts {
-                scenario,
+                preset_name,
                 ..RunFacts::default()
             },
             run,
@@ -166,7 +166,7 @@ pub fn load_saved_run(path: &Path) -> Result<SavedRun, SavedRunError> {
 }
 
 /// `load_test_spike_20260101_120000_goose.json` → `spike`; anything else → `goose-report`.
-fn scenario_from_file_name(path: &Path) -> String {
+fn preset_from_file_name(path: &Path) -> String {
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -177,12 +177,12 @@ fn scenario_from_file_name(path: &Path) -> String {
     let rest = rest.strip_suffix("_goose").unwrap_or(rest);
     let parts: Vec<&str> = rest.rsplitn(3, '_').collect();
     match parts.as_slice() {
-        [time, date, scenario]
+        [time, date, preset_name]
             if time.len() == 6
                 && date.len() == 8
                 && time.chars().chain(date.chars()).all(|c| c.is_ascii_digit()) =>
         {
-            (*scenario).to_string()
+            (*preset_name).to_string()
         }
         _ => rest.to_string(),
     }
@@ -201,7 +201,7 @@ fn method_text(method: GooseMethod, custom: &str) -> String {
     }
 }
 
-fn from_goose(report: GooseReportIn, scenario: &str) -> MeasuredRun {
+fn from_goose(report: GooseReportIn, preset_name: &str) -> MeasuredRun {
     let m = &report.raw_metrics;
     let mut requests: Vec<RequestStats> = m
         .requests
@@ -272,7 +272,7 @@ fn from_goose(report: GooseReportIn, scenario: &str) -> MeasuredRun {
         })
         .collect();
     MeasuredRun {
-        scenario: scenario.to_string(),
+        preset_name: preset_name.to_string(),
         started_at,
         ended_at: parse_time(report.ended.as_ref()),
         duration_secs: m.duration as f64,
@@ -484,7 +484,7 @@ mod tests {
         std::fs::write(&path, report.to_string()).expect("write");
         let saved = load_saved_run(&path).expect("loads");
         assert_eq!(saved.source, SavedSource::GooseReport);
-        assert_eq!(saved.facts.scenario, "smoke");
+        assert_eq!(saved.facts.preset_name, "smoke");
         let run = &saved.run;
         assert!(run.interrupted);
         assert_eq!(run.duration_secs, 60.0);
@@ -538,8 +538,8 @@ mod tests {
     }
 
     #[test]
-    fn scenario_names_from_file_names() {
-        let name = |s: &str| scenario_from_file_name(Path::new(s));
+    fn preset_names_from_file_names() {
+        let name = |s: &str| preset_from_file_name(Path::new(s));
         assert_eq!(
             name("load_test_rate-limit_20260101_120000_goose.json"),
             "rate-limit"

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BaselineSummary {
     pub source: String,
-    pub scenario: String,
+    #[serde(rename = "scenario")]
+    pub preset_name: String,
     pub total_requests: u64,
     /// HTTP P95 in ms; `None` when the baseline had no HTTP request.
     pub p95_ms: Option<f64>,
@@ -25,7 +26,7 @@ impl BaselineSummary {
         let rates = Rates::of(&http, count_429_as_failure);
         BaselineSummary {
             source: source.to_string(),
-            scenario: run.scenario.clone(),
+            preset_name: run.preset_name.clone(),
             total_requests: rates.total,
             p95_ms: {
                 let times = http.judged_times(count_429_as_failure);
@@ -49,7 +50,7 @@ fn change(now: f64, before: f64) -> String {
 pub(super) fn check(run: &MeasuredRun, t: &Targets, base: &BaselineSummary) -> Check {
     let now = BaselineSummary::of(run, "this run", t.count_429_as_failure);
     let label = "P95 vs Baseline";
-    let mut details = vec![format!("baseline: {} ({})", base.source, base.scenario)];
+    let mut details = vec![format!("baseline: {} ({})", base.source, base.preset_name)];
     if let (Some(b), Some(n)) = (base.p95_ms, now.p95_ms) {
         details.push(format!(
             "P95: {} -> {} ({})",

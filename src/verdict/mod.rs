@@ -71,7 +71,8 @@ pub enum TargetError {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RunFacts {
-    pub scenario: String,
+    #[serde(rename = "scenario")]
+    pub preset_name: String,
     /// The run includes the rate-limit user class (RateLimitTestUser).
     pub rate_limit_traffic: bool,
     /// The recovery check applies (the spike preset asks for it).
@@ -182,7 +183,8 @@ impl Check {
 /// The judgement of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
-    pub scenario: String,
+    #[serde(rename = "scenario")]
+    pub preset_name: String,
     pub checks: Vec<Check>,
     /// Every check that was judged passed.
     pub passed: bool,
@@ -318,10 +320,10 @@ pub fn judge(run: &MeasuredRun, targets: &Targets, facts: &RunFacts) -> Verdict 
     }
     let rate_limited = run.requests.iter().map(|r| r.rate_limited).sum();
     Verdict {
-        scenario: if facts.scenario.is_empty() {
-            run.scenario.clone()
+        preset_name: if facts.preset_name.is_empty() {
+            run.preset_name.clone()
         } else {
-            facts.scenario.clone()
+            facts.preset_name.clone()
         },
         passed: checks.iter().all(|c| !c.failed()),
         checks,
@@ -464,7 +466,7 @@ pub(crate) mod testing {
             })
             .collect();
         MeasuredRun {
-            scenario: "load".into(),
+            preset_name: "load".into(),
             duration_secs: windows.len() as f64 * window_secs,
             window_secs,
             requests: totals.into_values().collect(),

@@ -160,7 +160,7 @@ mod tests {
 
     fn facts() -> RunFacts {
         RunFacts {
-            scenario: "rate-limit".into(),
+            preset_name: "rate-limit".into(),
             rate_limit_traffic: true,
             limits_must_engage: true,
             ordinary_user_classes: vec!["AuthenticatedUser".into()],
@@ -217,7 +217,7 @@ mod tests {
     #[test]
     fn no_429_in_a_mixed_run_is_not_judged() {
         let mixed = RunFacts {
-            scenario: "smoke".into(),
+            preset_name: "smoke".into(),
             limits_must_engage: false,
             ..facts()
         };

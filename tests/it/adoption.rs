@@ -262,10 +262,10 @@ fn assert_junit_matches_verdict(junit: &str, metrics: &Json) {
         .children()
         .find(|n| n.has_tag_name("testsuite"))
         .expect("a testsuite");
-    let scenario = str_json(&metrics["test_summary"]["scenario"]);
+    let preset_name = str_json(&metrics["test_summary"]["scenario"]);
     assert_eq!(
         suite.attribute("name").map(str::to_string),
-        Some(format!("lva-loadtest {scenario}"))
+        Some(format!("lva-loadtest {preset_name}"))
     );
     let checks = metrics["verdict"]["checks"].as_array().expect("checks");
     let cases: Vec<_> = suite

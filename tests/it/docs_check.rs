@@ -102,7 +102,7 @@ fn all_blocks() -> Vec<Block> {
 fn shortened_duration(args: &[String], classes: Vec<UserClass>) -> Option<&'static str> {
     let words = std::iter::once("lva-loadtest".to_string()).chain(args.iter().cloned());
     let cli = Cli::try_parse_from(words).ok()?;
-    if cli.command.is_some() || cli.run.list_scenarios {
+    if cli.command.is_some() || cli.run.list_presets {
         return None;
     }
     match Plan::resolve(&cli.run, classes) {

@@ -163,7 +163,7 @@ fn baseline_section(out: &mut String, r: &RunReport<'_>) {
         out,
         r#"<h2 id="baseline">Against the baseline</h2><p class="sub">Baseline: {} ({}).</p><table><thead><tr><th>Figure</th><th class="num">Baseline</th><th class="num">This run</th><th class="num">Change</th></tr></thead><tbody>"#,
         escape(&base.source),
-        escape(&base.scenario)
+        escape(&base.preset_name)
     );
     let mut row = |name: &str, before: String, now: String, delta: String| {
         let _ = write!(
@@ -811,7 +811,7 @@ fn facts_section(out: &mut String, r: &RunReport<'_>) {
 /// The whole report, as one HTML document.
 pub fn html_report(r: &RunReport<'_>) -> String {
     let (word, _) = headline(r);
-    let title = format!("{word}: load test {}", r.verdict.scenario);
+    let title = format!("{word}: load test {}", r.verdict.preset_name);
     let mut out = String::with_capacity(64 * 1024);
     let _ = write!(
         out,
@@ -821,7 +821,7 @@ pub fn html_report(r: &RunReport<'_>) -> String {
     let _ = write!(
         out,
         r#"<h1>Load test: {}</h1><p class="sub">{}{}</p>"#,
-        escape(&r.verdict.scenario),
+        escape(&r.verdict.preset_name),
         if r.provenance.host.is_empty() {
             String::new()
         } else {

@@ -242,7 +242,7 @@ fn the_baseline_stands_beside_the_run_and_nothing_is_fetched() {
     let targets = Targets {
         baseline: Some(BaselineSummary {
             source: "old_metrics.json".into(),
-            scenario: "load".into(),
+            preset_name: "load".into(),
             total_requests: 500,
             p95_ms: Some(40.0),
             success_rate: 100.0,
