@@ -67,16 +67,13 @@ pub async fn run(kit: &Kit) -> ProbeOutcome {
             return p.finish();
         }
     }
-    let judge = |answer: &ProbeReply| match answer.status {
-        Some(429) => Ruling::sound("rate limited (429) at last"),
-        None => Ruling::unchecked(format!("not checked ({})", answer.describe())),
-        Some(_) => Ruling::flaw(
-            Severity::Medium,
-            format!(
-                "No rate limit on the auth endpoints: {MAX_ATTEMPTS} requests in a row from one client were all answered, so passwords can be guessed as fast as the server answers (the X-Forwarded-For bypass could not be tested)."
-            ),
+    let judge = limited(
+        "rate limited (429) at last",
+        Severity::Medium,
+        format!(
+            "No rate limit on the auth endpoints: {MAX_ATTEMPTS} requests in a row from one client were all answered, so passwords can be guessed as fast as the server answers (the X-Forwarded-For bypass could not be tested)."
         ),
-    };
+    );
     p.check(
         &client,
         &call,
@@ -97,16 +94,13 @@ async fn bypass(p: &mut Probe<'_>, client: &ProbeClient, call: &Call) {
     } else {
         ""
     };
-    let judge = |answer: &ProbeReply| match answer.status {
-        Some(429) => Ruling::sound("still limited (429)"),
-        None => Ruling::unchecked(format!("not checked ({})", answer.describe())),
-        Some(_) => Ruling::flaw(
-            Severity::High,
-            format!(
-                "The rate limiter trusts X-Forwarded-For: any client escapes its limit by sending a new address in that header.{pool}"
-            ),
+    let judge = limited(
+        "still limited (429)",
+        Severity::High,
+        format!(
+            "The rate limiter trusts X-Forwarded-For: any client escapes its limit by sending a new address in that header.{pool}"
         ),
-    };
+    );
     p.check(
         client,
         &forged,
@@ -114,4 +108,18 @@ async fn bypass(p: &mut Probe<'_>, client: &ProbeClient, call: &Call) {
         judge,
     )
     .await;
+}
+
+/// The judge of a request that must be rate limited: a 429 is sound (`note`), no answer
+/// unchecked, any other answer a finding of `severity` meaning `meaning`.
+fn limited(
+    note: &'static str,
+    severity: Severity,
+    meaning: String,
+) -> impl Fn(&ProbeReply) -> Ruling {
+    move |answer: &ProbeReply| match answer.status {
+        Some(429) => Ruling::sound(note),
+        None => Ruling::unchecked(format!("not checked ({})", answer.describe())),
+        Some(_) => Ruling::flaw(severity, meaning.clone()),
+    }
 }
