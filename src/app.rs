@@ -2,7 +2,7 @@
 //! manager or a worker of a distributed run), `validate`, and the built-in server.
 
 use crate::attack::{self, RunError};
-use crate::cli::{Cli, Command, DistributedArgs, RunArgs, ValidateArgs};
+use crate::cli::{CapacityArgs, Cli, Command, DistributedArgs, RunArgs, ValidateArgs};
 use crate::conclude::{self, RunEnd};
 use crate::distributed;
 use crate::exit::Exit;
@@ -98,6 +98,7 @@ async fn run_command(args: Vec<String>, classes: Vec<UserClass>) -> Exit {
             }
         }
         Some(Command::Merge(args)) => distributed::collected::merge_folder(&args, classes),
+        Some(Command::Capacity(args)) => capacity_search(&args, classes).await,
         None if cli.run.list_presets => {
             outln!("{}", presets::table().trim_end());
             Exit::Passed
@@ -118,6 +119,210 @@ async fn run_command(args: Vec<String>, classes: Vec<UserClass>) -> Exit {
         }
         None => load_test(&cli.run, &cli.distributed, classes).await,
     }
+}
+
+/// A share given as `10%` or `0.1`, in 0..1.
+fn parse_share(option: &str, text: &str) -> Result<f64, String> {
+    let t = text.trim();
+    let value = match t.strip_suffix('%') {
+        Some(pct) => pct.trim().parse::<f64>().map(|v| v / 100.0),
+        None => t.parse::<f64>(),
+    };
+    match value {
+        Ok(v) if v.is_finite() && v > 0.0 && v < 1.0 => Ok(v),
+        _ => Err(format!(
+            "{option} {text}: give a share between 0 and 1, as 10% or 0.1"
+        )),
+    }
+}
+
+/// The capacity search's settings, and the run options of the open-model run it drives.
+fn capacity_plan(
+    args: &CapacityArgs,
+) -> Result<(crate::capacity::SearchSettings, RunArgs), String> {
+    use crate::duration::parse_duration;
+    use crate::plan::open::parse_rate;
+    let run = &args.run;
+    for (given, name) in [
+        (run.rate.is_some(), "--rate"),
+        (run.rate_stages.is_some(), "--rate-stages"),
+        (run.duration.is_some(), "--duration"),
+        (run.users.is_some(), "--users"),
+        (run.web, "--web"),
+        (run.abort_on_fail, "--abort-on-fail"),
+        (run.probes || run.probes_report_only, "--probes"),
+    ] {
+        if given {
+            return Err(format!(
+                "{name} does not apply to the capacity search: it sets each level's rate and \
+                 length itself (--start-rate, --max-rate, --level-duration, --warmup; the pool \
+                 with --max-users)"
+            ));
+        }
+    }
+    let max_rate = parse_rate("--max-rate", &args.max_rate)?;
+    let start_rate = match &run.start_rate {
+        Some(text) => parse_rate("--start-rate", text)?,
+        None => 5.0_f64.min(max_rate),
+    };
+    if !(max_rate > 0.0 && start_rate > 0.0 && start_rate <= max_rate) {
+        return Err(format!(
+            "--start-rate {} and --max-rate {}: both must be above 0, the start no higher \
+             than the ceiling",
+            crate::plan::open::trim(start_rate),
+            crate::plan::open::trim(max_rate)
+        ));
+    }
+    if !(args.step_factor.is_finite() && args.step_factor > 1.0) {
+        return Err(format!(
+            "--step-factor {}: each level must be more than the one before (give more than 1, \
+             for example 2)",
+            args.step_factor
+        ));
+    }
+    let tolerance = parse_share("--tolerance", &args.tolerance)?;
+    let level_duration =
+        parse_duration(&args.level_duration).map_err(|e| format!("--level-duration: {e}"))?;
+    let warmup = parse_duration(&args.warmup).map_err(|e| format!("--warmup: {e}"))?;
+    if level_duration < Duration::from_secs(2) {
+        return Err(format!(
+            "--level-duration {}: a level needs at least 2s to be judged",
+            args.level_duration
+        ));
+    }
+    parse_share("--max-capacity-drop", &args.max_capacity_drop)?;
+    let settings = crate::capacity::SearchSettings {
+        start_rate,
+        max_rate,
+        step_factor: args.step_factor,
+        tolerance,
+        warmup,
+        level_duration,
+        targets: args.capacity_targets.clone(),
+    };
+    // Enough time for every level the search can take: the climb, the bisection, and the
+    // confirmations; the search ends the run itself.
+    let climb = (max_rate / start_rate).ln() / args.step_factor.ln();
+    let bisect = (1.0 / tolerance).log2();
+    let levels = climb.ceil() + bisect.ceil() + 6.0;
+    let per_level = (warmup + level_duration).as_secs_f64() + 6.0;
+    let mut run = run.clone();
+    run.rate = Some(crate::plan::open::trim(start_rate));
+    run.start_rate = None;
+    run.duration = Some(format!("{}s", (levels * per_level).ceil() as u64));
+    let max_users = *run
+        .max_users
+        .get_or_insert(((max_rate * 2.0).ceil() as usize).max(10));
+    // A quarter of the pool starts before the first level: users started later for an
+    // arrival start it late.
+    run.pre_started_users
+        .get_or_insert((max_users / 4).max(5).min(max_users));
+    run.no_probes = true;
+    Ok((settings, run))
+}
+
+/// `capacity`: the search, its one line, its outputs, and its exit code.
+async fn capacity_search(args: &CapacityArgs, classes: Vec<UserClass>) -> Exit {
+    let (settings, run) = match capacity_plan(args) {
+        Ok(both) => both,
+        Err(e) => return Exit::config_error(e),
+    };
+    let plan = match Plan::resolve(&run, classes) {
+        Ok(plan) => plan,
+        Err(e) => return Exit::config_error(e),
+    };
+    let baseline = match &plan.targets.baseline_file {
+        Some(path) => match report::capacity::read_capacity_json(path) {
+            Ok(base) => Some((path.display().to_string(), base)),
+            Err(e) => return Exit::config_error(e),
+        },
+        None => None,
+    };
+    let max_drop = parse_share("--max-capacity-drop", &args.max_capacity_drop).unwrap_or(0.1);
+    let base = format!(
+        "capacity_{}_{}",
+        plan.preset_name,
+        chrono::Local::now().format("%Y%m%d_%H%M%S")
+    );
+    let outputs = match RunOutputs::prepare_named(&plan.output, &base) {
+        Ok(outputs) => outputs,
+        Err(e) => return Exit::config_error(format!("{e} (choose another --output)")),
+    };
+    let host = match Host::prepare(&plan).await {
+        Ok(host) => host,
+        Err(e) => return Exit::config_error(e),
+    };
+    outln!(
+        "Capacity search of scenario {} against {}: from {}/s, x{} a level, up to {}/s,          tolerance {:.0}%; each level {} of warm-up and {} judged (targets: {}); pool of {}          users ({} pre-started)",
+        plan.preset_name,
+        host.url,
+        crate::plan::open::trim(settings.start_rate),
+        crate::plan::open::trim(settings.step_factor),
+        crate::plan::open::trim(settings.max_rate),
+        settings.tolerance * 100.0,
+        crate::duration::HumanDuration(settings.warmup),
+        crate::duration::HumanDuration(settings.level_duration),
+        settings
+            .targets
+            .iter()
+            .map(|t| format!("{t:?}").to_lowercase())
+            .collect::<Vec<_>>()
+            .join(", "),
+        plan.users,
+        plan.open.as_ref().map_or(0, |o| o.pre_started),
+    );
+    outln!("Run id: {}", plan.run_id);
+    let searched = crate::capacity::drive::search(
+        &plan,
+        &host.url,
+        host.memory.clone(),
+        crate::capacity::Search::new(settings),
+    )
+    .await;
+    host.release().await;
+    let mut result = match searched {
+        Ok(searched) => searched.result,
+        Err(RunError::Config(e)) => return Exit::config_error(e),
+        Err(e) => {
+            errln!("error: {e}");
+            return Exit::Failed;
+        }
+    };
+    if let Some((file, base)) = &baseline {
+        result.compare(file, base, max_drop);
+    }
+    let (written, failed) = report::capacity::write_capacity(&outputs, &result);
+    outln!();
+    outln!("{}", result.summary);
+    if let Some(b) = &result.baseline {
+        outln!(
+            "against the baseline: {} ({})",
+            if b.passed { "held" } else { "FAILED" },
+            b.explanation
+        );
+    }
+    outln!("\nReports:");
+    for path in &written {
+        outln!("  {}", path.display());
+    }
+    for why in &failed {
+        errln!("warning: not written: {why}");
+    }
+    let exit = if result.passed() {
+        Exit::Passed
+    } else {
+        Exit::Failed
+    };
+    outln!(
+        "Result: {} (exit code {})",
+        if result.passed() {
+            "CAPACITY FOUND"
+        } else {
+            "NO CAPACITY TO STAND BY"
+        },
+        exit.code()
+    );
+    exit
 }
 
 fn validate_saved(args: &ValidateArgs) -> Exit {

@@ -41,6 +41,51 @@ pub enum Command {
     /// Merge the exact runs a Locust master collected from the workers, then judge and
     /// report them as one run (the same verdict, reports and exit codes).
     Merge(MergeArgs),
+    /// Find the highest arrival rate at which every chosen target holds: levels of an open
+    /// model (a warm-up, then a judged window each) climbing by --step-factor from
+    /// --start-rate, bisected to --tolerance, the level found confirmed once more; never
+    /// above --max-rate. With --baseline (a saved `_capacity.json`), fails when capacity
+    /// dropped by more than --max-capacity-drop beyond the two searches' noise.
+    Capacity(CapacityArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CapacityArgs {
+    /// The hard ceiling, in arrivals a second: no level goes above it.
+    #[arg(long, value_name = "PER_SECOND", default_value = "100")]
+    pub max_rate: String,
+    /// Each level of the climb is this many times the one before.
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 2.0,
+        allow_negative_numbers = true
+    )]
+    pub step_factor: f64,
+    /// The search ends when the lowest failing rate is within this share above the highest
+    /// holding one: 10% or 0.1.
+    #[arg(long, value_name = "SHARE", default_value = "10%")]
+    pub tolerance: String,
+    /// Each level's judged window.
+    #[arg(long, value_name = "DURATION", default_value = "20s")]
+    pub level_duration: String,
+    /// Each level's warm-up after its rate is set, not judged.
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    pub warmup: String,
+    /// The targets a level must meet (comma-separated).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "p95,success,errors,arrivals"
+    )]
+    pub capacity_targets: Vec<crate::capacity::LevelTarget>,
+    /// With --baseline FILE (a saved `_capacity.json`): the largest drop of capacity that
+    /// passes, as a share: 10% or 0.1.
+    #[arg(long, value_name = "SHARE", default_value = "10%")]
+    pub max_capacity_drop: String,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Args, Debug)]
@@ -139,6 +184,37 @@ pub struct RunArgs {
     /// Directory for the reports.
     #[arg(short = 'o', long, default_value = "reports/load_tests")]
     pub output: PathBuf,
+    /// Open model: start this many task iterations a second, whatever the server's speed,
+    /// for --duration (users come from a pool; each request is timed from its iteration's
+    /// intended start, and the verdict judges that time).
+    #[arg(
+        long,
+        value_name = "PER_SECOND",
+        conflicts_with = "rate_stages",
+        help_heading = "Open model"
+    )]
+    pub rate: Option<String>,
+    /// Open model with a ramping rate: DURATION:RATE stages, each reached linearly from the
+    /// rate before it, e.g. 30s:10,1m:50,30s:0 (their sum is the run's duration).
+    #[arg(long, value_name = "STAGES", help_heading = "Open model")]
+    pub rate_stages: Option<String>,
+    /// With --rate-stages: the rate the first stage starts from [default: 0]. With
+    /// `capacity`: the first level's rate [default: 5].
+    #[arg(long, value_name = "PER_SECOND", help_heading = "Open model")]
+    pub start_rate: Option<String>,
+    /// With an open model: starts evenly spaced, or a Poisson process of the same mean rate.
+    #[arg(long, value_enum, default_value = "even", help_heading = "Open model")]
+    pub arrivals: crate::plan::open::Spacing,
+    /// With an open model: the most users the pool may start [default: twice the peak rate's
+    /// arrivals in a second, at least 10]; an arrival that finds them all busy is dropped.
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = whole::<usize>(1, None), help_heading = "Open model")]
+    pub max_users: Option<usize>,
+    /// With an open model: users started before the first arrival [default: half the peak
+    /// rate, at least 5, at most --max-users]; the others start when arrivals need them.
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = whole::<usize>(1, None), help_heading = "Open model")]
+    pub pre_started_users: Option<usize>,
     /// Remove every wait between tasks (for benchmarking the generator itself).
     #[arg(long)]
     pub no_wait: bool,
@@ -352,8 +428,14 @@ pub struct DistributedArgs {
 
 /// The run's options, which a worker takes from the manager and refuses on its own command
 /// line (the targets and `--output` are the manager's business and ignored by a worker).
-const WORKER_REFUSES: [&str; 31] = [
+const WORKER_REFUSES: [&str; 37] = [
     "scenario",
+    "rate",
+    "rate_stages",
+    "start_rate",
+    "arrivals",
+    "max_users",
+    "pre_started_users",
     "host",
     "users",
     "spawn_rate",

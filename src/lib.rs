@@ -92,6 +92,7 @@ mod console;
 
 pub mod app;
 pub mod attack;
+pub mod capacity;
 pub mod cli;
 pub mod conclude;
 pub mod distributed;

@@ -90,6 +90,7 @@ mod tests {
                 user_class: "AuthenticatedUser",
                 started: Instant::now(),
                 duration: Duration::from_millis(ms),
+                service: None,
                 status: Some(if outcome.is_failure() { 500 } else { 200 }),
                 outcome: &outcome,
                 bytes: 10,

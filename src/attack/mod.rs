@@ -2,6 +2,7 @@
 //! second (progress, samples, the abort rule), and what the ledger measured.
 
 mod abort;
+pub mod arrivals;
 mod progress;
 mod stop;
 
@@ -76,6 +77,27 @@ pub async fn attack_with_ledger(
     report_files: &[PathBuf],
     ledger: Arc<Ledger>,
 ) -> Result<AttackResult, RunError> {
+    attack_controlled(plan, host, memory, report_files, ledger, None).await
+}
+
+/// How something beside the attack steers an open-model run (the capacity search): the
+/// arrival rate, set as the run goes, and the run's end, when `done` is notified (a planned
+/// end, not an interruption).
+#[derive(Clone, Default)]
+pub struct Controls {
+    pub rate: Arc<arrivals::LiveRate>,
+    pub done: Arc<tokio::sync::Notify>,
+}
+
+/// [`attack_with_ledger`], steered by `controls` when given (see [`Controls`]).
+pub async fn attack_controlled(
+    plan: &Plan,
+    host: &Url,
+    memory: Option<MemorySource>,
+    report_files: &[PathBuf],
+    ledger: Arc<Ledger>,
+    controls: Option<Controls>,
+) -> Result<AttackResult, RunError> {
     // Goose's own figures are kept only where something shows them: its dashboard, its
     // reports, or Goose options given after `--` (thresholds, logs, report files).
     let goose_metrics =
@@ -88,7 +110,12 @@ pub async fn attack_with_ledger(
             ledger.clone(),
         )
         .map_err(|e| RunError::Goose(e.to_string()))?
-        .with_goose_metrics(goose_metrics),
+        .with_goose_metrics(goose_metrics)
+        .with_arrivals(
+            plan.open
+                .as_ref()
+                .map(|o| Arc::new(crate::exchange::arrivals::ArrivalPool::new(o.pre_started))),
+        ),
     );
     let scenarios = plan
         .selection
@@ -151,11 +178,41 @@ pub async fn attack_with_ledger(
         .server_metrics
         .as_ref()
         .map(|s| s.start(host, ledger.clone(), scraped_memory));
+    // An open-model run ends when its dispatcher has handed out its last arrival (or when
+    // its controls say so); Goose's own plan only has to outlast that.
+    let dispatcher = match (&plan.open, &ctx.arrivals) {
+        (Some(open), Some(pool)) => {
+            ledger.count_arrivals(
+                match &controls {
+                    Some(_) => "set by the capacity search".to_string(),
+                    None => open.schedule.describe(),
+                },
+                open.max_users as u64,
+            );
+            let pace = match &controls {
+                Some(c) => arrivals::Pace::Live(c.rate.clone()),
+                None => arrivals::Pace::Schedule(open.schedule.clone()),
+            };
+            let wait = plan.ramp() + crate::plan::open::READY_WAIT;
+            Some(
+                arrivals::start(open, pace, pool.clone(), ctx.clone(), stop.clone(), wait)
+                    .map_err(|e| RunError::Goose(format!("cannot start the arrivals: {e}")))?,
+            )
+        }
+        _ => None,
+    };
+    let finisher = controls.map(|c| {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            c.done.notified().await;
+            stop.arrivals_over();
+        })
+    });
     let monitor = tokio::spawn(progress::monitor(
         ctx.clone(),
         stop.clone(),
         progress::Watch {
-            duration: plan.duration,
+            duration: plan.goose_duration(),
             abort: plan.abort.map(|rule| (rule, plan.targets.clone())),
             web: plan.web.is_some(),
             linger: plan.web.as_ref().map_or(Duration::ZERO, |w| w.linger),
@@ -172,6 +229,13 @@ pub async fn attack_with_ledger(
     ctx.ledger.mark_stop();
     monitor.abort();
     signals.abort();
+    if let Some(finisher) = finisher {
+        finisher.abort();
+    }
+    if let Some(dispatcher) = dispatcher {
+        // It looks for the stop every 50 ms.
+        let _ = tokio::task::spawn_blocking(move || dispatcher.join()).await;
+    }
     if let Some(sampler) = sampler {
         sampler.abort();
     }

@@ -56,6 +56,13 @@ impl Stop {
         self.begin();
     }
 
+    /// An open-model run's work is over (its last arrival, or its search ended): the
+    /// planned end, reached before Goose's own plan, which is stopped now.
+    pub(super) fn arrivals_over(&self) {
+        self.planned_end();
+        goose::trigger_killswitch("the run's arrivals are over");
+    }
+
     /// Something stops the run before its planned end: `why` says what, in words.
     pub(super) fn interrupt(&self, why: &str) {
         if !self.completed.load(Ordering::Relaxed) {

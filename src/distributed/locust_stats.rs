@@ -219,6 +219,7 @@ mod tests {
                     user_class: "AuthenticatedUser",
                     started: Instant::now(),
                     duration: Duration::from_millis(ms),
+                    service: None,
                     status: Some(200),
                     outcome: &outcome,
                     bytes: 10,

@@ -85,6 +85,9 @@ pub struct RunContext {
     /// records and each user waits between its tasks by itself (see
     /// [`RunContext::wait_between_tasks`]).
     pub goose_metrics: bool,
+    /// Open model: the pool users wait in for their arrivals (`None`: a closed model, each
+    /// user going on after its wait).
+    pub arrivals: Option<Arc<super::arrivals::ArrivalPool>>,
 }
 
 impl RunContext {
@@ -111,12 +114,19 @@ impl RunContext {
             next_user: AtomicU64::new(0),
             stopping: tokio::sync::watch::Sender::new(false),
             goose_metrics: true,
+            arrivals: None,
         })
     }
 
     /// The context with Goose's own figures on or off (see [`RunContext::goose_metrics`]).
     pub fn with_goose_metrics(mut self, on: bool) -> Self {
         self.goose_metrics = on;
+        self
+    }
+
+    /// The context of an open-model run, whose users take their work from `pool`.
+    pub fn with_arrivals(mut self, pool: Option<Arc<super::arrivals::ArrivalPool>>) -> Self {
+        self.arrivals = pool;
         self
     }
 

@@ -7,6 +7,7 @@
 //! recorded once in Goose's metrics (so Goose's reports and dashboard show it under its
 //! template name) and once in the run's [`Ledger`](crate::measure::Ledger).
 
+pub mod arrivals;
 pub mod context;
 pub mod session;
 
@@ -203,6 +204,8 @@ impl Exchange {
         };
         let url = ctx.url(&self.path);
         let request = self.outgoing(&url, forwarded_for);
+        // Open model: the iteration's first request counts from its arrival's intended start.
+        let intended = session::session_mut(user).and_then(|s| s.intended.take());
 
         let started = Instant::now();
         let in_flight = InFlight::new(&ctx.ledger.live.in_flight);
@@ -216,6 +219,14 @@ impl Exchange {
         };
         let duration = started.elapsed();
         drop(in_flight);
+        let (judged, service) = match (ctx.arrivals.is_some(), intended) {
+            (false, _) => (duration, None),
+            (true, None) => (duration, Some(duration)),
+            (true, Some(at)) => (
+                started.saturating_duration_since(at) + duration,
+                Some(duration),
+            ),
+        };
 
         let (outcome, json, bytes) = match body {
             Ok(bytes) => {
@@ -246,7 +257,8 @@ impl Exchange {
                 name: self.name,
                 user_class: class,
                 started,
-                duration,
+                duration: judged,
+                service,
                 status: status.map(|s| s.as_u16()),
                 outcome: &outcome,
                 bytes,

@@ -48,6 +48,11 @@ pub struct UserSession {
     pub export_id: Option<String>,
     /// Accounts created by this user that were deleted or left (for cleanup counts).
     pub created_accounts: u64,
+    /// Open model: the intended start of the task iteration under way; its first request
+    /// takes it, and is timed from it.
+    pub intended: Option<std::time::Instant>,
+    /// Open model: the arrival that started this user, for its first task.
+    pub first_arrival: Option<super::arrivals::Ticket>,
 }
 
 impl UserSession {

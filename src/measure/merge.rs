@@ -91,6 +91,12 @@ pub fn merge(runs: &[MeasuredRun]) -> Result<MeasuredRun, MergeError> {
                 .or_default()
                 .merge(starts);
         }
+        if let Some(theirs) = &run.arrivals {
+            merged
+                .arrivals
+                .get_or_insert_with(Default::default)
+                .merge(theirs);
+        }
     }
 
     for (i, window) in windows.iter_mut().enumerate() {
@@ -187,6 +193,7 @@ mod tests {
             user_class: "AuthenticatedUser",
             started: at,
             duration: Duration::from_micros(us),
+            service: None,
             status: Some(match outcome {
                 Outcome::RateLimited => 429,
                 Outcome::Failure(_) => 500,

@@ -74,6 +74,56 @@ fn sort_errors(errors: &mut [ErrorCount]) {
     });
 }
 
+fn histogram_is_empty(h: &Histogram) -> bool {
+    h.count == 0
+}
+
+/// A start later than this after its intended time is counted late.
+pub const LATE_START: Duration = Duration::from_millis(10);
+
+/// An open-model run's arrivals: how many the schedule planned, who took them, and how
+/// late they started.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ArrivalStats {
+    /// The rate the run was given, in words (`10/s for 1m`).
+    pub schedule: String,
+    /// Arrivals whose intended time came.
+    pub planned: u64,
+    /// Taken by a started user that was waiting for one.
+    pub taken: u64,
+    /// Taken by a user of the pool not started yet, which started for it.
+    pub on_demand: u64,
+    /// Not taken: every user of the pool was busy.
+    pub dropped: u64,
+    /// Task iterations that began more than [`LATE_START`] after their intended time.
+    pub late: u64,
+    /// From each arrival's intended time to its task's start: the generator's own lag, and
+    /// a new user's start.
+    pub lag: Histogram,
+    /// The pool's size (`--max-users`).
+    pub max_users: u64,
+}
+
+impl ArrivalStats {
+    pub fn merge(&mut self, other: &ArrivalStats) {
+        if self.schedule.is_empty() {
+            self.schedule.clone_from(&other.schedule);
+        }
+        self.planned += other.planned;
+        self.taken += other.taken;
+        self.on_demand += other.on_demand;
+        self.dropped += other.dropped;
+        self.late += other.late;
+        self.lag.merge(&other.lag);
+        self.max_users += other.max_users;
+    }
+
+    /// The arrivals that started (taken by a waiting user or a new one).
+    pub fn started(&self) -> u64 {
+        self.taken + self.on_demand
+    }
+}
+
 /// Counts and times of one request name, over a window or the whole run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RequestStats {
@@ -91,6 +141,10 @@ pub struct RequestStats {
     /// Times of the expected errors, kept apart for the same reason.
     #[serde(default)]
     pub expected_error_times: Histogram,
+    /// Open model only: the judged answers' service times, from the actual send (`times`
+    /// then counts from each arrival's intended start, and the verdict reads `times`).
+    #[serde(default, skip_serializing_if = "histogram_is_empty")]
+    pub service_times: Histogram,
     pub successes: u64,
     pub failures: u64,
     pub rate_limited: u64,
@@ -133,6 +187,7 @@ impl RequestStats {
         self.times.merge(&other.times);
         self.rate_limited_times.merge(&other.rate_limited_times);
         self.expected_error_times.merge(&other.expected_error_times);
+        self.service_times.merge(&other.service_times);
         self.successes += other.successes;
         self.failures += other.failures;
         self.rate_limited += other.rate_limited;
@@ -141,8 +196,15 @@ impl RequestStats {
         self.bytes_received += other.bytes_received;
     }
 
-    /// Counts one answer, its time in the histogram of its outcome.
-    fn record(&mut self, status: Option<u16>, duration_us: u64, outcome: &Outcome, bytes: u64) {
+    /// Counts one answer, its time in the histogram of its outcome (and, in an open-model
+    /// run, a judged answer's service time apart).
+    pub fn record(&mut self, obs: &Observation<'_>) {
+        let (status, outcome, bytes) = (obs.status, obs.outcome, obs.bytes);
+        let duration_us = obs.duration.as_micros() as u64;
+        let judged = matches!(outcome, Outcome::Success | Outcome::Failure(_));
+        if let (Some(service), true) = (obs.service, judged) {
+            self.service_times.record(service.as_micros() as u64);
+        }
         match outcome {
             Outcome::Success => {
                 self.successes += 1;
@@ -404,6 +466,9 @@ pub struct MeasuredRun {
     /// `--abort-on-fail`'s rule as the run saw it, when it was on: whether it was ever armed.
     #[serde(default)]
     pub abort_rule: Option<AbortArming>,
+    /// An open-model run's arrivals (`--rate`, `--rate-stages`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrivals: Option<ArrivalStats>,
 }
 
 /// When `--abort-on-fail`'s rule may stop the run, and when it could first (if ever): below
@@ -480,6 +545,7 @@ struct LedgerState {
     interruption: Option<String>,
     user_starts: BTreeMap<String, ClassStarts>,
     abort_rule: Option<AbortArming>,
+    arrivals: Option<ArrivalStats>,
     /// Seconds from the ledger's start to the start of what is measured: the first user's
     /// start in a dashboard run (which waits for Start), 0 otherwise.
     origin_secs: f64,
@@ -502,6 +568,8 @@ pub struct LiveCounters {
     pub users_done: AtomicU64,
     /// Requests sent and not yet answered.
     pub in_flight: AtomicU64,
+    /// Open model: users running an arrival's task now.
+    pub busy: AtomicU64,
 }
 
 /// Something that sees every request as the ledger records it (a distributed worker's
@@ -534,7 +602,11 @@ pub struct Observation<'a> {
     /// The user class that made it.
     pub user_class: &'static str,
     pub started: Instant,
+    /// The time judged: from the send, or in an open-model run from the arrival's
+    /// intended start.
     pub duration: Duration,
+    /// Open model only: from the actual send to the end.
+    pub service: Option<Duration>,
     pub status: Option<u16>,
     pub outcome: &'a Outcome,
     pub bytes: u64,
@@ -596,7 +668,6 @@ impl Ledger {
         let origin = Duration::from_nanos(self.origin_nanos.load(Ordering::Relaxed));
         let offset = obs.started.saturating_duration_since(self.started + origin);
         let index = (offset.as_nanos() / self.window.as_nanos()) as usize;
-        let duration_us = obs.duration.as_micros() as u64;
         let key = (obs.method, obs.name);
         // A request that started once the run was stopping is the stop phase's, not load.
         let stopping = obs
@@ -616,7 +687,7 @@ impl Ledger {
         let (_, stats) = rows
             .entry(key)
             .or_insert_with(|| (obs.kind, RequestStats::default()));
-        stats.record(obs.status, duration_us, obs.outcome, obs.bytes);
+        stats.record(obs);
         // Looked up by &str first: no allocation per request once the class is known.
         let classes = &mut state.rate_limit.by_user_class;
         if !classes.contains_key(obs.user_class) {
@@ -635,6 +706,42 @@ impl Ledger {
             }
             _ => {}
         }
+    }
+
+    /// The run is an open-model one, with this schedule and pool: its arrivals are counted
+    /// from now on.
+    pub fn count_arrivals(&self, schedule: String, max_users: u64) {
+        self.lock().arrivals = Some(ArrivalStats {
+            schedule,
+            max_users,
+            ..ArrivalStats::default()
+        });
+    }
+
+    /// An arrival's time came: taken by a waiting user, by a new one (`on_demand`), or
+    /// dropped (taken by neither).
+    pub fn arrival(&self, taken: bool, on_demand: bool) {
+        if let Some(a) = self.lock().arrivals.as_mut() {
+            a.planned += 1;
+            match (taken, on_demand) {
+                (false, _) => a.dropped += 1,
+                (true, true) => a.on_demand += 1,
+                (true, false) => a.taken += 1,
+            }
+        }
+    }
+
+    /// A task iteration began `lag` after its arrival's intended time.
+    pub fn arrival_started(&self, lag: Duration) {
+        if let Some(a) = self.lock().arrivals.as_mut() {
+            a.lag.record(lag.as_micros() as u64);
+            a.late += u64::from(lag > LATE_START);
+        }
+    }
+
+    /// The arrivals so far (an open-model run's).
+    pub fn arrivals(&self) -> Option<ArrivalStats> {
+        self.lock().arrivals.clone()
     }
 
     /// Notes the headers of a 429 answer.
@@ -730,6 +837,15 @@ impl Ledger {
             .entry(class.to_string())
             .or_default()
             .launched += 1;
+    }
+
+    /// Users whose on-start work has ended, ready or refused.
+    pub fn users_settled(&self) -> u64 {
+        self.lock()
+            .user_starts
+            .values()
+            .map(|s| s.started + s.refused_total())
+            .sum()
     }
 
     /// Seconds since the ledger started when the first user was launched.
@@ -994,6 +1110,7 @@ impl Ledger {
                 armed_at_secs: rule.armed_at_secs.map(shift),
                 ..rule.clone()
             }),
+            arrivals: state.arrivals.clone(),
         }
     }
 }
@@ -1010,6 +1127,7 @@ mod tests {
             user_class: "AuthenticatedUser",
             started: Instant::now(),
             duration: Duration::from_millis(ms),
+            service: None,
             status: Some(match outcome {
                 Outcome::RateLimited => 429,
                 Outcome::Failure(_) => 500,

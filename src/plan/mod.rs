@@ -1,6 +1,7 @@
 //! A resolved run: preset and flags combined and checked before any traffic.
 
 pub mod limits;
+pub mod open;
 
 use crate::cli::{RunArgs, split_list};
 use crate::duration::{HumanDuration, parse_duration};
@@ -102,6 +103,10 @@ pub struct Plan {
     pub probes_report_only: bool,
     pub targets: Targets,
     pub goose_args: Vec<String>,
+    /// The open model (`--rate`, `--rate-stages`): users take arrivals from a pool;
+    /// `users` is then the pool's size.
+    #[serde(default)]
+    pub open: Option<open::OpenModel>,
 }
 
 /// The run's dashboard (`--web`): on a port checked free before any traffic, with a token
@@ -165,16 +170,27 @@ impl Plan {
                 "the custom scenario needs {what}: for example --scenario custom --users 20 --spawn-rate 5 --duration 2m"
             ))
         };
-        let users = match (args.users, preset) {
-            (Some(n), _) => n,
-            (None, Some(p)) => p.users,
-            (None, None) => return Err(need("--users")),
+        let open = open_model(args)?;
+        if let (Some(_), Some(n)) = (&open, args.users) {
+            return Err(ConfigError(format!(
+                "--users {n} sets a closed model's users; an open model (--rate, --rate-stages) \
+                 takes its users from a pool: give --max-users (and --pre-started-users) instead"
+            )));
+        }
+        let users = match (args.users, preset, &open) {
+            (_, _, Some(open)) => open.max_users,
+            (Some(n), _, _) => n,
+            (None, Some(p), _) => p.users,
+            (None, None, _) => return Err(need("--users")),
         };
         if users == 0 {
             return Err(ConfigError::new("--users must be at least 1 (got 0)"));
         }
         let spawn_rate = match (args.spawn_rate, preset) {
             (Some(r), _) => r,
+            // The pool is launched within a second or two; only the pre-started users
+            // start working at once.
+            (None, _) if open.is_some() => (users as f64 / 2.0).max(10.0),
             (None, Some(p)) => p.spawn_rate,
             (None, None) => users.min(10) as f64,
         };
@@ -183,7 +199,18 @@ impl Plan {
                 "--spawn-rate must be a positive number of users per second (got {spawn_rate})"
             )));
         }
+        let stages_duration = open
+            .as_ref()
+            .filter(|_| args.rate_stages.is_some())
+            .map(|o| o.schedule.duration());
+        if let (Some(_), Some(text)) = (stages_duration, &args.duration) {
+            return Err(ConfigError(format!(
+                "--duration {text} and --rate-stages both set the run's length: the stages' \
+                 durations add up to it, so drop --duration"
+            )));
+        }
         let duration = match (&args.duration, preset) {
+            _ if stages_duration.is_some() => stages_duration.unwrap_or_default(),
             (Some(text), _) => parse_duration(text).map_err(ConfigError)?,
             (None, Some(p)) => p.duration,
             (None, None) => return Err(need("--duration")),
@@ -195,10 +222,21 @@ impl Plan {
             )));
         }
         limits::check_duration(duration)?;
+        // A constant rate lasts the run's duration.
+        let open = open.map(|mut o| {
+            if args.rate.is_some() {
+                o.schedule = open::RateSchedule::constant(o.schedule.start_rate, duration);
+            }
+            o
+        });
         let mut warnings = Vec::new();
         // The plan keeps the rate the run really has (every output records it), and the
-        // asked one beside it; the note says why they differ.
-        let (effective_rate, note) = limits::effective_spawn_rate(users, spawn_rate, duration);
+        // asked one beside it; the note says why they differ. An open model launches its
+        // pool before the arrivals begin: no duration cuts it short.
+        let (effective_rate, note) = match open {
+            Some(_) => (spawn_rate, None),
+            None => limits::effective_spawn_rate(users, spawn_rate, duration),
+        };
         warnings.extend(note);
 
         let filter = tag_filter(preset, args.tags.as_deref(), args.exclude_tags.as_deref());
@@ -397,6 +435,7 @@ impl Plan {
             probes_report_only: args.probes_report_only,
             targets,
             goose_args: args.goose_args.clone(),
+            open,
         })
     }
 
@@ -409,13 +448,17 @@ impl Plan {
 
     /// How long the users take to start at the spawn rate, within the run's duration.
     pub fn ramp(&self) -> Duration {
-        Duration::from_secs_f64(self.users as f64 / self.spawn_rate).min(self.duration)
+        let ramp = Duration::from_secs_f64(self.users as f64 / self.spawn_rate);
+        match self.open {
+            None => ramp.min(self.duration),
+            Some(_) => ramp,
+        }
     }
 
     /// The ramp Goose runs, in whole seconds: [`Plan::ramp`] rounded up, leaving at least
     /// one second of hold (0: every user at once).
     pub fn ramp_secs(&self) -> u64 {
-        let total = self.duration.as_secs().max(1);
+        let total = self.goose_duration().as_secs().max(1);
         (self.ramp().as_secs_f64().ceil() as u64).min(total - 1)
     }
 
@@ -428,11 +471,21 @@ impl Plan {
         }
     }
 
+    /// How long Goose's own plan lasts: the duration, or for an open-model run long enough
+    /// for the launch, the pre-started users' start and every arrival (its dispatcher ends
+    /// the run after the last one).
+    pub fn goose_duration(&self) -> Duration {
+        match &self.open {
+            None => self.duration,
+            Some(_) => self.ramp() + open::READY_WAIT + self.duration + Duration::from_secs(5),
+        }
+    }
+
     /// Goose's test plan: ramp at the spawn rate, hold until the duration, stop. Goose
     /// takes whole seconds and holds a zero-length step forever, so the ramp is rounded up
     /// and leaves at least one second of hold.
     pub fn test_plan(&self) -> String {
-        let total = self.duration.as_secs().max(1);
+        let total = self.goose_duration().as_secs().max(1);
         let ramp = self.ramp_secs();
         format!(
             "{users},{ramp}s;{users},{hold}s;0,0s",
@@ -528,6 +581,70 @@ impl Plan {
             injected_faults: injected_faults(&self.builtin_args),
         }
     }
+}
+
+/// The open model the options ask for (`--rate` or `--rate-stages`), with its pool; a
+/// constant rate's duration is set once the run's is known.
+fn open_model(args: &RunArgs) -> Result<Option<open::OpenModel>, ConfigError> {
+    if args.start_rate.is_some() && args.rate_stages.is_none() {
+        return Err(ConfigError::new(
+            "--start-rate is where --rate-stages begin (or the capacity command's first \
+             level): give --rate-stages too, or use --rate for a constant rate",
+        ));
+    }
+    let schedule = match (&args.rate, &args.rate_stages) {
+        (Some(rate), _) => {
+            let rate = open::parse_rate("--rate", rate).map_err(ConfigError)?;
+            if rate <= 0.0 {
+                return Err(ConfigError::new(
+                    "--rate must be above 0 arrivals a second (for example --rate 20)",
+                ));
+            }
+            open::RateSchedule::constant(rate, Duration::ZERO)
+        }
+        (None, Some(stages)) => {
+            let start = match &args.start_rate {
+                Some(text) => open::parse_rate("--start-rate", text).map_err(ConfigError)?,
+                None => 0.0,
+            };
+            open::RateSchedule::parse(start, stages).map_err(ConfigError)?
+        }
+        (None, None) => {
+            for (given, name) in [
+                (args.max_users.is_some(), "--max-users"),
+                (args.pre_started_users.is_some(), "--pre-started-users"),
+            ] {
+                if given {
+                    return Err(ConfigError(format!(
+                        "{name} sizes an open model's pool: give --rate or --rate-stages too"
+                    )));
+                }
+            }
+            return Ok(None);
+        }
+    };
+    let peak = schedule.peak();
+    let max_users = args
+        .max_users
+        .unwrap_or_else(|| ((peak * 2.0).ceil() as usize).max(10));
+    let pre_started = args
+        .pre_started_users
+        .unwrap_or_else(|| ((peak / 2.0).ceil() as usize).max(5))
+        .min(max_users);
+    if let Some(asked) = args.pre_started_users
+        && asked > max_users
+    {
+        return Err(ConfigError(format!(
+            "--pre-started-users {asked} is more than the pool's --max-users {max_users}: \
+             raise --max-users or start fewer"
+        )));
+    }
+    Ok(Some(open::OpenModel {
+        schedule,
+        spacing: args.arrivals,
+        pre_started,
+        max_users,
+    }))
 }
 
 /// The `--fault-...` options of the built-in server's arguments, each with its value:

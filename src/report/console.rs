@@ -4,7 +4,7 @@
 
 use super::{ApartTimes, Headline, TimeSummary};
 use crate::exit::Exit;
-use crate::measure::{MeasuredRun, RequestKind, RequestStats};
+use crate::measure::{ArrivalStats, MeasuredRun, RequestKind, RequestStats};
 use crate::verdict::{Check, Verdict};
 use std::io::{self, Write};
 
@@ -111,6 +111,60 @@ fn times(out: &mut impl Write, t: &TimeSummary) -> io::Result<()> {
 }
 
 /// Prints the end-of-run summary and the verdict.
+/// An open-model run's arrivals, and its latency from the send beside the judged one.
+fn open_model(out: &mut impl Write, run: &MeasuredRun, a: &ArrivalStats) -> io::Result<()> {
+    writeln!(out, "\n--- Open Model (arrivals) ---")?;
+    line(out, "Schedule", &a.schedule)?;
+    line(
+        out,
+        "Arrivals",
+        format!(
+            "{} planned, {} started ({} by users started for them), {} dropped",
+            a.planned,
+            a.started(),
+            a.on_demand,
+            a.dropped
+        ),
+    )?;
+    line(
+        out,
+        "Late Starts",
+        format!(
+            "{} (more than {} ms after the intended time)",
+            a.late,
+            crate::measure::LATE_START.as_millis()
+        ),
+    )?;
+    if a.lag.count > 0 {
+        line(
+            out,
+            "Start Lag",
+            format!(
+                "P50 {:.3} ms, P99 {:.3} ms, max {:.3} ms (intended to actual start)",
+                a.lag.percentile_ms(50.0),
+                a.lag.percentile_ms(99.0),
+                a.lag.max_us as f64 / 1000.0
+            ),
+        )?;
+    }
+    line(out, "Pool", format!("{} users at most", a.max_users))?;
+    let service = run.combined(RequestKind::Http).service_times;
+    if service.count > 0 {
+        line(
+            out,
+            "Service Time",
+            format!(
+                "P50 {:.1} ms, P95 {:.1} ms, P99 {:.1} ms (from the actual send; the times \
+                 above count from each arrival's intended start)",
+                service.percentile_ms(50.0),
+                service.percentile_ms(95.0),
+                service.percentile_ms(99.0)
+            ),
+        )?;
+    }
+    Ok(())
+}
+
 pub fn print_summary(out: &mut impl Write, run: &MeasuredRun, verdict: &Verdict) -> io::Result<()> {
     let head = Headline::of(run, verdict.rate_limited_counted_as_failures);
     let r = &head.rates;
@@ -172,6 +226,10 @@ pub fn print_summary(out: &mut impl Write, run: &MeasuredRun, verdict: &Verdict)
     writeln!(out, "\n--- Response Times (ms, judged answers) ---")?;
     times(out, &head.times)?;
     apart_times(out, &head.apart, count_429)?;
+
+    if let Some(a) = &run.arrivals {
+        open_model(out, run, a)?;
+    }
 
     writeln!(out, "\n--- Status Codes ---")?;
     if head.status_codes.is_empty() {

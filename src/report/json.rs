@@ -195,6 +195,9 @@ struct MetricsJson<'a> {
     cleanup: &'a Cleanup,
     error_timeline: Vec<TimelineWindow>,
     memory: Option<Memory<'a>>,
+    /// Present only for an open-model run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    open_model: Option<OpenModelOut<'a>>,
     verdict: VerdictOut<'a>,
     facts: &'a RunFacts,
     target_settings: &'a Targets,
@@ -238,6 +241,44 @@ fn timeline(run: &MeasuredRun, count_429: bool) -> Vec<TimelineWindow> {
 }
 
 /// The `_metrics.json` bytes (pretty-printed).
+/// An open-model run's arrivals, and its HTTP service times (from the actual send) beside
+/// `response_times` (from each arrival's intended start).
+#[derive(Serialize)]
+struct OpenModelOut<'a> {
+    schedule: &'a str,
+    planned_arrivals: u64,
+    started_arrivals: u64,
+    started_on_demand: u64,
+    dropped_arrivals: u64,
+    late_starts: u64,
+    late_after_ms: u128,
+    start_lag_p50_ms: f64,
+    start_lag_p99_ms: f64,
+    start_lag_max_ms: f64,
+    max_users: u64,
+    service_times: TimeSummary,
+}
+
+impl<'a> OpenModelOut<'a> {
+    fn of(run: &'a MeasuredRun) -> Option<Self> {
+        let a = run.arrivals.as_ref()?;
+        Some(OpenModelOut {
+            schedule: &a.schedule,
+            planned_arrivals: a.planned,
+            started_arrivals: a.started(),
+            started_on_demand: a.on_demand,
+            dropped_arrivals: a.dropped,
+            late_starts: a.late,
+            late_after_ms: crate::measure::LATE_START.as_millis(),
+            start_lag_p50_ms: a.lag.percentile_ms(50.0),
+            start_lag_p99_ms: a.lag.percentile_ms(99.0),
+            start_lag_max_ms: a.lag.max_us as f64 / 1000.0,
+            max_users: a.max_users,
+            service_times: TimeSummary::of(&run.combined(RequestKind::Http).service_times),
+        })
+    }
+}
+
 pub fn metrics_json(
     run: &MeasuredRun,
     verdict: &Verdict,
@@ -350,6 +391,7 @@ pub fn metrics_json(
                 .as_ref()
                 .map_or(&[][..], |m| m.samples.as_slice()),
         }),
+        open_model: OpenModelOut::of(run),
         verdict: VerdictOut {
             passed: verdict.passed,
             exit_code: verdict.exit_code(),

@@ -9,6 +9,7 @@
 //! written whole or not at all ([`write_atomic`]).
 
 pub mod atomic;
+pub mod capacity;
 pub mod console;
 pub mod csv;
 pub mod history;
@@ -66,8 +67,9 @@ pub struct RunOutputs {
 }
 
 /// The suffixes of every file a run may write under its stem.
-const SUFFIXES: [&str; 9] = [
+const SUFFIXES: [&str; 10] = [
     ".html",
+    "_capacity.json",
     "_goose.html",
     "_goose.json",
     "_stats.csv",

@@ -236,6 +236,7 @@ fn from_goose(report: GooseReportIn, preset_name: &str) -> MeasuredRun {
                 times,
                 rate_limited_times: Histogram::default(),
                 expected_error_times: Histogram::default(),
+                service_times: Histogram::default(),
                 successes: total.saturating_sub(failures + limited),
                 failures,
                 rate_limited: limited,

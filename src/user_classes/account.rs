@@ -43,6 +43,8 @@ pub fn start_user(
         stopped: false,
         export_id: None,
         created_accounts: 0,
+        intended: None,
+        first_arrival: None,
     });
     Ok(())
 }

@@ -19,7 +19,7 @@ pub mod rate_limit;
 pub mod websocket;
 
 use crate::exchange::context::RunContext;
-use crate::exchange::session::{is_stopped, session_mut};
+use crate::exchange::session::{is_stopped, session, session_mut};
 use goose::GooseError;
 /// The simulated user a task runs as (Goose's), re-exported so that a program adding its
 /// own classes needs no Goose dependency of its own.
@@ -230,16 +230,21 @@ impl Selection {
             let mut scenario = Scenario::new(class.name).set_weight(class.weight)?;
             // Goose's wait is kept where its figures are (its transaction times must not
             // hold the wait); otherwise each task waits after itself, with one timer.
-            let waits = !class.wait.1.is_zero();
+            // An open-model run paces its users by its arrivals, not by waits.
+            let open = ctx.arrivals.is_some();
+            let waits = !class.wait.1.is_zero() && !open;
             if waits && ctx.goose_metrics {
                 scenario = scenario.set_wait_time(class.wait.0, class.wait.1)?;
             }
             let own_wait = (waits && !ctx.goose_metrics).then_some(class.wait);
             scenario = scenario.register_transaction(start_transaction(class, ctx).set_on_start());
             for task in &class.tasks {
-                scenario = scenario.register_transaction(
-                    task_transaction(task, ctx, own_wait).set_weight(task.weight)?,
-                );
+                let transaction = if open {
+                    arrival_transaction(task, ctx)
+                } else {
+                    task_transaction(task, ctx, own_wait)
+                };
+                scenario = scenario.register_transaction(transaction.set_weight(task.weight)?);
             }
             scenario = scenario.register_transaction(stop_transaction(class, ctx).set_on_stop());
             scenarios.push(scenario);
@@ -257,6 +262,17 @@ pub fn begin_user<'a>(
     ctx: Arc<RunContext>,
 ) -> TaskFuture<'a> {
     Box::pin(async move {
+        // Open model: a user of the pool beyond the pre-started ones starts only for an
+        // arrival that found every started user busy (and never, if none does).
+        let mut first_arrival = None;
+        if let Some(pool) = &ctx.arrivals
+            && !pool.launch_pre_started()
+        {
+            match pool.first(|| ctx.is_stopping()).await {
+                Some(ticket) => first_arrival = Some(ticket),
+                None => return Ok(()),
+            }
+        }
         ctx.ledger.user_started(class.name);
         let result = match &class.on_start {
             Some(hook) => (hook.run)(user, ctx.clone()).await,
@@ -265,6 +281,7 @@ pub fn begin_user<'a>(
         if !is_stopped(user) {
             if let Some(s) = session_mut(user) {
                 s.ready = true;
+                s.first_arrival = first_arrival;
             }
             ctx.ledger.user_ready(class.name);
         }
@@ -280,6 +297,10 @@ pub fn end_user<'a>(
     ctx: Arc<RunContext>,
 ) -> TaskFuture<'a> {
     Box::pin(async move {
+        if ctx.arrivals.is_some() && session(user).is_none() {
+            // A user of the pool that was never started: nothing to end.
+            return Ok(());
+        }
         let result = match &class.on_stop {
             Some(hook) => (hook.run)(user, ctx.clone()).await,
             None => Ok(()),
@@ -343,6 +364,51 @@ fn task_transaction(
             let result = run_task(run, user, ctx.clone()).await;
             if let (Some((min, max)), false) = (wait, stopped) {
                 ctx.wait_between_tasks(min, max).await;
+            }
+            result
+        })
+    });
+    Transaction::new(function).set_name(task.name)
+}
+
+/// A task as an open-model run's users run it: wait in the pool for an arrival, then run
+/// the task ([`run_task`]) timed from the arrival's intended start. A user of the pool not
+/// started yet, or stopped, idles.
+fn arrival_transaction(task: &Task, ctx: &Arc<RunContext>) -> Transaction {
+    let (ctx, run) = (ctx.clone(), task.run);
+    let function: TransactionFunction = Arc::new(move |user: &mut GooseUser| {
+        let ctx = ctx.clone();
+        Box::pin(async move {
+            let Some(pool) = ctx.arrivals.clone() else {
+                return run_task(run, user, ctx).await;
+            };
+            if session(user).is_none() || is_stopped(user) {
+                ctx.idle(STOPPED_USER_IDLE).await;
+                return Ok(());
+            }
+            let first = session_mut(user).and_then(|s| s.first_arrival.take());
+            let ticket = match first {
+                Some(ticket) => ticket,
+                None => match pool.next(|| ctx.is_stopping()).await {
+                    Some(ticket) => ticket,
+                    None => {
+                        tokio::time::sleep(STOPPING_USER_PAUSE).await;
+                        return Ok(());
+                    }
+                },
+            };
+            let lag = std::time::Instant::now().saturating_duration_since(ticket.intended);
+            ctx.ledger.arrival_started(lag);
+            if let Some(s) = session_mut(user) {
+                s.intended = Some(ticket.intended);
+            }
+            let busy = &ctx.ledger.live.busy;
+            busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let result = run_task(run, user, ctx.clone()).await;
+            busy.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            // A task that sent no HTTP request leaves its start unused.
+            if let Some(s) = session_mut(user) {
+                s.intended = None;
             }
             result
         })

@@ -172,6 +172,7 @@ async fn record_ws(
             user_class: NAME,
             started,
             duration: started.elapsed(),
+            service: None,
             status,
             outcome: &outcome,
             bytes: 0,

@@ -33,7 +33,7 @@ pub use memory::{MemorySummary, memory_summary};
 pub use rules::{Comparison, RULE_SYNTAX, Rule, RuleMetric, parse_rule};
 pub use spikes::{error_spike_windows, everything};
 pub use targets::{TargetOptions, Targets};
-pub use work::interruption_text;
+pub use work::{LATE_SHARE_PCT, interruption_text};
 
 use crate::exit::Exit;
 use crate::measure::{MeasuredRun, RequestKind, RequestStats};
@@ -286,6 +286,7 @@ pub fn judge(run: &MeasuredRun, targets: &Targets, facts: &RunFacts) -> Verdict 
         work::work_done(run, targets),
         work::users_started(run, targets),
     ];
+    checks.extend(work::arrivals(run));
     checks.extend(core::checks(run, targets));
     checks.extend(core::rule_checks(run, targets));
     checks.push(rate_limit::throttled(run, targets, facts));
@@ -601,6 +602,7 @@ mod tests {
                     user_class: "RateLimitTestUser",
                     started: Instant::now(),
                     duration: Duration::from_millis(40),
+                    service: None,
                     status: Some(match outcome {
                         Outcome::Success => 200,
                         Outcome::Failure(_) => 500,

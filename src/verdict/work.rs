@@ -94,6 +94,71 @@ pub(super) fn abort_rule(run: &MeasuredRun, rule: &AbortArming, t: &Targets) -> 
     }
 }
 
+/// Largest share of an open-model run's starts that may come late (see
+/// [`crate::measure::LATE_START`]).
+pub const LATE_SHARE_PCT: f64 = 1.0;
+
+/// An open-model run did its work only when every arrival started, and on time: a dropped
+/// arrival is work never sent, a late one a start the generator (or the pool) held back.
+pub(super) fn arrivals(run: &MeasuredRun) -> Option<Check> {
+    let a = run.arrivals.as_ref()?;
+    let started = a.started();
+    let late_pct = if started > 0 {
+        a.late as f64 * 100.0 / started as f64
+    } else {
+        0.0
+    };
+    let lag_p99 = if a.lag.count > 0 {
+        super::fmt_ms(a.lag.percentile_ms(99.0))
+    } else {
+        "n/a".to_string()
+    };
+    let target = format!(
+        "every planned arrival starts, at most {}% more than {} ms late",
+        trim_num(LATE_SHARE_PCT),
+        crate::measure::LATE_START.as_millis()
+    );
+    let actual = format!(
+        "{started} of {} started ({} dropped, {} late); start lag P99 {lag_p99}",
+        a.planned, a.dropped, a.late
+    );
+    let passed = a.planned > 0 && a.dropped == 0 && late_pct <= LATE_SHARE_PCT;
+    let details = vec![
+        format!("schedule: {}", a.schedule),
+        format!(
+            "pool of {} users: {} arrivals taken by a waiting user, {} by a user started for them",
+            a.max_users, a.taken, a.on_demand
+        ),
+    ];
+    Some(
+        Check::judged("arrivals", "Arrivals", target, actual, passed)
+            .with_details(details)
+            .advise(|| {
+                if a.planned == 0 {
+                    "No arrival's time came: the pre-started users never got ready (see Users \
+                     Started), or the run stopped first."
+                        .to_string()
+                } else if a.dropped > 0 {
+                    format!(
+                        "{} arrivals found all {} users of the pool busy and were dropped: the \
+                         server answered slower than work arrived. This load was not sent, so \
+                         the figures understate it: raise --max-users, or lower the rate to \
+                         what the server holds (the capacity command finds it).",
+                        a.dropped, a.max_users
+                    )
+                } else {
+                    format!(
+                        "{} of {started} starts came more than {} ms late: users started on \
+                         demand (raise --pre-started-users), or this machine cannot keep the \
+                         pace (start lag P99 {lag_p99}; run fewer arrivals per generator).",
+                        a.late,
+                        crate::measure::LATE_START.as_millis()
+                    )
+                }
+            }),
+    )
+}
+
 /// A run that judged no request measured nothing worth a verdict.
 pub(super) fn work_done(run: &MeasuredRun, t: &Targets) -> Check {
     let http = Rates::of(&run.combined(RequestKind::Http), t.count_429_as_failure);

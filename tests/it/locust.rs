@@ -593,6 +593,7 @@ fn every_message_a_worker_sends_is_the_bytes_pythons_msgpack_writes() {
             user_class: "AuthenticatedUser",
             started: std::time::Instant::now(),
             duration: Duration::from_millis(ms),
+            service: None,
             status: Some(200),
             outcome: &outcome,
             bytes: 1 << 20,

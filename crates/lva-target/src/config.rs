@@ -161,6 +161,45 @@ pub struct ServerArgs {
     )]
     pub fault_error_rate: f64,
 
+    /// Fault: a known capacity. Every /api/* request holds one of N slots for
+    /// --fault-slot-ms (waiting for a free one), so the server serves at most
+    /// N x 1000 / MS requests a second and queues the rest: a knee known in advance.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub fault_slots: i64,
+
+    /// With --fault-slots: how long each /api/* request holds its slot, in milliseconds.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 50,
+        allow_negative_numbers = true
+    )]
+    pub fault_slot_ms: i64,
+
+    /// Fault: the server stalls for MS milliseconds at the start of every
+    /// --fault-stall-period-ms (a request arriving in a stall waits for its end).
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub fault_stall_ms: i64,
+
+    /// With --fault-stall-ms: how often the stall comes back, in milliseconds.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 5000,
+        allow_negative_numbers = true
+    )]
+    pub fault_stall_period_ms: i64,
+
     /// Fault: bytes retained for every request and never freed (a deliberate leak).
     #[arg(
         long,
@@ -273,6 +312,13 @@ pub struct FaultConfig {
     pub error_rate: f64,
     /// Bytes retained (never freed) per request.
     pub leak_bytes: usize,
+    /// `--fault-slots`: at most this many /api/* requests are served at once, each for
+    /// `slot_time` (0: off).
+    pub slots: u32,
+    pub slot_time: Duration,
+    /// `--fault-stall-ms`: a stall of this long at the start of every `stall_period`.
+    pub stall: Duration,
+    pub stall_period: Duration,
 }
 
 /// Deliberate security flaws, for checking that the load tester reports them.
@@ -438,6 +484,21 @@ impl ServerArgs {
                 self.fault_error_rate
             )));
         }
+        let slots = ranged_u32("fault-slots", self.fault_slots, 0, 100_000)?;
+        let slot_ms = ranged_u64("fault-slot-ms", self.fault_slot_ms, 1, 600_000)?;
+        let stall_ms = ranged_u64("fault-stall-ms", self.fault_stall_ms, 0, 600_000)?;
+        let period_ms = ranged_u64(
+            "fault-stall-period-ms",
+            self.fault_stall_period_ms,
+            1,
+            3_600_000,
+        )?;
+        if stall_ms >= period_ms && stall_ms > 0 {
+            return Err(ServerError::Config(format!(
+                "--fault-stall-ms {stall_ms} must be shorter than --fault-stall-period-ms \
+                 {period_ms} (the server would never answer)"
+            )));
+        }
         let leak = ranged_u64("fault-leak-bytes", self.fault_leak_bytes, 0, 64 << 20)?;
         let leak_bytes = usize::try_from(leak)
             .map_err(|_| ServerError::Config("invalid value for --fault-leak-bytes".into()))?;
@@ -464,6 +525,10 @@ impl ServerArgs {
                 jitter: Duration::from_millis(jitter),
                 error_rate: self.fault_error_rate,
                 leak_bytes,
+                slots,
+                slot_time: Duration::from_millis(slot_ms),
+                stall: Duration::from_millis(stall_ms),
+                stall_period: Duration::from_millis(period_ms),
             },
             flaws: Flaws {
                 exports_readable: self.flaw_exports_readable || self.flaws_all,

@@ -283,7 +283,7 @@ pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
         jwt: Jwt::new(&secret, config.access_token_ttl, config.refresh_token_ttl),
         limiter: RateLimiter::new(config.rate_limit.clone()),
         metrics: Metrics::default(),
-        faults: Faults::default(),
+        faults: Faults::new(&config.faults),
         sessions: ActiveSessions::default(),
         shutdown: stopped.clone(),
         hashing: Semaphore::new(cores),
