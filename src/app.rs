@@ -137,7 +137,7 @@ fn parse_share(option: &str, text: &str) -> Result<f64, String> {
 }
 
 /// The capacity search's settings, and the run options of the open-model run it drives.
-fn capacity_plan(
+pub fn capacity_plan(
     args: &CapacityArgs,
 ) -> Result<(crate::capacity::SearchSettings, RunArgs), String> {
     use crate::duration::parse_duration;
@@ -348,6 +348,13 @@ async fn load_test(args: &RunArgs, distributed: &DistributedArgs, classes: Vec<U
         && let Err(e) = distributed::check_plan(&plan, distributed)
     {
         return Exit::config_error(e);
+    }
+    if distributed.manager && plan.open.is_some() {
+        return Exit::config_error(
+            "--rate and --rate-stages run an open model on this machine; a distributed run's \
+             manager does not split a rate over its workers yet (run without --manager: one \
+             generator holds thousands of arrivals a second, see docs/PERFORMANCE.md)",
+        );
     }
     if distributed.manager && plan.server_metrics.is_some() {
         return Exit::config_error(

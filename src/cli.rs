@@ -46,7 +46,7 @@ pub enum Command {
     /// --start-rate, bisected to --tolerance, the level found confirmed once more; never
     /// above --max-rate. With --baseline (a saved `_capacity.json`), fails when capacity
     /// dropped by more than --max-capacity-drop beyond the two searches' noise.
-    Capacity(CapacityArgs),
+    Capacity(Box<CapacityArgs>),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -428,12 +428,11 @@ pub struct DistributedArgs {
 
 /// The run's options, which a worker takes from the manager and refuses on its own command
 /// line (the targets and `--output` are the manager's business and ignored by a worker).
-const WORKER_REFUSES: [&str; 37] = [
+const WORKER_REFUSES: [&str; 36] = [
     "scenario",
     "rate",
     "rate_stages",
     "start_rate",
-    "arrivals",
     "max_users",
     "pre_started_users",
     "host",

@@ -11,6 +11,7 @@ mod custom_user;
 
 mod adoption;
 mod architecture;
+mod capacity;
 mod dashboard;
 mod deploy;
 mod distributed;
@@ -19,6 +20,7 @@ mod lifecycle;
 mod loadtest;
 mod locust;
 mod metrics_export;
+mod open_model;
 mod outputs;
 mod probes;
 mod report;

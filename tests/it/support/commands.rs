@@ -236,6 +236,11 @@ pub fn check_tool_args(args: &[String], classes: Vec<UserClass>) -> Result<(), S
                 .map_err(|e| e.to_string())
         }
         Some(Command::Merge(m)) => m.targets.resolve().map(|_| ()).map_err(|e| e.to_string()),
+        Some(Command::Capacity(c)) => lva_loadtest::app::capacity_plan(&c).and_then(|(_, run)| {
+            Plan::resolve(&run, classes)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }),
         None if cli.run.list_presets => Ok(()),
         None => Plan::resolve(&cli.run, classes)
             .map(|_| ())

@@ -45,10 +45,17 @@ pub struct Run {
 /// Runs the tool with `args`, its outputs in a new temporary folder.
 pub fn run(args: &Args) -> Run {
     let dir = tempfile::tempdir().expect("temp dir");
+    // A subcommand (`capacity`) comes first, its options after it.
+    let words = args.words();
+    let (command, options) = match words.first() {
+        Some(first) if !first.starts_with('-') => (&words[..1], &words[1..]),
+        _ => (&words[..0], words),
+    };
     let output = Command::new(BIN)
+        .args(command)
         .arg("--output")
         .arg(dir.path())
-        .args(args.words())
+        .args(options)
         .output()
         .expect("run lva-loadtest");
     Run {
