@@ -8,25 +8,27 @@
 #   scripts/bench.sh --scale-only ...      # row 4 alone
 #   scripts/bench.sh --live-metrics-only   # rows 2 and 2' alone: what --metrics-bind costs
 #   scripts/bench.sh --paced-seconds 120   # rows 6 and 7 measured over 2 minutes each
+#   scripts/bench.sh --open-model-only     # rows 8 and 9 alone: the open model's start lag, the capacity search
 #
 # The reference server and the generator are pinned to their own cores where the machine
 # has two or more. Every run targets 127.0.0.1 only and stops by itself. The script exits 1
 # when a row measured nothing (so CI notices when it rots); it never judges the figures.
 # Its last line sums the ratios up for machines:
-#   bench: paced_over_flat=... locust_http_ratio=... locust_fast_ratio=... mem_1000_mib=... wrk_ratio=... live_metrics_ratio=...
+#   bench: paced_over_flat=... locust_http_ratio=... locust_fast_ratio=... mem_1000_mib=... wrk_ratio=... live_metrics_ratio=... open_lag_p99_ms=... capacity_found=...
 set -euo pipefail
 
 # Rows 6 and 7 compare with this Locust, installed from PyPI into a virtual environment of
 # the benchmark's own (kept in target/, so later runs reuse it).
 locust_version=2.47.0
-runs=3 secs=10 paced_secs=40 warmup=5 scale_users=1000 scale_secs=60 scale_tags=authenticated scale_only=0 live_only=0
+runs=3 secs=10 paced_secs=40 warmup=5 scale_users=1000 scale_secs=60 scale_tags=authenticated scale_only=0 live_only=0 open_only=0
+open_rates="100 1000 3000"
 usage() {
-  echo "usage: $0 [--quick] [--runs N] [--seconds S] [--paced-seconds S] [--scale-only] [--scale-users N] [--scale-seconds S] [--scale-tags T] [--live-metrics-only]" >&2
+  echo "usage: $0 [--quick] [--runs N] [--seconds S] [--paced-seconds S] [--scale-only] [--scale-users N] [--scale-seconds S] [--scale-tags T] [--live-metrics-only] [--open-model-only]" >&2
   exit 2
 }
 while (($#)); do
   case "$1" in
-    --quick) runs=1 secs=3 paced_secs=6 warmup=3 scale_users=200 scale_secs=5 ;;
+    --quick) runs=1 secs=3 paced_secs=6 warmup=3 scale_users=200 scale_secs=5 open_rates="200 1000" ;;
     --runs) runs="${2:?}"; shift ;;
     --seconds) secs="${2:?}"; shift ;;
     --paced-seconds) paced_secs="${2:?}"; shift ;;
@@ -35,6 +37,7 @@ while (($#)); do
     --scale-tags) scale_tags="${2:?}"; shift ;;
     --scale-only) scale_only=1 ;;
     --live-metrics-only) live_only=1 ;;
+    --open-model-only) open_only=1 ;;
     *) usage ;;
   esac
   shift
@@ -57,7 +60,7 @@ if ((${#need[@]})); then
 fi
 cargo build --release --quiet --bins
 venv="$root/target/bench-venv"
-if ((!scale_only && !live_only)) && ! "$venv/bin/python" -c "import locust, sys; sys.exit(locust.__version__ != '$locust_version')" 2>/dev/null; then
+if ((!scale_only && !live_only && !open_only)) && ! "$venv/bin/python" -c "import locust, sys; sys.exit(locust.__version__ != '$locust_version')" 2>/dev/null; then
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "locust==$locust_version"
@@ -160,6 +163,68 @@ live_row() {
   wait "$scraper" 2>/dev/null || true
 }
 
+# 8. The open model's own lag: arrivals of health checks at fixed rates (the server's core
+# holds far more), each start's lag from its intended time read from the run's metrics JSON.
+# 9. The capacity search against a server whose knee is known: two slots of 50 ms serve 40
+# conversation requests a second; the search must find it within its 10% tolerance.
+open_rows() {
+  local r json
+  open_lines=() open_lag_worst="n/a"
+  for r in $open_rates; do
+    rm -rf "$work/open-$r"
+    measure "open-$r" "${gen[@]}" "$bin" --host "$host" --output "$work/open-$r" --scenario custom \
+      --tags health --rate "$r" --duration "${secs}s" --max-users 200 --pre-started-users 100
+    json="$(ls "$work/open-$r"/*_metrics.json 2>/dev/null | head -1)"
+    if [[ -z "$json" ]]; then
+      echo "row 8 at $r/s wrote no metrics:" >&2; tail -5 "$work/open-$r.err" >&2
+      failed+=("open-$r"); continue
+    fi
+    line="$(python3 - "$json" <<'PY'
+import json, sys
+o = json.load(open(sys.argv[1]))["open_model"]
+print(f'{o["planned_arrivals"]} {o["started_arrivals"]} {o["dropped_arrivals"]} {o["late_starts"]} '
+      f'{o["start_lag_p50_ms"]:.3f} {o["start_lag_p99_ms"]:.3f} {o["start_lag_max_ms"]:.3f}')
+PY
+)"
+    read -r planned started dropped late p50 p99 max <<<"$line"
+    open_lines+=("$(printf '%-46s %s' "8. open model, /health at $r/s" \
+      "$started of $planned started, $dropped dropped, $late late; start lag P50 $p50 ms, P99 $p99 ms, max $max ms")")
+    open_lag_worst="$(awk -v a="$open_lag_worst" -v b="$p99" 'BEGIN {print (a == "n/a" || b > a) ? b : a}')"
+  done
+  start_target knee --fault-slots 2 --fault-slot-ms 50
+  local level=5s warm=2s
+  ((runs > 1)) || level=3s
+  rm -rf "$work/capacity"
+  measure capacity "${gen[@]}" "$bin" capacity --host "$host" --output "$work/capacity" --scenario custom \
+    --tags conversation --start-rate 10 --max-rate 80 --tolerance 10% --level-duration "$level" --warmup "$warm"
+  stop_target; host="$shared_host"
+  json="$(ls "$work/capacity"/*_capacity.json 2>/dev/null | head -1)"
+  if [[ -z "$json" ]]; then
+    echo "row 9 wrote no capacity result:" >&2; tail -5 "$work/capacity.err" >&2
+    failed+=(capacity); capacity_found="n/a"
+  else
+    capacity_found="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["capacity_rate"])' "$json")"
+  fi
+  capacity_line="$(printf '%-46s %s' "9. capacity search, knee known at 40/s" \
+    "found $capacity_found/s ($(awk -v c="$capacity_found" 'BEGIN {print (c >= 36 && c <= 40.5) ? "within" : "NOT within"}') the 10% tolerance), $(wall capacity) s")"
+}
+print_open_rows() {
+  echo
+  echo "Open model and capacity (a fresh server for row 9)"
+  for l in "${open_lines[@]}"; do echo "$l"; done
+  echo "$capacity_line"
+}
+
+if ((open_only)); then
+  start_target shared
+  shared_host="$host"
+  open_rows
+  print_open_rows
+  echo "bench: open_lag_p99_ms=$open_lag_worst capacity_found=$capacity_found"
+  ((${#failed[@]} == 0)) || { echo "error: no figures for: ${failed[*]}" >&2; exit 1; }
+  exit 0
+fi
+
 if ((live_only)); then
   start_target shared
   shared_host="$host"
@@ -197,6 +262,7 @@ if ((!scale_only)); then
   live_row
   # 5. The same with every output on.
   run_tool_row outputs "${simple[@]}"
+  open_rows
 
   # 3. The real mix: every user class of the smoke scenario, no waits, a fresh server each run.
   mix_users=20
@@ -382,6 +448,7 @@ if ((!scale_only)); then
     row "   Locust $locust_version FastHttpUser, $how" "${rps[fast_$pace]}" "${cpu_us[fast_$pace]}" "$(ratio "${cpu_us[fast_$pace]}" "$tool") x lva-loadtest"
   done
   echo "lva-loadtest paced over flat out: $(ratio "${cpu_us[tool_paced]}" "${cpu_us[tool_flat]}") x"
+  print_open_rows
 fi
 echo
 echo "4. scale: $scale_users AuthenticatedUsers (tags: $scale_tags), 1-3 s waits, ${scale_secs}s, $runs run(s);"
@@ -406,6 +473,7 @@ if ((scale_only)); then
   summary+=" wrk_ratio=n/a live_metrics_ratio=n/a"
 else
   summary+=" wrk_ratio=$(ratio "${cpu_us[simple]}" "${cpu_us[wrk]}") live_metrics_ratio=$(ratio "${cpu_us[live]}" "${cpu_us[simple]}")"
+  summary+=" open_lag_p99_ms=$open_lag_worst capacity_found=$capacity_found"
 fi
 if ((${#failed[@]})); then
   echo "error: no figures for: ${failed[*]}" >&2

@@ -253,7 +253,9 @@ async fn capacity_search(args: &CapacityArgs, classes: Vec<UserClass>) -> Exit {
         Err(e) => return Exit::config_error(e),
     };
     outln!(
-        "Capacity search of scenario {} against {}: from {}/s, x{} a level, up to {}/s,          tolerance {:.0}%; each level {} of warm-up and {} judged (targets: {}); pool of {}          users ({} pre-started)",
+        "Capacity search of scenario {} against {}: from {}/s, x{} a level, up to {}/s, \
+         tolerance {:.0}%; each level {} of warm-up and {} judged (targets: {}); pool of {} \
+         users ({} pre-started)",
         plan.preset_name,
         host.url,
         crate::plan::open::trim(settings.start_rate),

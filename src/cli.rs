@@ -79,7 +79,7 @@ pub struct CapacityArgs {
         value_delimiter = ',',
         default_value = "p95,success,errors,arrivals"
     )]
-    pub capacity_targets: Vec<crate::capacity::LevelTarget>,
+    pub capacity_targets: Vec<LevelTarget>,
     /// With --baseline FILE (a saved `_capacity.json`): the largest drop of capacity that
     /// passes, as a share: 10% or 0.1.
     #[arg(long, value_name = "SHARE", default_value = "10%")]
@@ -204,7 +204,7 @@ pub struct RunArgs {
     pub start_rate: Option<String>,
     /// With an open model: starts evenly spaced, or a Poisson process of the same mean rate.
     #[arg(long, value_enum, default_value = "even", help_heading = "Open model")]
-    pub arrivals: crate::plan::open::Spacing,
+    pub arrivals: Spacing,
     /// With an open model: the most users the pool may start [default: twice the peak rate's
     /// arrivals in a second, at least 10]; an arrival that finds them all busy is dropped.
     #[arg(long, value_name = "N", allow_negative_numbers = true,
@@ -366,6 +366,34 @@ pub struct RunArgs {
     /// Goose's own options, after `--` (for example `-- --request-log requests.json`).
     #[arg(last = true, value_name = "GOOSE_OPTIONS")]
     pub goose_args: Vec<String>,
+}
+
+/// How the starts are spaced.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Spacing {
+    /// Evenly: at 10/s, one start every 100 ms.
+    Even,
+    /// A Poisson process: independent starts at the same mean rate, as many real clients make.
+    Poisson,
+}
+
+/// A target a level is judged on.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LevelTarget {
+    /// P95 of the judged HTTP requests, from each arrival's intended start, below `--p95-ms`.
+    P95,
+    /// Success rate at least `--success-rate`.
+    Success,
+    /// Error rate at most `--error-rate`.
+    Errors,
+    /// No arrival dropped, at most 1% late.
+    Arrivals,
 }
 
 /// The distributed-run options of the command line.

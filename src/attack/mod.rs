@@ -213,6 +213,7 @@ pub async fn attack_controlled(
         stop.clone(),
         progress::Watch {
             duration: plan.goose_duration(),
+            shows_left: plan.open.is_none(),
             abort: plan.abort.map(|rule| (rule, plan.targets.clone())),
             web: plan.web.is_some(),
             linger: plan.web.as_ref().map_or(Duration::ZERO, |w| w.linger),

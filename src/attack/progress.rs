@@ -25,6 +25,8 @@ const STOP_GRACE: f64 = 2.0;
 /// What the monitor follows: the planned time, the abort rule, and a dashboard run's wait.
 pub(super) struct Watch {
     pub duration: Duration,
+    /// The line shows the time left (an open-model run ends with its arrivals instead).
+    pub shows_left: bool,
     pub abort: Option<(AbortRule, Targets)>,
     pub web: bool,
     /// With `--web`: how long the dashboard stays up after the run.
@@ -93,7 +95,12 @@ pub(super) async fn monitor(ctx: Arc<RunContext>, stop: Arc<Stop>, watch: Watch)
                 ))
             ),
             (None, None) => "[waiting] press Start in the dashboard".to_string(),
-            (None, Some(start)) => running_line(&ledger, elapsed - start, watch.duration, running),
+            (None, Some(start)) => running_line(
+                &ledger,
+                elapsed - start,
+                watch.shows_left.then_some(watch.duration),
+                running,
+            ),
         };
         if on_terminal() || seconds.is_multiple_of(5) {
             draw(&line);
@@ -169,7 +176,7 @@ fn running_users(ledger: &Ledger) -> u64 {
     launched.saturating_sub(ledger.live.users_done.load(Ordering::Relaxed))
 }
 
-fn running_line(ledger: &Ledger, elapsed: f64, duration: Duration, running: u64) -> String {
+fn running_line(ledger: &Ledger, elapsed: f64, duration: Option<Duration>, running: u64) -> String {
     // The window now running and the one before it: rate and P95 move with the count.
     let (recent, covered_secs) = ledger.recent(RequestKind::Http);
     let rps = per_second(recent.total(), covered_secs);
@@ -180,12 +187,18 @@ fn running_line(ledger: &Ledger, elapsed: f64, duration: Duration, running: u64)
         recent.failures as f64 * 100.0 / judged as f64
     };
     let live = &ledger.live;
+    let at = HumanDuration(Duration::from_secs(elapsed.max(0.0) as u64));
+    let when = match duration {
+        Some(d) => format!(
+            "{at} / {} left",
+            HumanDuration(Duration::from_secs(
+                (d.as_secs_f64() - elapsed).max(0.0) as u64
+            ))
+        ),
+        None => format!("{at}, busy {}", live.busy.load(Ordering::Relaxed)),
+    };
     format!(
-        "[{} / {} left] users {running} | {rps:.1} req/s | P95 {:.0} ms | errors {error_share:.2}% | 429s {} | requests {} | ws ops {}",
-        HumanDuration(Duration::from_secs(elapsed.max(0.0) as u64)),
-        HumanDuration(Duration::from_secs(
-            (duration.as_secs_f64() - elapsed).max(0.0) as u64
-        )),
+        "[{when}] users {running} | {rps:.1} req/s | P95 {:.0} ms | errors {error_share:.2}% | 429s {} | requests {} | ws ops {}",
         recent.times.percentile_ms(95.0),
         live.rate_limited.load(Ordering::Relaxed),
         live.requests.load(Ordering::Relaxed),

@@ -41,19 +41,8 @@ pub struct SearchSettings {
     pub targets: Vec<LevelTarget>,
 }
 
-/// A target a level is judged on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LevelTarget {
-    /// P95 of the judged HTTP requests, from each arrival's intended start, below `--p95-ms`.
-    P95,
-    /// Success rate at least `--success-rate`.
-    Success,
-    /// Error rate at most `--error-rate`.
-    Errors,
-    /// No arrival dropped, at most 1% late.
-    Arrivals,
-}
+/// A target a level is judged on (an option of the command line).
+pub use crate::cli::LevelTarget;
 
 /// Why a level was measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

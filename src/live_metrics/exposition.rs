@@ -156,8 +156,46 @@ pub fn render(run: &MeasuredRun, verdict: &Verdict, phase: Phase) -> String {
     requests(&mut out, run, count_429);
     websocket(&mut out, run, count_429);
     users(&mut out, run);
+    arrivals(&mut out, run);
     targets(&mut out, verdict);
     out.0
+}
+
+/// An open-model run's arrivals: by who took them (or that nobody did), the late starts,
+/// the start lag and the users busy with an arrival; absent from a closed-model run.
+fn arrivals(out: &mut Out, run: &MeasuredRun) {
+    let Some(a) = &run.arrivals else { return };
+    out.family(
+        "arrivals_total",
+        "counter",
+        "Open model: arrivals whose intended time came, by outcome (taken by a waiting user, \
+         by a user started for it, or dropped: the pool was busy).",
+    );
+    for (outcome, n) in [
+        ("taken", a.taken),
+        ("on_demand", a.on_demand),
+        ("dropped", a.dropped),
+    ] {
+        out.sample("arrivals_total", &[("outcome", outcome)], n);
+    }
+    out.family(
+        "late_starts_total",
+        "counter",
+        "Open model: task iterations that began more than 10 ms after their intended time.",
+    );
+    out.sample("late_starts_total", &[], a.late);
+    out.family(
+        "start_lag_seconds",
+        "histogram",
+        "Open model: from each arrival's intended time to its task's start.",
+    );
+    out.histogram("start_lag_seconds", &[], &a.lag);
+    out.family(
+        "pool_users_max",
+        "gauge",
+        "Open model: the most users the pool may start (--max-users).",
+    );
+    out.sample("pool_users_max", &[], a.max_users);
 }
 
 /// A request's labels, and one more.
@@ -442,6 +480,42 @@ mod tests {
             format!("{PREFIX}rate_limited_duration_seconds_count{labels} 2\n"),
         ] {
             assert!(counted.contains(&line), "{line} not in\n{counted}");
+        }
+    }
+
+    #[test]
+    fn an_open_model_runs_arrivals_are_exported_and_a_closed_ones_are_not() {
+        let mut run = MeasuredRun::default();
+        let verdict = crate::verdict::judge(
+            &run,
+            &crate::verdict::Targets::default(),
+            &crate::verdict::RunFacts::default(),
+        );
+        assert!(!render(&run, &verdict, Phase::Running).contains("arrivals_total"));
+        let mut lag = Histogram::default();
+        lag.record(150);
+        lag.record(20_000);
+        run.arrivals = Some(crate::measure::ArrivalStats {
+            planned: 10,
+            taken: 7,
+            on_demand: 1,
+            dropped: 2,
+            late: 1,
+            lag,
+            max_users: 4,
+            ..Default::default()
+        });
+        let text = render(&run, &verdict, Phase::Running);
+        for line in [
+            "lva_loadtest_arrivals_total{outcome=\"taken\"} 7",
+            "lva_loadtest_arrivals_total{outcome=\"on_demand\"} 1",
+            "lva_loadtest_arrivals_total{outcome=\"dropped\"} 2",
+            "lva_loadtest_late_starts_total 1",
+            "lva_loadtest_start_lag_seconds_count 2",
+            "lva_loadtest_start_lag_seconds_bucket{le=\"+Inf\"} 2",
+            "lva_loadtest_pool_users_max 4",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
         }
     }
 

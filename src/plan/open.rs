@@ -15,15 +15,8 @@ use std::time::Duration;
 /// ones to be ready before its first arrival.
 pub const READY_WAIT: Duration = Duration::from_secs(30);
 
-/// How the starts are spaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Spacing {
-    /// Evenly: at 10/s, one start every 100 ms.
-    Even,
-    /// A Poisson process: independent starts at the same mean rate, as many real clients make.
-    Poisson,
-}
+/// How the starts are spaced (an option of the command line).
+pub use crate::cli::Spacing;
 
 /// One stage of a ramping rate: from the rate before it to `target` over `duration`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

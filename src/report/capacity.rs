@@ -333,7 +333,7 @@ p.summary {{ font-size: 1.2em; font-weight: bold; }}
 {noise}
 <h2>Levels</h2>
 {chart}
-<table><thead><tr><th>rate /s</th><th>why</th><th>P95</th><th>success</th><th>errors</th><th>judged</th><th>req/s</th><th>dropped / arrivals</th><th>late</th><th>users</th><th>result</th></tr></thead>
+<table><thead><tr><th>rate /s</th><th>level</th><th>P95</th><th>success</th><th>errors</th><th>judged</th><th>req/s</th><th>dropped / arrivals</th><th>late</th><th>users</th><th>result</th></tr></thead>
 <tbody>
 {rows}</tbody></table>
 <h2>How it searched</h2>
