@@ -23,7 +23,8 @@ const LOOK: Duration = Duration::from_millis(250);
 struct Window {
     from: Option<Instant>,
     to: Option<Instant>,
-    requests: BTreeMap<String, RequestStats>,
+    /// By (method, name): the ledger's own key, so that a request costs no allocation.
+    requests: BTreeMap<(&'static str, &'static str), RequestStats>,
 }
 
 /// Collects, through the ledger's tap, the requests of the window under way.
@@ -43,7 +44,7 @@ impl Collector {
         }
         let stats = w
             .requests
-            .entry(format!("{} {}", obs.method, obs.name))
+            .entry((obs.method, obs.name))
             .or_insert_with(|| RequestStats {
                 kind: Some(obs.kind),
                 method: obs.method.to_string(),
@@ -64,10 +65,16 @@ impl Collector {
         self.lock().to = Some(Instant::now());
     }
 
-    fn take(&self) -> BTreeMap<String, RequestStats> {
+    /// The window's requests by key (`METHOD name`); `keep` leaves them collecting.
+    fn requests(&self, keep: bool) -> BTreeMap<String, RequestStats> {
         let mut w = self.lock();
-        w.from = None;
-        std::mem::take(&mut w.requests)
+        let rows = if keep {
+            w.requests.clone()
+        } else {
+            w.from = None;
+            std::mem::take(&mut w.requests)
+        };
+        rows.into_values().map(|r| (r.key(), r)).collect()
     }
 }
 
@@ -204,9 +211,8 @@ async fn drive(
             {
                 early_judged = Instant::now();
                 let figures = LevelFigures {
-                    requests: collector.lock().requests.clone(),
+                    requests: collector.requests(true),
                     arrivals: arrivals_between(&before, &ledger.arrivals().unwrap_or_default()),
-                    secs: window_start.elapsed().as_secs_f64(),
                     peak_busy_users: peak_busy,
                 };
                 if !judge_level(&figures, &settings, &targets, true).0 {
@@ -229,7 +235,7 @@ async fn drive(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let unanswered = ledger.live.in_flight.load(Ordering::Relaxed);
-        let mut requests = collector.take();
+        let mut requests = collector.requests(false);
         if unanswered > 0 {
             // Still unanswered after the drain: failures of this level, never left out.
             let stats = requests
@@ -248,7 +254,6 @@ async fn drive(
         let figures = LevelFigures {
             requests,
             arrivals: arrivals_between(&before, &after),
-            secs,
             peak_busy_users: peak_busy,
         };
         let (passed, failed_because, limited_by, rates, p95) =

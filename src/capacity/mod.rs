@@ -53,6 +53,17 @@ pub enum Purpose {
     Confirm,
 }
 
+impl Purpose {
+    /// The step of the search, as the outputs name it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Purpose::Climb => "climb",
+            Purpose::Bisect => "bisection",
+            Purpose::Confirm => "confirmation",
+        }
+    }
+}
+
 /// What one level measured, and its judgement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Level {
@@ -86,7 +97,6 @@ pub struct Level {
 pub struct LevelFigures {
     pub requests: BTreeMap<String, RequestStats>,
     pub arrivals: ArrivalStats,
-    pub secs: f64,
     pub peak_busy_users: u64,
 }
 

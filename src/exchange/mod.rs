@@ -205,7 +205,10 @@ impl Exchange {
         let url = ctx.url(&self.path);
         let request = self.outgoing(&url, forwarded_for);
         // Open model: the iteration's first request counts from its arrival's intended start.
-        let intended = session::session_mut(user).and_then(|s| s.intended.take());
+        let intended = match ctx.arrivals {
+            Some(_) => session::session_mut(user).and_then(|s| s.intended.take()),
+            None => None,
+        };
 
         let started = Instant::now();
         let in_flight = InFlight::new(&ctx.ledger.live.in_flight);

@@ -209,11 +209,11 @@ impl Plan {
                  durations add up to it, so drop --duration"
             )));
         }
-        let duration = match (&args.duration, preset) {
-            _ if stages_duration.is_some() => stages_duration.unwrap_or_default(),
-            (Some(text), _) => parse_duration(text).map_err(ConfigError)?,
-            (None, Some(p)) => p.duration,
-            (None, None) => return Err(need("--duration")),
+        let duration = match (stages_duration, &args.duration, preset) {
+            (Some(stages), _, _) => stages,
+            (None, Some(text), _) => parse_duration(text).map_err(ConfigError)?,
+            (None, None, Some(p)) => p.duration,
+            (None, None, None) => return Err(need("--duration")),
         };
         if duration < Duration::from_secs(1) {
             return Err(ConfigError::new(format!(

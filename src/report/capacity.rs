@@ -5,7 +5,7 @@
 use super::html::escape;
 use super::junit::{TestSuite, junit_xml};
 use super::{RunOutputs, write_atomic};
-use crate::capacity::{CapacityResult, Finding, Level, Purpose};
+use crate::capacity::{CapacityResult, Finding, Level};
 use crate::plan::open::trim;
 use crate::verdict::fmt_ms;
 use std::path::{Path, PathBuf};
@@ -68,15 +68,7 @@ pub fn write_capacity(
 }
 
 fn level_name(l: &Level) -> String {
-    format!(
-        "level {}/s ({})",
-        trim(l.rate),
-        match l.purpose {
-            Purpose::Climb => "climb",
-            Purpose::Bisect => "bisection",
-            Purpose::Confirm => "confirmation",
-        }
-    )
+    format!("level {}/s ({})", trim(l.rate), l.purpose.word())
 }
 
 fn level_text(l: &Level) -> String {
@@ -257,11 +249,7 @@ fn html_page(result: &CapacityResult) -> String {
             "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{:.2}%</td><td>{:.2}%</td><td>{}</td><td>{:.1}</td><td>{} / {}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             if l.passed { "held" } else { "failed" },
             trim(l.rate),
-            escape(match l.purpose {
-                Purpose::Climb => "climb",
-                Purpose::Bisect => "bisection",
-                Purpose::Confirm => "confirmation",
-            }),
+            l.purpose.word(),
             l.p95_ms.map_or("n/a".into(), fmt_ms),
             l.success_rate,
             l.error_rate,
