@@ -351,13 +351,6 @@ async fn load_test(args: &RunArgs, distributed: &DistributedArgs, classes: Vec<U
     {
         return Exit::config_error(e);
     }
-    if distributed.manager && plan.open.is_some() {
-        return Exit::config_error(
-            "--rate and --rate-stages run an open model on this machine; a distributed run's \
-             manager does not split a rate over its workers yet (run without --manager: one \
-             generator holds thousands of arrivals a second, see docs/PERFORMANCE.md)",
-        );
-    }
     if distributed.manager && plan.server_metrics.is_some() {
         return Exit::config_error(
             "--server-metrics-url is scraped by a run on this machine; a distributed run's \

@@ -7,10 +7,9 @@
 //! microseconds instead, and a user it hands an arrival to is woken at once (a wake-up is
 //! no timer).
 
-use super::stop::Stop;
 use crate::exchange::arrivals::{ArrivalPool, Taken, Ticket};
 use crate::exchange::context::RunContext;
-use crate::plan::open::{OpenModel, RateSchedule, first_work, next_work};
+use crate::plan::open::{OpenModel, RateSchedule, next_work};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -39,17 +38,18 @@ pub enum Pace {
 }
 
 /// Starts the dispatcher: it waits (at most `ready_wait`) for the pre-started users to be
-/// ready, then hands out arrivals until the schedule ends (and the run with it) or the run
-/// stops.
-pub(super) fn start(
+/// ready, then hands out arrivals until the schedule ends (then `over` runs: a single run
+/// ends there) or the run stops. The ledger is told when the schedule ran to its end.
+pub fn start(
     open: &OpenModel,
     pace: Pace,
     pool: Arc<ArrivalPool>,
     ctx: Arc<RunContext>,
-    stop: Arc<Stop>,
+    over: Box<dyn FnOnce() + Send>,
     ready_wait: Duration,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let (spacing, pre_started) = (open.spacing, open.pre_started as u64);
+    let first = open.first_work();
     std::thread::Builder::new()
         .name("lva-arrivals".into())
         .spawn(move || {
@@ -69,7 +69,7 @@ pub(super) fn start(
             };
             match pace {
                 Pace::Schedule(schedule) => {
-                    let mut work = first_work(spacing);
+                    let mut work = first;
                     while let Some(t) = schedule.time_at(work) {
                         let at = start + Duration::from_secs_f64(t);
                         if !sleep_until(at, &ctx) {
@@ -78,7 +78,8 @@ pub(super) fn start(
                         hand(at);
                         work = next_work(work, spacing);
                     }
-                    stop.arrivals_over();
+                    ledger.arrivals_completed();
+                    over();
                 }
                 Pace::Live(rate) => {
                     let mut at = start;
@@ -86,6 +87,9 @@ pub(super) fn start(
                         let r = rate.get();
                         if r <= 0.0 {
                             if !sleep_until(Instant::now() + LOOK, &ctx) {
+                                // The rate's setter stopped the run: its work is done
+                                // (an interruption is the ledger's to say).
+                                ledger.arrivals_completed();
                                 return;
                             }
                             at = Instant::now();
@@ -96,6 +100,7 @@ pub(super) fn start(
                         // not owed: the new rate counts from now.
                         at = (at + Duration::from_secs_f64(gap)).max(Instant::now() - LOOK);
                         if !sleep_until(at, &ctx) {
+                            ledger.arrivals_completed();
                             return;
                         }
                         hand(at);

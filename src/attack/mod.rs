@@ -6,7 +6,6 @@ pub mod arrivals;
 mod progress;
 mod stop;
 
-use crate::exchange::context::RunContext;
 use crate::measure::{Ledger, MeasuredRun, MemorySource};
 use crate::plan::{ConfigError, Plan, goose_error_detail};
 use goose::GooseAttack;
@@ -103,19 +102,9 @@ pub async fn attack_controlled(
     let goose_metrics =
         plan.web.is_some() || !report_files.is_empty() || !plan.goose_args.is_empty();
     let ctx = Arc::new(
-        RunContext::new(
-            host.clone(),
-            &plan.run_id,
-            plan.flow_options.clone(),
-            ledger.clone(),
-        )
-        .map_err(|e| RunError::Goose(e.to_string()))?
-        .with_goose_metrics(goose_metrics)
-        .with_arrivals(
-            plan.open
-                .as_ref()
-                .map(|o| Arc::new(crate::exchange::arrivals::ArrivalPool::new(o.pre_started))),
-        ),
+        plan.run_context(host, ledger.clone())
+            .map_err(RunError::Goose)?
+            .with_goose_metrics(goose_metrics),
     );
     let scenarios = plan
         .selection
@@ -185,7 +174,7 @@ pub async fn attack_controlled(
             ledger.count_arrivals(
                 match &controls {
                     Some(_) => "set by the capacity search".to_string(),
-                    None => open.schedule.describe(),
+                    None => open.describe(),
                 },
                 open.max_users as u64,
             );
@@ -194,8 +183,12 @@ pub async fn attack_controlled(
                 None => arrivals::Pace::Schedule(open.schedule.clone()),
             };
             let wait = plan.ramp() + crate::plan::open::READY_WAIT;
+            let over = Box::new({
+                let stop = stop.clone();
+                move || stop.arrivals_over()
+            });
             Some(
-                arrivals::start(open, pace, pool.clone(), ctx.clone(), stop.clone(), wait)
+                arrivals::start(open, pace, pool.clone(), ctx.clone(), over, wait)
                     .map_err(|e| RunError::Goose(format!("cannot start the arrivals: {e}")))?,
             )
         }

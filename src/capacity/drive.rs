@@ -89,6 +89,8 @@ fn arrivals_between(before: &ArrivalStats, after: &ArrivalStats) -> ArrivalStats
         late: after.late - before.late.min(after.late),
         lag: Default::default(),
         max_users: after.max_users,
+        // A level's window is judged whole.
+        completed: true,
     }
 }
 

@@ -70,6 +70,8 @@ struct Worker {
     requests: u64,
     failures: u64,
     users: u64,
+    /// Its share of an open-model run's arrivals is over.
+    arrivals_over: bool,
 }
 
 impl Worker {
@@ -347,6 +349,7 @@ impl Manager<'_> {
             requests: 0,
             failures: 0,
             users: 0,
+            arrivals_over: false,
         });
         outln!(
             "Worker {name} joined ({} of {})",
@@ -442,7 +445,10 @@ impl Manager<'_> {
         self.full = true;
         let mut plan = self.setup.plan.clone();
         plan.host = Some(self.setup.host.clone());
-        for worker in &self.workers {
+        // An open model's arrivals are split: each worker its share of the rate and pool.
+        let whole = plan.open.clone();
+        for (k, worker) in self.workers.iter().enumerate() {
+            plan.open = whole.as_ref().map(|o| o.share(k, self.workers.len()));
             self.send(&worker.node_id, Kind::Plan, &plan);
         }
         let deadline = Instant::now() + PREPARE_LIMIT;
@@ -534,11 +540,19 @@ impl Manager<'_> {
             .memory
             .clone()
             .and_then(|source| source.sample_into(ledger.clone()));
-        let mut started = dispatch::started_after(plan.users, plan.spawn_rate, 0);
+        // An open model's pool is launched at once (users beyond the pre-started ones start
+        // only for an arrival); a closed model's users ramp at the spawn rate.
+        let open = plan.open.is_some();
+        let mut started = match open {
+            true => plan.users,
+            false => dispatch::started_after(plan.users, plan.spawn_rate, 0),
+        };
         self.spawn(started);
         outln!("Started {} workers.", self.expected);
 
-        let end = start + plan.duration;
+        // An open-model run ends when every worker's arrivals are over, at the latest when
+        // a single run would.
+        let end = start + plan.goose_duration();
         let mut deadline = end + FINISH_GRACE;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut live = LiveLine::default();
@@ -549,16 +563,26 @@ impl Manager<'_> {
                     let now = Instant::now();
                     let seconds = now.saturating_duration_since(start).as_secs();
                     let want = dispatch::started_after(plan.users, plan.spawn_rate, seconds);
-                    if !stopping && now < end && want != started {
+                    if !stopping && !open && now < end && want != started {
                         started = want;
                         self.spawn(started);
                     }
-                    if !stopping && now >= end {
+                    let arrivals_over = open
+                        && self
+                            .workers
+                            .iter()
+                            .filter(|w| w.is_running())
+                            .all(|w| w.arrivals_over);
+                    if !stopping && (now >= end || arrivals_over) {
                         stopping = true;
+                        if arrivals_over {
+                            crate::console::leave_line();
+                            outln!("Every worker's arrivals are over: stopping the workers.");
+                        }
                         self.stop_all();
                     }
                     self.notice_silence(now >= deadline);
-                    live.show(self, plan.duration);
+                    live.show(self, plan.goose_duration());
                 }
                 _ = self.signals.next() => {
                     if stopping {
@@ -632,6 +656,7 @@ impl Manager<'_> {
                 lose(worker, format!("failed: {reason}"), at_secs);
             }
             Kind::Quit => lose(worker, "it quit".into(), at_secs),
+            Kind::ArrivalsOver => worker.arrivals_over = true,
             _ => {}
         }
     }

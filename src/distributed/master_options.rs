@@ -32,7 +32,11 @@ const LOCUST_OWNS: &[(&str, &str)] = &[
     ("--exclude-tags", "-E/--exclude-tags"),
     ("--scenario", "--scenario"),
     ("-s", "--scenario"),
+    ("--max-users", "-u/--users (an open model's pool)"),
 ];
+
+/// The options that make a run an open-model one.
+const OPEN_MODEL: &[&str] = &["--rate", "--rate-stages"];
 
 fn text(options: &BTreeMap<String, Value>, key: &str) -> Option<String> {
     options.get(key)?.as_str().map(str::to_string)
@@ -62,14 +66,25 @@ pub fn command_line(
     host: Option<&str>,
 ) -> Result<Vec<String>, ConfigError> {
     let mut words = vec!["lva-loadtest".to_string()];
+    let mut open = false;
     if let Some(extra) = text(options, LVA_ARGS) {
         let extra = shlex::split(&extra).ok_or_else(|| {
             ConfigError(format!(
                 "the master's --lva-args '{extra}' is not a valid command line (unbalanced quotes?)"
             ))
         })?;
+        let flag_of = |word: &String| word.split('=').next().unwrap_or(word).to_string();
+        open = extra
+            .iter()
+            .any(|w| OPEN_MODEL.contains(&flag_of(w).as_str()));
         for word in &extra {
-            let flag = word.split('=').next().unwrap_or(word);
+            let flag = flag_of(word);
+            let flag = flag.as_str();
+            // An open model's arrivals last its own --duration; the master's -t bounds the
+            // whole run (the pool's start included).
+            if open && (flag == "--duration" || flag == "-d") {
+                continue;
+            }
             if let Some((_, theirs)) = LOCUST_OWNS.iter().find(|(ours, _)| *ours == flag) {
                 return Err(ConfigError(format!(
                     "the master's --lva-args sets {flag}, which the master's own {theirs} sets: \
@@ -87,8 +102,10 @@ pub fn command_line(
     let custom = preset_name == crate::presets::CUSTOM;
     words.extend(["--scenario".to_string(), preset_name]);
     let users = number(options, "num_users").filter(|n| *n >= 1.0);
-    if let Some(users) = users.or(custom.then_some(1.0)) {
-        words.extend(["--users".to_string(), (users as u64).to_string()]);
+    // In an open model, the master's users are the pool the arrivals are handed to.
+    let users_flag = if open { "--max-users" } else { "--users" };
+    if let Some(users) = users.or((custom && !open).then_some(1.0)) {
+        words.extend([users_flag.to_string(), (users as u64).to_string()]);
     }
     if let Some(rate) = number(options, "spawn_rate").filter(|r| *r > 0.0) {
         words.extend(["--spawn-rate".to_string(), rate.to_string()]);
@@ -96,6 +113,7 @@ pub fn command_line(
     // Without -t the master runs until it is stopped; the plan's duration is then only
     // what the reports say was planned.
     match number(options, "run_time").filter(|t| *t >= 1.0) {
+        _ if open => {}
         Some(seconds) => words.extend(["--duration".to_string(), format!("{}s", seconds as u64)]),
         None if custom => words.extend(["--duration".to_string(), "24h".to_string()]),
         None => {}
@@ -107,6 +125,30 @@ pub fn command_line(
         words.extend(["--exclude-tags".to_string(), tags]);
     }
     Ok(words)
+}
+
+/// Under a Locust master, an open-model run's arrivals are split over the workers the
+/// master expects (its `--expect-workers`): worker `index` (as the master numbers it) takes
+/// its share. A worker beyond them is refused, since the rate would be exceeded.
+pub fn share_arrivals(
+    mut plan: Plan,
+    options: &BTreeMap<String, Value>,
+    index: u64,
+) -> Result<Plan, ConfigError> {
+    let Some(open) = &plan.open else {
+        return Ok(plan);
+    };
+    let expected = number(options, "expect_workers").map_or(1, |n| n.max(1.0) as u64);
+    if index >= expected {
+        return Err(ConfigError(format!(
+            "this is worker {} but the master expects {expected}: an open model's rate is split \
+             over the master's --expect-workers, so start locust with --expect-workers {}",
+            index + 1,
+            index + 1
+        )));
+    }
+    plan.open = Some(open.share(index as usize, expected as usize));
+    Ok(plan)
 }
 
 /// The plan a worker runs under a Locust master.
@@ -177,6 +219,39 @@ mod tests {
         )
         .expect("preset");
         assert_eq!(plan.selection.class_names(), ["GDPRTestUser"]);
+    }
+
+    #[test]
+    fn an_open_model_under_a_locust_master_is_split_over_its_workers() {
+        let given = options(&[
+            ("num_users", 8.into()),
+            ("spawn_rate", 8.into()),
+            ("run_time", 60.into()),
+            ("expect_workers", 2.into()),
+            (SCENARIO, "custom".into()),
+            ("tags", Value::Array(vec!["health".into()])),
+            (LVA_ARGS, "--rate 20 --duration 10s".into()),
+        ]);
+        let host = Some("http://127.0.0.1:9");
+        let plan = resolve(&given, host, builtin_classes()).expect("plan");
+        // The master's -u is the pool; the arrivals last their own --duration.
+        let open = plan.open.clone().expect("open model");
+        assert_eq!((open.max_users, plan.duration.as_secs()), (8, 10));
+        let second = share_arrivals(plan.clone(), &given, 1).expect("share");
+        let part = second.open.expect("open model");
+        assert_eq!((part.schedule.peak(), part.max_users), (10.0, 4));
+        assert_eq!(part.share.map(|s| (s.index, s.of)), Some((1, 2)));
+        let refused = share_arrivals(plan, &given, 2).err().map(|e| e.to_string());
+        assert!(refused.is_some_and(|e| e.contains("--expect-workers 3")));
+        let mut pool_set = given.clone();
+        pool_set.insert(
+            LVA_ARGS.into(),
+            "--rate 20 --duration 10s --max-users 3".into(),
+        );
+        let err = resolve(&pool_set, host, builtin_classes())
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("-u/--users")));
     }
 
     #[test]

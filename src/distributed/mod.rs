@@ -38,8 +38,13 @@ pub fn check_plan(plan: &Plan, options: &DistributedArgs) -> Result<(), ConfigEr
         .map_err(|e| ConfigError(format!("--worker-timeout: {e}")))?;
     let workers = options.expect_workers as usize;
     if plan.users < workers {
+        let flag = if plan.open.is_some() {
+            "--max-users"
+        } else {
+            "--users"
+        };
         return Err(ConfigError(format!(
-            "--users {} is fewer than --expect-workers {workers}: every worker needs at least one user",
+            "{flag} {} is fewer than --expect-workers {workers}: every worker needs at least one user",
             plan.users
         )));
     }

@@ -8,7 +8,7 @@
 //! the task it is in. More users of a class start at once; fewer stop the newest first.
 
 use crate::exchange::context::RunContext;
-use crate::user_classes::{GooseUser, UserClass, begin_user, end_user, run_task};
+use crate::user_classes::{GooseUser, UserClass, begin_user, end_user, run_arrival, run_task};
 use goose::config::GooseConfiguration;
 use rand::Rng;
 use rand::distr::Distribution;
@@ -163,10 +163,20 @@ async fn live(
             Some(pick) => pick.sample(&mut rand::rng()),
             None => rand::rng().random_range(0..class.tasks.len().max(1)),
         };
+        // An open-model run's users wait for their arrivals instead of a wait.
+        let open = ctx.arrivals.is_some();
         if let Some(task) = class.tasks.get(index) {
-            let _ = run_task(task.run, &mut user, ctx.clone()).await;
+            let _ = if open {
+                run_arrival(task.run, &mut user, ctx.clone()).await
+            } else {
+                run_task(task.run, &mut user, ctx.clone()).await
+            };
         }
-        let (least, most) = class.wait;
+        let (least, most) = if open {
+            (Duration::ZERO, Duration::ZERO)
+        } else {
+            class.wait
+        };
         let wait = if most > least {
             rand::rng().random_range(least..=most)
         } else {

@@ -69,6 +69,8 @@ kinds! {
     Plan => "lva_plan",
     /// Worker → the tool's manager: the plan is taken and the host answers.
     Ready => "lva_ready",
+    /// Worker → the tool's manager: its share of an open-model run's arrivals is over.
+    ArrivalsOver => "lva_arrivals_over",
     /// Worker → master: it cannot take the plan or the users it was given.
     Failed => "lva_failed",
     /// Master → worker: stop the users and deliver the exact run now (a Locust master

@@ -20,9 +20,9 @@ use super::wire::{
     self, Ack, Envelope, Exception, Heartbeat, Hello, Kind, NO_LOCUST_VERSION, PROTOCOL_VERSION,
     Reason, RunMessage, Spawn, SpawningComplete, Stats, WorkerState,
 };
+use crate::attack::arrivals::Pace;
 use crate::cli::DistributedArgs;
 use crate::duration::{HumanDuration, parse_duration};
-use crate::exchange::context::RunContext;
 use crate::exit::Exit;
 use crate::measure::{Ledger, MeasuredRun, Observation, Outcome};
 use crate::plan::{ConfigError, Plan};
@@ -56,6 +56,11 @@ struct Test {
     ledger: Arc<Ledger>,
     stats: Arc<LocustStats>,
     spawner: Spawner,
+    /// An open-model run's dispatcher (it ends when the run stops).
+    dispatcher: Option<std::thread::JoinHandle<()>>,
+    /// The tool's manager is told when this worker's arrivals are over (it ends the run
+    /// when all are); a Locust master ends it at its own run time.
+    tell_arrivals_over: bool,
 }
 
 struct Worker {
@@ -285,9 +290,10 @@ impl Worker {
                     Next::Continue
                 }
                 _ = second.tick() => {
-                    if let Some(test) = &self.test {
+                    if let Some(test) = &mut self.test {
                         test.ledger.sample_users(test.spawner.user_count());
                     }
+                    self.tell_if_arrivals_over();
                     if self.last_heard.elapsed() > MASTER_SILENCE {
                         let why = format!("nothing heard for {} s", MASTER_SILENCE.as_secs());
                         self.master_lost(&why).await
@@ -451,6 +457,7 @@ impl Worker {
         }
         self.last_spawn = spawn.timestamp;
         if self.test.is_none() {
+            let from_manager = self.plan.is_some();
             let plan = match self.plan.take() {
                 Some(plan) => Ok(plan),
                 None => {
@@ -458,7 +465,14 @@ impl Worker {
                         &spawn.parsed_options,
                         spawn.host.as_deref(),
                         self.classes.clone(),
-                    );
+                    )
+                    .and_then(|plan| {
+                        super::master_options::share_arrivals(
+                            plan,
+                            &spawn.parsed_options,
+                            self.index,
+                        )
+                    });
                     match resolved {
                         Ok(plan) => self.check_host(plan).await,
                         Err(e) => Err(e),
@@ -472,7 +486,7 @@ impl Worker {
             if let Err(reason) = self.check_classes(&plan, &spawn.user_classes_count) {
                 return self.cannot(reason);
             }
-            match self.begin(plan) {
+            match self.begin(plan, from_manager) {
                 Ok(test) => self.test = Some(test),
                 Err(e) => return self.cannot(e),
             }
@@ -489,6 +503,8 @@ impl Worker {
         let counts = test.spawner.counts();
         let user_count = test.spawner.user_count();
         test.ledger.sample_users(user_count);
+        // The pool is the users this worker was given.
+        test.ledger.pool_size(user_count);
         self.send(
             Kind::SpawningComplete,
             &SpawningComplete {
@@ -500,8 +516,9 @@ impl Worker {
         Next::Continue
     }
 
-    /// A run starts: its ledger (from now on), the live figures and the users.
-    fn begin(&self, mut plan: Plan) -> Result<Test, String> {
+    /// A run starts: its ledger (from now on), the live figures and the users (and, in an
+    /// open-model run, its pool and the dispatcher of its share of the arrivals).
+    fn begin(&self, mut plan: Plan, from_manager: bool) -> Result<Test, String> {
         let host = plan.host.clone().ok_or("the plan names no host")?;
         plan.flow_options.tls = self.tls.clone();
         plan.flow_options.first_user_index = self.index * USERS_PER_WORKER;
@@ -518,13 +535,23 @@ impl Worker {
             return Err("the run's ledger has a tap already".into());
         }
         // The manager's run id: every worker's accounts carry the same one.
-        let ctx = RunContext::new(
-            host.clone(),
-            &plan.run_id,
-            plan.flow_options.clone(),
-            ledger.clone(),
-        )?;
-        let spawner = Spawner::new(&plan.selection.classes, Arc::new(ctx));
+        let ctx = Arc::new(plan.run_context(&host, ledger.clone())?);
+        let spawner = Spawner::new(&plan.selection.classes, ctx.clone());
+        let dispatcher = match (&plan.open, ctx.arrivals.clone()) {
+            (Some(open), Some(pool)) => {
+                ledger.count_arrivals(open.describe(), open.max_users as u64);
+                let pace = Pace::Schedule(open.schedule.clone());
+                // The master's ramp brings the pool; the first arrival waits for the
+                // pre-started users as long as a single run waits.
+                let wait = plan.ramp() + crate::plan::open::READY_WAIT;
+                let over = Box::new(|| {});
+                Some(
+                    crate::attack::arrivals::start(open, pace, pool, ctx, over, wait)
+                        .map_err(|e| format!("cannot start the arrivals: {e}"))?,
+                )
+            }
+            _ => None,
+        };
         outln!(
             "Run started: scenario {}, classes {}, against {host}",
             plan.preset_name,
@@ -535,7 +562,22 @@ impl Worker {
             ledger,
             stats,
             spawner,
+            dispatcher,
+            tell_arrivals_over: from_manager,
         })
+    }
+
+    /// Tells the tool's manager, once, that this worker's share of the arrivals is over.
+    fn tell_if_arrivals_over(&mut self) {
+        let Some(test) = &mut self.test else {
+            return;
+        };
+        let over = test.ledger.arrivals().is_some_and(|a| a.completed);
+        if over && test.tell_arrivals_over {
+            test.tell_arrivals_over = false;
+            let kind = Kind::ArrivalsOver;
+            self.send_empty(kind);
+        }
     }
 
     /// Sends what the users did since the previous report.
@@ -567,6 +609,10 @@ impl Worker {
         };
         outln!("Stopping the users: {why}.");
         test.spawner.stop_all(STOP_LIMIT).await;
+        // The users are stopping, so the dispatcher ends within its look interval.
+        if let Some(dispatcher) = test.dispatcher.take() {
+            let _ = tokio::task::spawn_blocking(move || dispatcher.join()).await;
+        }
         test.ledger.sample_users(0);
         self.report_of(&test);
         let measured = test.ledger.snapshot(&test.plan.preset_name, false);

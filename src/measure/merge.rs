@@ -92,10 +92,10 @@ pub fn merge(runs: &[MeasuredRun]) -> Result<MeasuredRun, MergeError> {
                 .merge(starts);
         }
         if let Some(theirs) = &run.arrivals {
-            merged
-                .arrivals
-                .get_or_insert_with(Default::default)
-                .merge(theirs);
+            match merged.arrivals.as_mut() {
+                Some(ours) => ours.merge(theirs),
+                None => merged.arrivals = Some(theirs.clone()),
+            }
         }
     }
 

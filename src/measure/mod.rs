@@ -102,6 +102,10 @@ pub struct ArrivalStats {
     pub lag: Histogram,
     /// The pool's size (`--max-users`).
     pub max_users: u64,
+    /// The schedule ran to its end (on every worker of a distributed run): its last
+    /// arrival's time came, or the search that set the rate ended.
+    #[serde(default)]
+    pub completed: bool,
 }
 
 impl ArrivalStats {
@@ -116,6 +120,7 @@ impl ArrivalStats {
         self.late += other.late;
         self.lag.merge(&other.lag);
         self.max_users += other.max_users;
+        self.completed &= other.completed;
     }
 
     /// The arrivals that started (taken by a waiting user or a new one).
@@ -736,6 +741,20 @@ impl Ledger {
         if let Some(a) = self.lock().arrivals.as_mut() {
             a.lag.record(lag.as_micros() as u64);
             a.late += u64::from(lag > LATE_START);
+        }
+    }
+
+    /// The pool has `users` users (a distributed worker's is the users it was given).
+    pub fn pool_size(&self, users: u64) {
+        if let Some(a) = self.lock().arrivals.as_mut() {
+            a.max_users = users;
+        }
+    }
+
+    /// The schedule's last arrival was handed out (or the rate's setter ended its work).
+    pub fn arrivals_completed(&self) {
+        if let Some(a) = self.lock().arrivals.as_mut() {
+            a.completed = true;
         }
     }
 

@@ -12,6 +12,7 @@ use crate::user_classes::{Selection, TagFilter, UserClass};
 use crate::verdict::{RunFacts, Targets};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
@@ -471,6 +472,26 @@ impl Plan {
         }
     }
 
+    /// The context the run's users share against `host`, with an open model's pool of
+    /// users when the plan has one.
+    pub fn run_context(
+        &self,
+        host: &url::Url,
+        ledger: Arc<crate::measure::Ledger>,
+    ) -> Result<crate::exchange::context::RunContext, String> {
+        let pool = self
+            .open
+            .as_ref()
+            .map(|o| Arc::new(crate::exchange::arrivals::ArrivalPool::new(o.pre_started)));
+        Ok(crate::exchange::context::RunContext::new(
+            host.clone(),
+            &self.run_id,
+            self.flow_options.clone(),
+            ledger,
+        )?
+        .with_arrivals(pool))
+    }
+
     /// How long Goose's own plan lasts: the duration, or for an open-model run long enough
     /// for the launch, the pre-started users' start and every arrival (its dispatcher ends
     /// the run after the last one).
@@ -644,6 +665,7 @@ fn open_model(args: &RunArgs) -> Result<Option<open::OpenModel>, ConfigError> {
         spacing: args.arrivals,
         pre_started,
         max_users,
+        share: None,
     }))
 }
 

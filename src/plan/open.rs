@@ -43,6 +43,70 @@ pub struct OpenModel {
     /// The pool's limit: users beyond the pre-started ones start when an arrival finds every
     /// started user busy; once all are busy, an arrival is dropped.
     pub max_users: usize,
+    /// This process's part of a distributed run's arrivals (none: all of them).
+    #[serde(default)]
+    pub share: Option<Share>,
+}
+
+/// One worker's part of a distributed run's arrivals: the rate and the pool divided by
+/// `of`, its even starts offset so that the workers' starts interleave into the whole
+/// run's (Poisson starts need no offset: the sum of Poisson processes is one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Share {
+    pub index: usize,
+    pub of: usize,
+    /// The whole run's schedule, in words.
+    pub whole: String,
+}
+
+impl OpenModel {
+    /// Worker `index`'s part of `of` workers.
+    pub fn share(&self, index: usize, of: usize) -> OpenModel {
+        let of = of.max(1);
+        let part = |n: usize| n.div_ceil(of).max(1);
+        let divide = |rate: f64| rate / of as f64;
+        OpenModel {
+            schedule: RateSchedule {
+                start_rate: divide(self.schedule.start_rate),
+                stages: self
+                    .schedule
+                    .stages
+                    .iter()
+                    .map(|s| RateStage {
+                        duration: s.duration,
+                        target: divide(s.target),
+                    })
+                    .collect(),
+            },
+            spacing: self.spacing,
+            pre_started: part(self.pre_started),
+            max_users: part(self.max_users),
+            share: Some(Share {
+                index,
+                of,
+                whole: self.schedule.describe(),
+            }),
+        }
+    }
+
+    /// The schedule in words, the whole run's on a worker.
+    pub fn describe(&self) -> String {
+        match &self.share {
+            Some(share) => format!("{} over {} workers", share.whole, share.of),
+            None => self.schedule.describe(),
+        }
+    }
+
+    /// The work (in arrivals) at which the first start falls; the next ones follow by
+    /// [`next_work`]. Even starts sit mid-gap; a share's sit at its own fraction of the gap.
+    pub fn first_work(&self) -> f64 {
+        match (self.spacing, &self.share) {
+            (Spacing::Even, Some(share)) => {
+                (share.index % share.of) as f64 / share.of as f64 + 0.5 / share.of as f64
+            }
+            (spacing, _) => first_work(spacing),
+        }
+    }
 }
 
 impl RateSchedule {
@@ -212,6 +276,40 @@ mod tests {
             work = next_work(work, spacing);
         }
         times
+    }
+
+    #[test]
+    fn shares_of_even_starts_interleave_into_the_whole_runs() {
+        let whole = OpenModel {
+            schedule: RateSchedule::parse(0.0, "2s:30,1s:30").expect("stages"),
+            spacing: Spacing::Even,
+            pre_started: 5,
+            max_users: 11,
+            share: None,
+        };
+        let times = |open: &OpenModel| {
+            let mut times = Vec::new();
+            let mut work = open.first_work();
+            while let Some(t) = open.schedule.time_at(work) {
+                times.push(t);
+                work = next_work(work, open.spacing);
+            }
+            times
+        };
+        let mut merged: Vec<f64> = (0..3).flat_map(|k| times(&whole.share(k, 3))).collect();
+        merged.sort_by(f64::total_cmp);
+        let alone = times(&whole);
+        assert_eq!(merged.len(), alone.len());
+        for (a, b) in merged.iter().zip(&alone) {
+            assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+        }
+        let part = whole.share(1, 3);
+        assert_eq!((part.pre_started, part.max_users), (2, 4));
+        assert_eq!(part.schedule.peak(), 10.0);
+        assert_eq!(
+            part.describe(),
+            format!("{} over 3 workers", whole.describe())
+        );
     }
 
     #[test]

@@ -240,7 +240,6 @@ fn timeline(run: &MeasuredRun, count_429: bool) -> Vec<TimelineWindow> {
         .collect()
 }
 
-/// The `_metrics.json` bytes (pretty-printed).
 /// An open-model run's arrivals, and its HTTP service times (from the actual send) beside
 /// `response_times` (from each arrival's intended start).
 #[derive(Serialize)]
@@ -256,6 +255,7 @@ struct OpenModelOut<'a> {
     start_lag_p99_ms: f64,
     start_lag_max_ms: f64,
     max_users: u64,
+    schedule_completed: bool,
     service_times: TimeSummary,
 }
 
@@ -274,11 +274,13 @@ impl<'a> OpenModelOut<'a> {
             start_lag_p99_ms: a.lag.percentile_ms(99.0),
             start_lag_max_ms: a.lag.max_us as f64 / 1000.0,
             max_users: a.max_users,
+            schedule_completed: a.completed,
             service_times: TimeSummary::of(&run.combined(RequestKind::Http).service_times),
         })
     }
 }
 
+/// The `_metrics.json` bytes (pretty-printed).
 pub fn metrics_json(
     run: &MeasuredRun,
     verdict: &Verdict,

@@ -371,49 +371,52 @@ fn task_transaction(
     Transaction::new(function).set_name(task.name)
 }
 
-/// A task as an open-model run's users run it: wait in the pool for an arrival, then run
-/// the task ([`run_task`]) timed from the arrival's intended start. A user of the pool not
-/// started yet, or stopped, idles.
+/// A task as an open-model run's users run it under Goose ([`run_arrival`]).
 fn arrival_transaction(task: &Task, ctx: &Arc<RunContext>) -> Transaction {
     let (ctx, run) = (ctx.clone(), task.run);
-    let function: TransactionFunction = Arc::new(move |user: &mut GooseUser| {
-        let ctx = ctx.clone();
-        Box::pin(async move {
-            let Some(pool) = ctx.arrivals.clone() else {
-                return run_task(run, user, ctx).await;
-            };
-            if session(user).is_none() || is_stopped(user) {
-                ctx.idle(STOPPED_USER_IDLE).await;
-                return Ok(());
-            }
-            let first = session_mut(user).and_then(|s| s.first_arrival.take());
-            let ticket = match first {
-                Some(ticket) => ticket,
-                None => match pool.next(|| ctx.is_stopping()).await {
-                    Some(ticket) => ticket,
-                    None => {
-                        tokio::time::sleep(STOPPING_USER_PAUSE).await;
-                        return Ok(());
-                    }
-                },
-            };
-            let lag = std::time::Instant::now().saturating_duration_since(ticket.intended);
-            ctx.ledger.arrival_started(lag);
-            if let Some(s) = session_mut(user) {
-                s.intended = Some(ticket.intended);
-            }
-            let busy = &ctx.ledger.live.busy;
-            busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let result = run_task(run, user, ctx.clone()).await;
-            busy.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            // A task that sent no HTTP request leaves its start unused.
-            if let Some(s) = session_mut(user) {
-                s.intended = None;
-            }
-            result
-        })
-    });
+    let function: TransactionFunction =
+        Arc::new(move |user: &mut GooseUser| run_arrival(run, user, ctx.clone()));
     Transaction::new(function).set_name(task.name)
+}
+
+/// One open-model iteration, as every pool user runs it (under Goose, and on a distributed
+/// worker): wait in the pool for an arrival, then run the task ([`run_task`]) timed from the
+/// arrival's intended start. A user of the pool not started yet, or stopped, idles.
+pub fn run_arrival(run: TaskFn, user: &mut GooseUser, ctx: Arc<RunContext>) -> TaskFuture<'_> {
+    Box::pin(async move {
+        let Some(pool) = ctx.arrivals.clone() else {
+            return run_task(run, user, ctx).await;
+        };
+        if session(user).is_none() || is_stopped(user) {
+            ctx.idle(STOPPED_USER_IDLE).await;
+            return Ok(());
+        }
+        let first = session_mut(user).and_then(|s| s.first_arrival.take());
+        let ticket = match first {
+            Some(ticket) => ticket,
+            None => match pool.next(|| ctx.is_stopping()).await {
+                Some(ticket) => ticket,
+                None => {
+                    tokio::time::sleep(STOPPING_USER_PAUSE).await;
+                    return Ok(());
+                }
+            },
+        };
+        let lag = std::time::Instant::now().saturating_duration_since(ticket.intended);
+        ctx.ledger.arrival_started(lag);
+        if let Some(s) = session_mut(user) {
+            s.intended = Some(ticket.intended);
+        }
+        let busy = &ctx.ledger.live.busy;
+        busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let result = run_task(run, user, ctx.clone()).await;
+        busy.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        // A task that sent no HTTP request leaves its start unused.
+        if let Some(s) = session_mut(user) {
+            s.intended = None;
+        }
+        result
+    })
 }
 
 #[cfg(test)]

@@ -118,11 +118,14 @@ pub(super) fn arrivals(run: &MeasuredRun) -> Option<Check> {
         trim_num(LATE_SHARE_PCT),
         crate::measure::LATE_START.as_millis()
     );
-    let actual = format!(
+    let mut actual = format!(
         "{started} of {} started ({} dropped, {} late); start lag P99 {lag_p99}",
         a.planned, a.dropped, a.late
     );
-    let passed = a.planned > 0 && a.dropped == 0 && late_pct <= LATE_SHARE_PCT;
+    if !a.completed {
+        actual.push_str("; the schedule did not run to its end");
+    }
+    let passed = a.planned > 0 && a.completed && a.dropped == 0 && late_pct <= LATE_SHARE_PCT;
     let details = vec![
         format!("schedule: {}", a.schedule),
         format!(
@@ -137,6 +140,11 @@ pub(super) fn arrivals(run: &MeasuredRun) -> Option<Check> {
                 if a.planned == 0 {
                     "No arrival's time came: the pre-started users never got ready (see Users \
                      Started), or the run stopped first."
+                        .to_string()
+                } else if !a.completed {
+                    "The run ended before its arrival schedule did, so part of the planned \
+                     load was never sent: give the run (a Locust master's -t) at least the \
+                     schedule's length, or see why it stopped early."
                         .to_string()
                 } else if a.dropped > 0 {
                     format!(

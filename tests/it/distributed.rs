@@ -232,6 +232,47 @@ fn three_workers_split_the_users_and_merge_exactly() {
     assert_eq!(metrics["targets"]["workers"]["passed"], true);
 }
 
+#[test]
+fn an_open_models_rate_is_split_over_the_workers_and_its_arrivals_merge_exactly() {
+    let _one = serial();
+    let args = Args::preset("custom")
+        .tags("health")
+        .with(&["--rate", "20", "--duration", "5s"]);
+    let mut run = Run::manager(2, &args);
+    let mut workers: Vec<Proc> = ["w1", "w2"].iter().map(|n| run.worker(n, &[])).collect();
+    let code = master_and_workers_end(&mut run.manager, &mut workers);
+    let metrics = run.metrics();
+    assert_eq!(code, 0, "{}", run.manager.output());
+    // 20/s for 5 s is 100 arrivals, 50 on each worker, each one health check.
+    let open = &metrics["open_model"];
+    assert_eq!(open["schedule"], "20/s for 5s over 2 workers", "{open}");
+    assert_eq!(open["planned_arrivals"], 100, "{open}");
+    assert_eq!(open["started_arrivals"], 100, "{open}");
+    assert_eq!(open["dropped_arrivals"], 0, "{open}");
+    assert_eq!(open["schedule_completed"], true, "{open}");
+    assert_eq!(metrics["targets"]["arrivals"]["passed"], true);
+    let logs: Vec<PathBuf> = ["w1", "w2"].iter().map(|n| run.request_log(n)).collect();
+    for log in &logs {
+        let rows = logged_requests(std::slice::from_ref(log));
+        assert_eq!(rows["GET /health"].count, 50, "{}", log.display());
+    }
+    let health = crate::support::request_row(&metrics, "GET /health").expect("health row");
+    assert_eq!(health["successes"], 100, "{health}");
+    let merged = measured(&metrics);
+    // The start lags merge as the workers measured them: one per arrival.
+    let arrivals = merged.arrivals.expect("arrivals");
+    assert_eq!(arrivals.lag.count, 100);
+    // The default pool (2 x the peak rate, 40 users) is split, 20 each.
+    assert_eq!(arrivals.max_users, 40);
+    // The manager ends the run once both workers' arrivals are over, not at a single
+    // run's upper bound (ramp, ready wait, 5 s, 5 s more).
+    assert_has(
+        &run.manager.stdout(),
+        "Every worker's arrivals are over",
+        &run.manager,
+    );
+}
+
 /// Runs 6 users on three workers for 12 s, does `to_w2` to worker w2 once the run is
 /// going, and returns the run, its exit code and the other two workers.
 fn run_losing_w2(extra: &[&str], to_w2: i32) -> (Run, i32, Vec<Proc>) {

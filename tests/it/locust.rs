@@ -33,11 +33,16 @@ struct Master {
 
 impl Master {
     fn start(tool: &Path, host: &str, args: &[String]) -> Master {
+        Master::start_with(tool, host, args, "")
+    }
+
+    /// A master whose `--lva-args` add `lva_args` to the reports' folder.
+    fn start_with(tool: &Path, host: &str, args: &[String], lva_args: &str) -> Master {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port().to_string();
         let path = |p: &str| dir.path().join(p).to_string_lossy().into_owned();
         let (results, csv, reports) = (path("results"), path("locust"), path("reports"));
-        let output = format!("--output {reports}");
+        let output = format!("--output {reports} {lva_args}");
         let mut all = vec![
             "-f",
             concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/locust_master.py"),
@@ -279,6 +284,38 @@ fn a_locust_master_drives_the_workers_and_the_merged_verdict_is_exact() {
     let distributed = &metrics["extra"]["distributed"];
     assert_eq!(distributed["degraded"], false);
     assert_eq!(distributed["master"]["locust_version"], "2.47.0");
+}
+
+#[test]
+fn an_open_model_under_a_locust_master_splits_its_rate_over_the_expected_workers() {
+    let _one = serial();
+    let (_server, url) = reference_server();
+    let tool = Path::new(TOOL);
+    // -u is the pool; the arrivals last their own 5 s inside the master's 15 s.
+    let args = headless(8, 8, "15s", 2, &["health"]);
+    let mut master = Master::start_with(tool, &url, &args, "--rate 20 --duration 5s");
+    let mut workers: Vec<Proc> = ["w1", "w2"]
+        .iter()
+        .map(|n| master.worker(tool, n, &[]))
+        .collect();
+    let code = master.proc.wait(Duration::from_secs(120));
+    for w in &mut workers {
+        assert_eq!(w.wait(Duration::from_secs(30)), 0, "{}", w.output());
+    }
+    let metrics = master.metrics();
+    assert_eq!(code, 0, "{}", master.proc.output());
+    let open = &metrics["open_model"];
+    assert_eq!(open["schedule"], "20/s for 5s over 2 workers", "{open}");
+    assert_eq!(open["planned_arrivals"], 100, "{open}");
+    assert_eq!(open["started_arrivals"], 100, "{open}");
+    assert_eq!(metrics["targets"]["arrivals"]["passed"], true);
+    let deliveries = master.deliveries();
+    assert_eq!(deliveries.len(), 2);
+    for d in &deliveries {
+        let a = d.measured.arrivals.as_ref().expect("arrivals");
+        assert_eq!((a.planned, a.max_users), (50, 4), "{}", d.name);
+    }
+    assert_eq!(ledgers(&deliveries)["GET /health"].successes, 100);
 }
 
 #[test]

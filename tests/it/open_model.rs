@@ -27,6 +27,7 @@ fn an_open_model_starts_every_planned_arrival_at_its_time() {
     assert_eq!(open["planned_arrivals"], 100, "{open}");
     assert_eq!(open["started_arrivals"], 100, "{open}");
     assert_eq!(open["dropped_arrivals"], 0, "{open}");
+    assert_eq!(open["schedule_completed"], true, "{open}");
     assert_eq!(m["targets"]["arrivals"]["passed"], true);
     // Every arrival is one health check here.
     let health = r.request("GET /health").expect("health row");
