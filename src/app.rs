@@ -7,7 +7,7 @@ use crate::conclude::{self, RunEnd};
 use crate::distributed;
 use crate::exit::Exit;
 use crate::host::Host;
-use crate::live_metrics::LiveMetrics;
+use crate::live_metrics::{Listener, LiveMetrics};
 use crate::measure::Ledger;
 use crate::plan::Plan;
 use crate::presets;
@@ -115,7 +115,11 @@ async fn run_command(args: Vec<String>, classes: Vec<UserClass>) -> Exit {
                 ca_cert: cli.run.ca_cert.clone(),
                 insecure: cli.run.insecure,
             };
-            distributed::worker::run(&cli.distributed, tls, classes).await
+            let metrics = match metrics_listener(&cli.run).await {
+                Ok(metrics) => metrics,
+                Err(e) => return Exit::config_error(e),
+            };
+            distributed::worker::run(&cli.distributed, tls, classes, metrics).await
         }
         None => load_test(&cli.run, &cli.distributed, classes).await,
     }
@@ -380,8 +384,13 @@ async fn load_test(args: &RunArgs, distributed: &DistributedArgs, classes: Vec<U
             memory: host.memory.clone(),
             outputs: &outputs,
             options: distributed,
+            metrics: live.metrics.as_ref().map(|(m, linger)| (m, *linger)),
         };
-        distributed::manager::run(setup).await
+        let exit = distributed::manager::run(setup).await;
+        if let Some((metrics, linger)) = live.metrics {
+            metrics.close(linger).await;
+        }
+        exit
     } else {
         test_host(&plan, &host, &outputs, live).await
     };
@@ -402,37 +411,42 @@ impl LiveRun {
         plan: &Plan,
     ) -> Result<LiveRun, String> {
         let ledger = Arc::new(Ledger::new(plan.targets.spike_window()));
-        let Some(text) = &args.metrics_bind else {
+        let Some((listener, linger)) = metrics_listener(args).await? else {
             return Ok(LiveRun {
                 ledger,
                 metrics: None,
             });
         };
-        if distributed.manager {
-            return Err(
-                "--metrics-bind serves the figures of a run on this machine; a \
-                        distributed run's manager does not serve them yet (see each run's \
-                        metrics JSON, or run without --manager)"
-                    .into(),
-            );
-        }
-        let address: std::net::SocketAddr = text.parse().map_err(|e| {
-            format!("--metrics-bind {text}: {e}; give ADDR:PORT, for example 127.0.0.1:9464")
-        })?;
-        let linger = crate::duration::parse_duration(&args.metrics_linger)
-            .map_err(|e| format!("--metrics-linger: {e}"))?;
-        let metrics = LiveMetrics::start(address, plan, ledger.clone())
-            .await
-            .map_err(|e| e.to_string())?;
-        outln!(
-            "Live metrics: {} (Prometheus text, until the final figures are scraped)",
-            metrics.url()
-        );
+        // A manager serves its workers' figures, merged; a single run its own ledger's.
+        let metrics = if distributed.manager {
+            LiveMetrics::serve_parts(listener, plan)
+        } else {
+            LiveMetrics::serve(listener, plan, ledger.clone())
+        };
         Ok(LiveRun {
             ledger,
             metrics: Some((metrics, linger)),
         })
     }
+}
+
+/// The live metrics endpoint's address, taken before any traffic (`--metrics-bind`), and
+/// how long the run's end waits for its last scrape (`--metrics-linger`).
+async fn metrics_listener(args: &RunArgs) -> Result<Option<(Listener, Duration)>, String> {
+    let Some(text) = &args.metrics_bind else {
+        return Ok(None);
+    };
+    let address: std::net::SocketAddr = text.parse().map_err(|e| {
+        format!("--metrics-bind {text}: {e}; give ADDR:PORT, for example 127.0.0.1:9464")
+    })?;
+    let linger = crate::duration::parse_duration(&args.metrics_linger)
+        .map_err(|e| format!("--metrics-linger: {e}"))?;
+    let listener = Listener::bind(address).await.map_err(|e| e.to_string())?;
+    outln!(
+        "Live metrics: {} (Prometheus text, until the final figures are scraped)",
+        listener.url()
+    );
+    Ok(Some((listener, linger)))
 }
 
 /// A run on this machine against a ready host.
@@ -498,13 +512,7 @@ async fn test_host(plan: &Plan, host: &Host, outputs: &RunOutputs, live: LiveRun
         probes,
     };
     if let Some((metrics, linger)) = &live.metrics {
-        metrics.finish(&end.measured);
-        if metrics.scraped() {
-            outln!(
-                "Live metrics: the final figures are served until scraped once more (at most {})",
-                crate::duration::HumanDuration(*linger)
-            );
-        }
+        metrics.finish(&end.measured, *linger);
     }
     let exit = conclude::conclude(plan, &host.url, host.builtin.is_some(), outputs, end);
     if let Some((metrics, linger)) = live.metrics {

@@ -456,7 +456,7 @@ pub struct DistributedArgs {
 
 /// The run's options, which a worker takes from the manager and refuses on its own command
 /// line (the targets and `--output` are the manager's business and ignored by a worker).
-const WORKER_REFUSES: [&str; 36] = [
+const WORKER_REFUSES: [&str; 35] = [
     "scenario",
     "rate",
     "rate_stages",
@@ -473,7 +473,6 @@ const WORKER_REFUSES: [&str; 36] = [
     "builtin_args",
     "server_pid",
     "memory_url",
-    "metrics_bind",
     "server_metrics_url",
     "server_metrics_interval",
     "server_metric",

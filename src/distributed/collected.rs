@@ -194,6 +194,7 @@ pub fn merge_folder(args: &MergeArgs, classes: Vec<UserClass>) -> Exit {
             probes: None,
             distributed,
             interrupted,
+            metrics: None,
         },
     )
 }

@@ -21,7 +21,8 @@ use super::wire::{
 use crate::cli::DistributedArgs;
 use crate::duration::{HumanDuration, parse_duration};
 use crate::exit::Exit;
-use crate::measure::{Ledger, MemorySeries, MemorySource};
+use crate::live_metrics::{LiveMetrics, Phase};
+use crate::measure::{Ledger, MeasuredRun, MemorySeries, MemorySource};
 use crate::plan::Plan;
 use crate::report::RunOutputs;
 use crate::user_classes::UserClass;
@@ -50,6 +51,9 @@ pub struct Setup<'a> {
     pub memory: Option<MemorySource>,
     pub outputs: &'a RunOutputs,
     pub options: &'a DistributedArgs,
+    /// The live metrics endpoint (`--metrics-bind`), serving the workers' figures merged,
+    /// and how long the end waits for its last scrape.
+    pub metrics: Option<(&'a LiveMetrics, Duration)>,
 }
 
 enum State {
@@ -445,6 +449,7 @@ impl Manager<'_> {
         self.full = true;
         let mut plan = self.setup.plan.clone();
         plan.host = Some(self.setup.host.clone());
+        plan.send_snapshots = self.setup.metrics.is_some();
         // An open model's arrivals are split: each worker its share of the rate and pool.
         let whole = plan.open.clone();
         for (k, worker) in self.workers.iter().enumerate() {
@@ -549,6 +554,7 @@ impl Manager<'_> {
         };
         self.spawn(started);
         outln!("Started {} workers.", self.expected);
+        self.set_phase(Phase::Running);
 
         // An open-model run ends when every worker's arrivals are over, at the latest when
         // a single run would.
@@ -616,14 +622,23 @@ impl Manager<'_> {
     }
 
     fn stop_all(&self) {
+        self.set_phase(Phase::Stopping);
         for worker in self.workers.iter().filter(|w| w.is_running()) {
             self.send_empty(&worker.node_id, Kind::Stop);
         }
     }
 
-    /// A worker's message during the run: its exact run, or its failure.
+    fn set_phase(&self, phase: Phase) {
+        if let Some((metrics, _)) = self.setup.metrics {
+            metrics.set_phase(phase);
+        }
+    }
+
+    /// A worker's message during the run: its exact run, its failure, the end of its
+    /// arrivals, or its figures so far.
     fn during(&mut self, node_id: &str, message: &Envelope) {
         let at_secs = self.elapsed_secs();
+        let metrics = self.setup.metrics;
         let Some(worker) = self.worker_mut(node_id) else {
             return;
         };
@@ -657,6 +672,15 @@ impl Manager<'_> {
             }
             Kind::Quit => lose(worker, "it quit".into(), at_secs),
             Kind::ArrivalsOver => worker.arrivals_over = true,
+            Kind::Snapshot => {
+                let snapshot = message
+                    .data::<RunMessage>()
+                    .ok()
+                    .and_then(|m| rmp_serde::from_slice::<MeasuredRun>(&m.run).ok());
+                if let (Some((metrics, _)), Some(run)) = (metrics, snapshot) {
+                    metrics.update_part(&worker.name, run);
+                }
+            }
             _ => {}
         }
     }
@@ -741,6 +765,7 @@ impl Manager<'_> {
                 probes,
                 distributed,
                 interrupted: self.interrupted,
+                metrics: setup.metrics,
             },
         )
     }

@@ -150,6 +150,8 @@ pub struct Ending<'a> {
     pub distributed: Value,
     /// The master ended the run before its planned end (Ctrl-C, a stop by hand).
     pub interrupted: bool,
+    /// The manager's live metrics, given the merged figures as its final ones.
+    pub metrics: Option<(&'a crate::live_metrics::LiveMetrics, std::time::Duration)>,
 }
 
 /// Merges every delivered run exactly, then judges and reports the whole as one run.
@@ -170,6 +172,9 @@ pub fn conclude_distributed(roster: &Roster, ending: Ending<'_>) -> Exit {
     merged.interrupted |= ending.interrupted;
     let mut extra = Map::new();
     extra.insert("distributed".into(), ending.distributed);
+    if let Some((metrics, linger)) = ending.metrics {
+        metrics.finish(&merged, linger);
+    }
     let end = RunEnd {
         measured: merged,
         goose_error: None,

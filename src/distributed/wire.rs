@@ -71,6 +71,9 @@ kinds! {
     Ready => "lva_ready",
     /// Worker → the tool's manager: its share of an open-model run's arrivals is over.
     ArrivalsOver => "lva_arrivals_over",
+    /// Worker → the tool's manager: its figures so far ([`RunMessage`] holding a
+    /// [`crate::measure::MeasuredRun`]), for the manager's live metrics.
+    Snapshot => "lva_snapshot",
     /// Worker → master: it cannot take the plan or the users it was given.
     Failed => "lva_failed",
     /// Master → worker: stop the users and deliver the exact run now (a Locust master

@@ -24,6 +24,7 @@ use crate::attack::arrivals::Pace;
 use crate::cli::DistributedArgs;
 use crate::duration::{HumanDuration, parse_duration};
 use crate::exit::Exit;
+use crate::live_metrics::{Listener, LiveMetrics};
 use crate::measure::{Ledger, MeasuredRun, Observation, Outcome};
 use crate::plan::{ConfigError, Plan};
 use crate::transport::TlsOptions;
@@ -83,6 +84,10 @@ struct Worker {
     /// a CA file is a path on this machine, not the master's.
     tls: TlsOptions,
     request_log: Option<Arc<Mutex<std::io::BufWriter<std::fs::File>>>>,
+    /// The worker's own live metrics: its address until the run starts, then the endpoint.
+    listener: Option<Listener>,
+    live: Option<LiveMetrics>,
+    metrics_linger: Duration,
 }
 
 /// How the handling of a message ends.
@@ -106,7 +111,14 @@ fn state_of(code: u8) -> WorkerState {
 
 /// Runs a worker with `classes` (the built-in ones, or a program's own); returns the exit
 /// code.
-pub async fn run(options: &DistributedArgs, tls: TlsOptions, classes: Vec<UserClass>) -> Exit {
+/// `metrics` is the worker's own live metrics endpoint (`--metrics-bind`), served from its
+/// run's start.
+pub async fn run(
+    options: &DistributedArgs,
+    tls: TlsOptions,
+    classes: Vec<UserClass>,
+    metrics: Option<(Listener, Duration)>,
+) -> Exit {
     let wait = match parse_duration(&options.worker_timeout) {
         Ok(wait) => wait,
         Err(e) => return Exit::config_error(format!("--worker-timeout: {e}")),
@@ -141,6 +153,9 @@ pub async fn run(options: &DistributedArgs, tls: TlsOptions, classes: Vec<UserCl
         tls,
         delivered: false,
         request_log,
+        metrics_linger: metrics.as_ref().map_or(Duration::ZERO, |(_, l)| *l),
+        listener: metrics.map(|(listener, _)| listener),
+        live: None,
     };
     let code = match worker.join(wait).await {
         Ok(()) => worker.serve().await,
@@ -148,6 +163,9 @@ pub async fn run(options: &DistributedArgs, tls: TlsOptions, classes: Vec<UserCl
     };
     if let Some(log) = &worker.request_log {
         let _ = lock(log).flush();
+    }
+    if let Some(live) = worker.live.take() {
+        live.close(worker.metrics_linger).await;
     }
     let (sent, received) = worker.link.traffic.totals();
     outln!("Traffic with the master: {sent} bytes sent, {received} bytes received.");
@@ -487,7 +505,16 @@ impl Worker {
                 return self.cannot(reason);
             }
             match self.begin(plan, from_manager) {
-                Ok(test) => self.test = Some(test),
+                Ok(test) => {
+                    if let Some(listener) = self.listener.take() {
+                        self.live = Some(LiveMetrics::serve(
+                            listener,
+                            &test.plan,
+                            test.ledger.clone(),
+                        ));
+                    }
+                    self.test = Some(test);
+                }
                 Err(e) => return self.cannot(e),
             }
         } else if let Some(test) = &self.test
@@ -588,6 +615,18 @@ impl Worker {
     }
 
     fn report_of(&self, test: &Test) {
+        if test.plan.send_snapshots {
+            let run = test.ledger.snapshot(&test.plan.preset_name, false);
+            self.send(
+                Kind::Snapshot,
+                &RunMessage {
+                    name: self.name.clone(),
+                    protocol_version: PROTOCOL_VERSION,
+                    // Serialising cannot fail: see `Delivery::to_bytes`.
+                    run: rmp_serde::to_vec_named(&run).unwrap_or_default(),
+                },
+            );
+        }
         let report = test.stats.take();
         self.send(
             Kind::Stats,
@@ -617,6 +656,9 @@ impl Worker {
         self.report_of(&test);
         let measured = test.ledger.snapshot(&test.plan.preset_name, false);
         print_totals(&self.name, &measured);
+        if let Some(live) = &self.live {
+            live.finish(&measured, self.metrics_linger);
+        }
         let delivery = Delivery {
             name: self.name.clone(),
             node_id: self.node_id.clone(),

@@ -18,6 +18,7 @@ use crate::verdict::{self, RunFacts, Targets};
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,12 @@ pub struct BindError {
 enum Figures {
     /// The run is going: its ledger, read at scrape time.
     Live(Arc<Ledger>),
+    /// A distributed run's manager: each worker's latest exact figures (by name), merged at
+    /// scrape time as the final figures will be.
+    Parts {
+        runs: BTreeMap<String, MeasuredRun>,
+        phase: Phase,
+    },
     /// The final figures.
     Final(Arc<MeasuredRun>),
 }
@@ -58,13 +65,20 @@ struct Shared {
 
 impl Shared {
     fn render(&self) -> String {
-        let figures = match &*self.figures.lock().unwrap_or_else(|p| p.into_inner()) {
+        let figures = match &*self.figures() {
             Figures::Live(ledger) => Err(ledger.clone()),
-            Figures::Final(run) => Ok(run.clone()),
+            Figures::Final(run) => Ok((run.clone(), Phase::Ended)),
+            Figures::Parts { runs, phase } => {
+                let runs: Vec<MeasuredRun> = runs.values().cloned().collect();
+                // Before any worker reported, the figures are a run of nothing yet.
+                let mut merged = crate::measure::merge(&runs).unwrap_or_default();
+                merged.preset_name.clone_from(&self.preset_name);
+                Ok((Arc::new(merged), *phase))
+            }
         };
         self.scrapes.fetch_add(1, Ordering::Relaxed);
         let (run, phase) = match figures {
-            Ok(run) => (run, Phase::Ended),
+            Ok(done) => done,
             Err(ledger) => {
                 let run = ledger.snapshot(&self.preset_name, ledger.interruption().is_some());
                 let phase = if ledger.stopping() {
@@ -87,6 +101,12 @@ impl Shared {
     }
 }
 
+impl Shared {
+    fn figures(&self) -> std::sync::MutexGuard<'_, Figures> {
+        self.figures.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 async fn scrape(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     ([(CONTENT_TYPE, CONTENT)], shared.render())
 }
@@ -99,6 +119,30 @@ pub struct LiveMetrics {
     server: tokio::task::JoinHandle<()>,
 }
 
+/// The endpoint's address, taken before the run so that an address in use is a
+/// configuration error; it serves once [`LiveMetrics::serve`] gives it figures.
+pub struct Listener {
+    listener: tokio::net::TcpListener,
+    address: SocketAddr,
+}
+
+impl Listener {
+    pub async fn bind(address: SocketAddr) -> Result<Listener, BindError> {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|source| BindError { address, source })?;
+        let address = listener
+            .local_addr()
+            .map_err(|source| BindError { address, source })?;
+        Ok(Listener { listener, address })
+    }
+
+    /// The address it listens on (the port picked when 0 was asked for).
+    pub fn url(&self) -> String {
+        format!("http://{}/metrics", self.address)
+    }
+}
+
 impl LiveMetrics {
     /// Listens on `address` and serves the figures of `ledger`, judged as `plan` says.
     pub async fn start(
@@ -106,17 +150,52 @@ impl LiveMetrics {
         plan: &Plan,
         ledger: Arc<Ledger>,
     ) -> Result<LiveMetrics, BindError> {
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .map_err(|source| BindError { address, source })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| BindError { address, source })?;
+        Ok(LiveMetrics::serve(
+            Listener::bind(address).await?,
+            plan,
+            ledger,
+        ))
+    }
+
+    /// Serves the figures of `ledger` on `listener`, judged as `plan` says.
+    pub fn serve(listener: Listener, plan: &Plan, ledger: Arc<Ledger>) -> LiveMetrics {
+        LiveMetrics::serving(listener, plan, Figures::Live(ledger))
+    }
+
+    /// Serves a distributed run's merged figures on `listener`: the workers' latest figures
+    /// come with [`LiveMetrics::update_part`], the run's phase with [`LiveMetrics::set_phase`].
+    pub fn serve_parts(listener: Listener, plan: &Plan) -> LiveMetrics {
+        let figures = Figures::Parts {
+            runs: BTreeMap::new(),
+            phase: Phase::Starting,
+        };
+        LiveMetrics::serving(listener, plan, figures)
+    }
+
+    /// Worker `name`'s figures so far (a distributed run's manager).
+    pub fn update_part(&self, name: &str, run: MeasuredRun) {
+        if let Figures::Parts { runs, .. } = &mut *self.shared.figures() {
+            runs.insert(name.to_string(), run);
+        }
+    }
+
+    /// The distributed run's phase now (a distributed run's manager).
+    pub fn set_phase(&self, now: Phase) {
+        if let Figures::Parts { phase, .. } = &mut *self.shared.figures() {
+            *phase = now;
+        }
+    }
+
+    fn serving(listener: Listener, plan: &Plan, figures: Figures) -> LiveMetrics {
+        let Listener {
+            listener,
+            address: bound,
+        } = listener;
         let shared = Arc::new(Shared {
             preset_name: plan.preset_name.clone(),
             targets: plan.targets.clone(),
             facts: plan.facts(),
-            figures: Mutex::new(Figures::Live(ledger)),
+            figures: Mutex::new(figures),
             scrapes: AtomicU64::new(0),
             final_scrapes: AtomicU64::new(0),
             final_scraped: Notify::new(),
@@ -131,12 +210,12 @@ impl LiveMetrics {
                 .with_graceful_shutdown(async move { stop.notified().await })
                 .await;
         });
-        Ok(LiveMetrics {
+        LiveMetrics {
             shared,
             address: bound,
             shutdown,
             server,
-        })
+        }
     }
 
     /// The address it listens on (the port picked when 0 was asked for).
@@ -145,12 +224,16 @@ impl LiveMetrics {
     }
 
     /// The run's final figures are in: from now on every scrape serves exactly these.
-    pub fn finish(&self, run: &MeasuredRun) {
-        *self
-            .shared
-            .figures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Figures::Final(Arc::new(run.clone()));
+    /// Said on the console when something scraped during the run: the end waits (at most
+    /// `linger`, see [`LiveMetrics::close`]) for one scrape of them.
+    pub fn finish(&self, run: &MeasuredRun, linger: Duration) {
+        *self.shared.figures() = Figures::Final(Arc::new(run.clone()));
+        if self.scraped() {
+            outln!(
+                "Live metrics: the final figures are served until scraped once more (at most {})",
+                crate::duration::HumanDuration(linger)
+            );
+        }
     }
 
     /// Whether anything scraped the endpoint so far.

@@ -83,6 +83,10 @@ pub struct Plan {
     /// Also write Goose's own HTML and JSON reports.
     pub goose_report: bool,
     pub skip_preflight: bool,
+    /// A distributed worker sends the tool's manager its figures so far with each report,
+    /// for the manager's live metrics (`--metrics-bind` on the manager).
+    #[serde(default)]
+    pub send_snapshots: bool,
     /// `--abort-on-fail`'s rule, when it is on.
     pub abort: Option<AbortRule>,
     /// How long a stopping run may take to finish its requests and clean up.
@@ -423,6 +427,7 @@ impl Plan {
             output: args.output.clone(),
             no_reports: args.no_reports,
             goose_report: args.goose_report,
+            send_snapshots: false,
             skip_preflight: args.skip_preflight,
             abort,
             stop_timeout,

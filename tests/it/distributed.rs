@@ -63,7 +63,19 @@ impl Run {
     }
 
     fn worker_of(&self, program: &Path, name: &str, env: &[(&str, &str)]) -> Proc {
-        worker_at(program, &self.port, name, &self.request_log(name), env)
+        worker_at(program, &self.port, name, &self.request_log(name), env, &[])
+    }
+
+    /// A worker of the tool given `extra` options.
+    fn worker_with(&self, name: &str, extra: &[&str]) -> Proc {
+        worker_at(
+            Path::new(BIN),
+            &self.port,
+            name,
+            &self.request_log(name),
+            &[],
+            extra,
+        )
     }
 
     fn request_log(&self, name: &str) -> PathBuf {
@@ -106,25 +118,29 @@ fn assert_has(text: &str, needle: &str, proc: &Proc) {
     );
 }
 
-/// A custom run of `users` users doing health checks only, all started in the first second.
-/// A worker of `program` for the manager on `port`, logging every request to `log`.
-fn worker_at(program: &Path, port: &str, name: &str, log: &Path, env: &[(&str, &str)]) -> Proc {
-    Proc::spawn_program(
+/// A worker of `program` for the manager on `port`, logging every request to `log`, with
+/// `extra` options.
+fn worker_at(
+    program: &Path,
+    port: &str,
+    name: &str,
+    log: &Path,
+    env: &[(&str, &str)],
+    extra: &[&str],
+) -> Proc {
+    let mut args = vec![
+        "--worker",
+        "--manager-port",
+        port,
+        "--worker-name",
         name,
-        program,
-        &[
-            "--worker",
-            "--manager-port",
-            port,
-            "--worker-name",
-            name,
-            "--worker-timeout",
-            "20s",
-            "--request-log",
-            log.to_str().expect("utf-8 path"),
-        ],
-        env,
-    )
+        "--worker-timeout",
+        "20s",
+        "--request-log",
+        log.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    Proc::spawn_program(name, program, &args, env)
 }
 
 /// A loopback port nothing listens on (it was free a moment ago).
@@ -132,6 +148,7 @@ fn unused_port() -> u16 {
     crate::support::free_port()
 }
 
+/// A custom run of `users` users doing health checks only, all started in the first second.
 fn health_only(users: u32, duration: &str) -> Args {
     Args::custom(users, users, duration).tags("health")
 }
@@ -270,6 +287,100 @@ fn an_open_models_rate_is_split_over_the_workers_and_its_arrivals_merge_exactly(
         &run.manager.stdout(),
         "Every worker's arrivals are over",
         &run.manager,
+    );
+}
+
+/// Scrapes `port`'s `/metrics` every 200 ms until `done`; every body it got.
+fn scrape_until(port: u16, done: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Vec<String> {
+    let mut bodies = Vec::new();
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Some((200, body)) = crate::support::http_get(port, "/metrics") {
+            bodies.push(body);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bodies
+}
+
+/// The value of the sample of `name` whose labels include every one of `labels`.
+fn sample(body: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    body.lines().find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        let rest = series.strip_prefix(name)?;
+        let matches = (rest.is_empty() || rest.starts_with('{'))
+            && labels.iter().all(|label| rest.contains(label));
+        matches.then(|| value.parse().ok()).flatten()
+    })
+}
+
+fn in_phase(body: &str, phase: &str) -> bool {
+    sample(body, "lva_loadtest_phase", &[&format!("phase=\"{phase}\"")]) == Some(1.0)
+}
+
+#[test]
+fn the_manager_serves_its_workers_figures_merged_and_a_worker_its_own() {
+    let _one = serial();
+    let (manager_port, worker_port) = (crate::support::free_port(), crate::support::free_port());
+    let bind = |port: u16| format!("127.0.0.1:{port}");
+    let args = health_only(4, "6s").with(&[
+        "--metrics-bind",
+        &bind(manager_port),
+        "--metrics-linger",
+        "10s",
+    ]);
+    let mut run = Run::manager(2, &args);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scrapers: Vec<_> = [manager_port, worker_port]
+        .into_iter()
+        .map(|port| {
+            let done = done.clone();
+            std::thread::spawn(move || scrape_until(port, done))
+        })
+        .collect();
+    let own = [
+        "--metrics-bind",
+        &bind(worker_port),
+        "--metrics-linger",
+        "10s",
+    ];
+    let mut workers = vec![run.worker_with("w1", &own), run.worker("w2", &[])];
+    let code = master_and_workers_end(&mut run.manager, &mut workers);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut scraped = scrapers.into_iter().map(|s| s.join().expect("scraper"));
+    let (manager, worker) = (
+        scraped.next().expect("manager"),
+        scraped.next().expect("w1"),
+    );
+    assert_eq!(code, 0, "{}", run.manager.output());
+    let metrics = run.metrics();
+    let successes = |body: &str| {
+        let labels = ["request=\"/health\"", "outcome=\"success\""];
+        sample(body, "lva_loadtest_requests_total", &labels)
+    };
+    let health = crate::support::request_row(&metrics, "GET /health").expect("health row");
+    let json_successes = health["successes"].as_f64().expect("successes");
+
+    // During the run the manager served its workers' figures merged, growing.
+    let running: Vec<f64> = manager
+        .iter()
+        .filter(|b| in_phase(b, "running"))
+        .filter_map(|b| successes(b))
+        .collect();
+    assert!(
+        running.iter().any(|n| *n > 0.0 && *n < json_successes),
+        "no live figure below the final {json_successes}: {running:?}"
+    );
+    // Its last scrape is the final figures: the metrics JSON's, both workers' together.
+    let last = manager.last().expect("a final scrape");
+    assert!(in_phase(last, "ended"), "{last}");
+    assert_eq!(successes(last), Some(json_successes));
+    // The worker with its own endpoint served its own share of them.
+    let own_last = worker.last().expect("the worker's final scrape");
+    assert!(in_phase(own_last, "ended"), "{own_last}");
+    let w1 = logged_requests(&[run.request_log("w1")]);
+    assert_eq!(successes(own_last), Some(w1["GET /health"].count as f64));
+    assert!(
+        w1["GET /health"].count as f64 > 0.0 && (w1["GET /health"].count as f64) < json_successes
     );
 }
 
@@ -479,6 +590,7 @@ fn a_worker_started_before_its_manager_joins_once_the_manager_listens() {
         &port,
         "early",
         &dir.path().join("early.requests.json"),
+        &[],
         &[],
     );
     worker.wait_for_line("Waiting for the master", Duration::from_secs(30));

@@ -2,29 +2,14 @@
 //! reference server, and the series it stored, read back through its HTTP API, must equal
 //! the run's metrics JSON.
 
-use crate::support::free_port;
 use crate::support::process::{Proc, serial};
+use crate::support::{free_port, http_get};
 use lva_loadtest::measure::bucket_floor;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
-
-/// GET `path` from 127.0.0.1:`port` (HTTP/1.0: the body is all that follows the headers).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n")?.1.to_string();
-    Some((status, body))
-}
 
 /// An instant query's result: each series' labels and value.
 fn query(port: u16, promql: &str) -> Vec<(BTreeMap<String, String>, f64)> {

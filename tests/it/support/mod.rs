@@ -7,7 +7,7 @@ pub mod commands;
 pub mod process;
 mod run;
 
-pub use run::{Run, file_ending, free_port, metrics_in, run};
+pub use run::{Run, file_ending, free_port, http_get, metrics_in, run};
 
 use serde_json::Value;
 
