@@ -14,7 +14,7 @@
 # has two or more. Every run targets 127.0.0.1 only and stops by itself. The script exits 1
 # when a row measured nothing (so CI notices when it rots); it never judges the figures.
 # Its last line sums the ratios up for machines:
-#   bench: paced_over_flat=... locust_http_ratio=... locust_fast_ratio=... mem_1000_mib=... wrk_ratio=... live_metrics_ratio=... open_lag_p99_ms=... capacity_found=...
+#   bench: paced_over_flat=... locust_http_ratio=... locust_fast_ratio=... mem_1000_mib=... wrk_ratio=... live_metrics_ratio=... live_scrape_share=... open_lag_p99_ms=... capacity_found=...
 set -euo pipefail
 
 # Rows 6 and 7 compare with this Locust, installed from PyPI into a virtual environment of
@@ -153,14 +153,21 @@ run_tool_row() {
 
 # 2'. Row 2 serving its live metrics (--metrics-bind), scraped every second as Prometheus
 # would (the scraper on the server's core, so only the generator's own work is counted).
+# 2''. The same scraped ten times a second: ten times the scrapes' cost, so that it stands
+# out of the machine's noise; a tenth of its excess over row 2 is one scrape a second's.
 live_row() {
-  local port scraper
+  local row="$1" every="$2" port scraper
   port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-  "${tgt[@]}" bash -c "while :; do curl -s -o /dev/null --max-time 1 http://127.0.0.1:$port/metrics; sleep 1; done" &
+  "${tgt[@]}" bash -c "while :; do curl -s -o /dev/null --max-time 1 http://127.0.0.1:$port/metrics; sleep $every; done" &
   scraper=$!
-  run_tool_row live "${simple[@]}" --no-reports --metrics-bind "127.0.0.1:$port" --metrics-linger 2s
+  run_tool_row "$row" "${simple[@]}" --no-reports --metrics-bind "127.0.0.1:$port" --metrics-linger 2s
   kill "$scraper" 2>/dev/null || true
   wait "$scraper" 2>/dev/null || true
+}
+# The share of the generator's CPU one scrape a second costs, from rows 2 and 2''.
+scrape_share() {
+  awk -v f="${cpu_us[live_fast]%% *}" -v b="${cpu_us[simple]%% *}" \
+    'BEGIN {if (f == "n/a" || b == "n/a" || b == 0) print "n/a"; else printf "%.2f%%", (f / b - 1) * 10}'
 }
 
 # 8. The open model's own lag: arrivals of health checks at fixed rates (the server's core
@@ -168,28 +175,41 @@ live_row() {
 # 9. The capacity search against a server whose knee is known: two slots of 50 ms serve 40
 # conversation requests a second; the search must find it within its 10% tolerance.
 open_rows() {
-  local r json
+  local r i json line planned started dropped late p50 p99 max
+  # open_lag_worst: the highest of the rates' median start-lag P99s (the summary's open_lag_p99_ms).
   open_lines=() open_lag_worst="n/a"
   for r in $open_rates; do
-    rm -rf "$work/open-$r"
-    measure "open-$r" "${gen[@]}" "$bin" --host "$host" --output "$work/open-$r" --scenario custom \
-      --tags health --rate "$r" --duration "${secs}s" --max-users 200 --pre-started-users 100
-    json="$(ls "$work/open-$r"/*_metrics.json 2>/dev/null | head -1)"
-    if [[ -z "$json" ]]; then
-      echo "row 8 at $r/s wrote no metrics:" >&2; tail -5 "$work/open-$r.err" >&2
-      failed+=("open-$r"); continue
-    fi
-    line="$(python3 - "$json" <<'PY'
+    # $runs runs at each rate: the P99s' median and range, the counts added up.
+    : >"$work/open-$r.p99"
+    local all_planned=0 all_started=0 all_dropped=0 all_late=0 p50s="" maxes=""
+    for i in $(seq "$runs"); do
+      rm -rf "$work/open-$r-$i"
+      measure "open-$r-$i" "${gen[@]}" "$bin" --host "$host" --output "$work/open-$r-$i" --scenario custom \
+        --tags health --rate "$r" --duration "${secs}s" --max-users 200 --pre-started-users 100
+      json="$(ls "$work/open-$r-$i"/*_metrics.json 2>/dev/null | head -1)"
+      if [[ -z "$json" ]]; then
+        echo "row 8 at $r/s (run $i) wrote no metrics:" >&2; tail -5 "$work/open-$r-$i.err" >&2
+        continue
+      fi
+      line="$(python3 - "$json" <<'PY'
 import json, sys
 o = json.load(open(sys.argv[1]))["open_model"]
 print(f'{o["planned_arrivals"]} {o["started_arrivals"]} {o["dropped_arrivals"]} {o["late_starts"]} '
       f'{o["start_lag_p50_ms"]:.3f} {o["start_lag_p99_ms"]:.3f} {o["start_lag_max_ms"]:.3f}')
 PY
 )"
-    read -r planned started dropped late p50 p99 max <<<"$line"
-    open_lines+=("$(printf '%-46s %s' "8. open model, /health at $r/s" \
-      "$started of $planned started, $dropped dropped, $late late; start lag P50 $p50 ms, P99 $p99 ms, max $max ms")")
-    open_lag_worst="$(awk -v a="$open_lag_worst" -v b="$p99" 'BEGIN {print (a == "n/a" || b > a) ? b : a}')"
+      read -r planned started dropped late p50 p99 max <<<"$line"
+      all_planned=$((all_planned + planned)) all_started=$((all_started + started))
+      all_dropped=$((all_dropped + dropped)) all_late=$((all_late + late))
+      echo "$p99" >>"$work/open-$r.p99"
+      p50s+="$p50 " maxes+="$max "
+    done
+    if [[ ! -s "$work/open-$r.p99" ]]; then failed+=("open-$r"); continue; fi
+    local p99s
+    p99s="$(sort -g "$work/open-$r.p99" | awk '{a[NR] = $1} END {printf "%.3f [%.3f-%.3f]", a[int((NR + 1) / 2)], a[1], a[NR]}')"
+    open_lines+=("$(printf '%-46s %s' "8. open model, /health at $r/s ($runs runs)" \
+      "$all_started of $all_planned started, $all_dropped dropped, $all_late late; start lag P99 $p99s ms (P50s ${p50s% }; max ${maxes% } ms)")")
+    open_lag_worst="$(awk -v a="$open_lag_worst" -v b="${p99s%% *}" 'BEGIN {print (a == "n/a" || b > a) ? b : a}')"
   done
   start_target knee --fault-slots 2 --fault-slot-ms 50
   local level=5s warm=2s
@@ -230,11 +250,14 @@ if ((live_only)); then
   shared_host="$host"
   simple=(--scenario custom --users 50 --spawn-rate 50 --duration "${secs}s" --tags health --no-wait)
   run_tool_row simple "${simple[@]}" --no-reports
-  live_row
+  live_row live 1
+  live_row live_fast 0.1
   echo "2. generator, /health, no wait, 50 users: ${rps[simple]} requests/s, ${cpu_us[simple]} CPU µs per request"
   echo "2'. as 2 with --metrics-bind, scraped each 1 s: ${rps[live]} requests/s, ${cpu_us[live]} CPU µs per request"
+  echo "2''. as 2 with --metrics-bind, scraped each 0.1 s: ${rps[live_fast]} requests/s, ${cpu_us[live_fast]} CPU µs per request"
   live="$(awk -v a="${cpu_us[live]%% *}" -v b="${cpu_us[simple]%% *}" 'BEGIN {if (a == "n/a" || b == "n/a" || b == 0) print "n/a"; else printf "%.3f", a / b}')"
-  echo "bench: live_metrics_ratio=$live"
+  echo "one scrape a second costs $(scrape_share) of the generator's CPU (a tenth of row 2''s excess over row 2)"
+  echo "bench: live_metrics_ratio=$live live_scrape_share=$(scrape_share)"
   ((${#failed[@]} == 0)) || { echo "error: no figures for: ${failed[*]}" >&2; exit 1; }
   exit 0
 fi
@@ -259,7 +282,8 @@ if ((!scale_only)); then
   # 2. The generator, simplest work: health checks with no wait, outputs off.
   simple=(--scenario custom --users 50 --spawn-rate 50 --duration "${secs}s" --tags health --no-wait)
   run_tool_row simple "${simple[@]}" --no-reports
-  live_row
+  live_row live 1
+  live_row live_fast 0.1
   # 5. The same with every output on.
   run_tool_row outputs "${simple[@]}"
   open_rows
@@ -436,6 +460,7 @@ if ((!scale_only)); then
     "$(ratio "${cpu_us[mix]}" "${cpu_us[paced]}") x row 3' ($(ratio "${cpu_us[mix]}" "${cpu_us[simple]}") x row 2)"
   row "3'. as 2 at row 3's rate ($mix_users users, ${delay_ms} ms)" "${rps[paced]}" "${cpu_us[paced]}" "$(ratio "${cpu_us[paced]}" "${cpu_us[simple]}") x row 2"
   row "2'. as 2 with --metrics-bind, scraped each 1 s" "${rps[live]}" "${cpu_us[live]}" "$(ratio "${cpu_us[live]}" "${cpu_us[simple]}") x row 2"
+  row "2''. as 2, scraped each 0.1 s" "${rps[live_fast]}" "${cpu_us[live_fast]}" "$(ratio "${cpu_us[live_fast]}" "${cpu_us[simple]}") x row 2: one scrape a second costs $(scrape_share)"
   row "5. as 2 with every output written" "${rps[outputs]}" "${cpu_us[outputs]}" "$(ratio "${cpu_us[outputs]}" "${cpu_us[simple]}") x row 2"
   echo
   echo "Health and stats checks (10:3), $cmp_users users; steady state: ${paced_secs}s (6) and ${secs}s (7) windows from ${warmup}s after launch"
@@ -470,9 +495,9 @@ fi
 mem="$(scale_stat 1 2>/dev/null)"
 summary+=" mem_1000_mib=${mem%% *}"
 if ((scale_only)); then
-  summary+=" wrk_ratio=n/a live_metrics_ratio=n/a"
+  summary+=" wrk_ratio=n/a live_metrics_ratio=n/a live_scrape_share=n/a"
 else
-  summary+=" wrk_ratio=$(ratio "${cpu_us[simple]}" "${cpu_us[wrk]}") live_metrics_ratio=$(ratio "${cpu_us[live]}" "${cpu_us[simple]}")"
+  summary+=" wrk_ratio=$(ratio "${cpu_us[simple]}" "${cpu_us[wrk]}") live_metrics_ratio=$(ratio "${cpu_us[live]}" "${cpu_us[simple]}") live_scrape_share=$(scrape_share)"
   summary+=" open_lag_p99_ms=$open_lag_worst capacity_found=$capacity_found"
 fi
 if ((${#failed[@]})); then

@@ -188,17 +188,29 @@ fn running_line(ledger: &Ledger, elapsed: f64, duration: Option<Duration>, runni
     };
     let live = &ledger.live;
     let at = HumanDuration(Duration::from_secs(elapsed.max(0.0) as u64));
-    let when = match duration {
-        Some(d) => format!(
-            "{at} / {} left",
-            HumanDuration(Duration::from_secs(
-                (d.as_secs_f64() - elapsed).max(0.0) as u64
-            ))
+    // A closed run counts down its duration; an open-model run (whose end its arrivals
+    // decide) shows its pool: the users started so far of its size, and the busy ones.
+    let (when, users) = match duration {
+        Some(d) => (
+            format!(
+                "{at} / {} left",
+                HumanDuration(Duration::from_secs(
+                    (d.as_secs_f64() - elapsed).max(0.0) as u64
+                ))
+            ),
+            running.to_string(),
         ),
-        None => format!("{at}, busy {}", live.busy.load(Ordering::Relaxed)),
+        None => (
+            at.to_string(),
+            format!(
+                "{running} of a pool of {}, {} busy",
+                ledger.arrivals().map_or(0, |a| a.max_users),
+                live.busy.load(Ordering::Relaxed)
+            ),
+        ),
     };
     format!(
-        "[{when}] users {running} | {rps:.1} req/s | P95 {:.0} ms | errors {error_share:.2}% | 429s {} | requests {} | ws ops {}",
+        "[{when}] users {users} | {rps:.1} req/s | P95 {:.0} ms | errors {error_share:.2}% | 429s {} | requests {} | ws ops {}",
         recent.times.percentile_ms(95.0),
         live.rate_limited.load(Ordering::Relaxed),
         live.requests.load(Ordering::Relaxed),

@@ -138,18 +138,27 @@ const BOTTOM: f64 = 40.0;
 pub fn knee_chart(result: &CapacityResult, p95_target: f64) -> String {
     let mut levels: Vec<&Level> = result.levels.iter().collect();
     levels.sort_by(|a, b| a.rate.total_cmp(&b.rate));
-    let x_max = levels
-        .iter()
-        .map(|l| l.rate)
-        .fold(result.capacity_rate, f64::max)
-        .max(1.0)
-        * 1.05;
-    let y_max = levels
-        .iter()
-        .filter_map(|l| l.p95_ms)
-        .fold(p95_target, f64::max)
-        * 1.1;
-    let e_max = levels.iter().map(|l| l.error_rate).fold(1.0, f64::max) * 1.1;
+    let (x_max, x_step) = round_axis(
+        levels
+            .iter()
+            .map(|l| l.rate)
+            .fold(result.capacity_rate, f64::max)
+            .max(1.0)
+            * 1.05,
+        5,
+    );
+    let (y_max, y_step) = round_axis(
+        levels
+            .iter()
+            .filter_map(|l| l.p95_ms)
+            .fold(p95_target, f64::max)
+            * 1.1,
+        4,
+    );
+    let (e_max, e_step) = round_axis(
+        levels.iter().map(|l| l.error_rate).fold(1.0, f64::max) * 1.1,
+        4,
+    );
     let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
     let x = |r: f64| LEFT + r / x_max * pw;
     let y = |ms: f64| TOP + ph - ms / y_max * ph;
@@ -160,26 +169,28 @@ pub fn knee_chart(result: &CapacityResult, p95_target: f64) -> String {
     svg.push_str(&format!(
         r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>"##
     ));
-    for i in 0..=4 {
-        let v = y_max * i as f64 / 4.0;
-        let e = e_max * i as f64 / 4.0;
+    for v in ticks(y_max, y_step) {
         svg.push_str(&format!(
-            r##"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text><text x="{:.1}" y="{:.1}" font-size="11" fill="#b35900">{:.1}%</text>"##,
+            r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{} ms</text>"#,
             LEFT - 4.0,
             y(v) + 4.0,
-            fmt_ms(v),
-            W - RIGHT + 4.0,
-            y(v) + 4.0,
-            e
+            trim(v),
         ));
     }
-    for i in 0..=5 {
-        let r = x_max * i as f64 / 5.0;
+    for e in ticks(e_max, e_step) {
+        svg.push_str(&format!(
+            r##"<text x="{:.1}" y="{:.1}" font-size="11" fill="#b35900">{}%</text>"##,
+            W - RIGHT + 4.0,
+            ye(e) + 4.0,
+            trim(e)
+        ));
+    }
+    for r in ticks(x_max, x_step) {
         svg.push_str(&format!(
             r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">{}/s</text>"#,
             x(r),
             H - BOTTOM + 16.0,
-            trim((r * 10.0).round() / 10.0)
+            trim(r)
         ));
     }
     svg.push_str(&format!(
@@ -239,6 +250,26 @@ pub fn knee_chart(result: &CapacityResult, p95_target: f64) -> String {
         H - 6.0
     ));
     svg
+}
+
+/// An axis from 0 that holds `max` in at most `most` steps of a round size (1, 2 or 5
+/// times a power of ten): its top and its step.
+fn round_axis(max: f64, most: usize) -> (f64, f64) {
+    let raw = (max / most as f64).max(f64::MIN_POSITIVE);
+    let power = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * power)
+        .find(|step| *step >= raw)
+        .unwrap_or(10.0 * power);
+    let round = |v: f64| (v * 1e9).round() / 1e9;
+    (round((max / step).ceil() * step), round(step))
+}
+
+/// The ticks of an axis from 0 to `top` by `step` (rounded, so that 0.1 steps read 0.3).
+fn ticks(top: f64, step: f64) -> impl Iterator<Item = f64> {
+    let n = (top / step).round() as usize;
+    (0..=n).map(move |i| ((i as f64 * step) * 1e6).round() / 1e6)
 }
 
 fn html_page(result: &CapacityResult) -> String {
@@ -340,4 +371,20 @@ p.summary {{ font-size: 1.2em; font-weight: bold; }}
         warmup = result.settings.warmup.as_secs_f64(),
         window = result.settings.level_duration.as_secs_f64(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_knee_charts_axes_step_by_round_numbers() {
+        assert_eq!(round_axis(84.0, 5), (100.0, 20.0));
+        assert_eq!(round_axis(42.0, 5), (50.0, 10.0));
+        assert_eq!(round_axis(550.0, 4), (600.0, 200.0));
+        assert_eq!(round_axis(1.1, 4), (1.5, 0.5));
+        assert_eq!(round_axis(0.33, 4), (0.4, 0.1));
+        let axis: Vec<f64> = ticks(0.4, 0.1).collect();
+        assert_eq!(axis, [0.0, 0.1, 0.2, 0.3, 0.4]);
+    }
 }
