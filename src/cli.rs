@@ -392,7 +392,7 @@ pub enum LevelTarget {
     Success,
     /// Error rate at most `--error-rate`.
     Errors,
-    /// No arrival dropped, at most 1% late.
+    /// No arrival dropped, at most 1% late (one late start always allowed).
     Arrivals,
 }
 

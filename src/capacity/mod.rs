@@ -148,7 +148,7 @@ pub fn judge_level(
             );
         }
         let late_pct = a.late as f64 * 100.0 / a.started().max(1) as f64;
-        if !early && late_pct > crate::verdict::LATE_SHARE_PCT {
+        if !early && a.too_many_late() {
             return (
                 false,
                 Some(format!("{late_pct:.1}% of the starts came late")),

@@ -81,6 +81,9 @@ fn histogram_is_empty(h: &Histogram) -> bool {
 /// A start later than this after its intended time is counted late.
 pub const LATE_START: Duration = Duration::from_millis(10);
 
+/// Largest share of an open-model run's starts that may come late (see [`LATE_START`]).
+pub const LATE_SHARE_PCT: f64 = 1.0;
+
 /// An open-model run's arrivals: how many the schedule planned, who took them, and how
 /// late they started.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -126,6 +129,14 @@ impl ArrivalStats {
     /// The arrivals that started (taken by a waiting user or a new one).
     pub fn started(&self) -> u64 {
         self.taken + self.on_demand
+    }
+
+    /// More starts came late than [`LATE_SHARE_PCT`] of them allows. One late start is
+    /// always allowed: below 1/share starts (100 at 1%), a share of them cannot be told
+    /// from a single hiccup of the machine.
+    pub fn too_many_late(&self) -> bool {
+        let allowed = (self.started() as f64 * LATE_SHARE_PCT / 100.0).floor() as u64;
+        self.late > allowed.max(1)
     }
 }
 
@@ -1137,6 +1148,20 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_late_start_is_allowed_then_one_in_a_hundred() {
+        let late = |started: u64, late: u64| ArrivalStats {
+            taken: started,
+            late,
+            ..ArrivalStats::default()
+        };
+        assert!(!late(90, 1).too_many_late());
+        assert!(late(90, 2).too_many_late());
+        assert!(!late(1000, 10).too_many_late());
+        assert!(late(1000, 11).too_many_late());
+        assert!(!late(0, 0).too_many_late());
+    }
 
     fn observe(ledger: &Ledger, name: &'static str, ms: u64, outcome: Outcome) {
         ledger.record(&Observation {

@@ -27,6 +27,8 @@ fn result(r: &Run) -> Value {
 
 #[test]
 fn the_search_finds_a_known_knee_within_its_tolerance_and_confirms_it() {
+    // The knee is a latency: no other heavy test beside it.
+    let _one = crate::support::process::serial();
     // Two slots of 50 ms: 40 conversation requests a second, no more.
     let r = search(
         "--fault-slots 2 --fault-slot-ms 50",
