@@ -241,10 +241,12 @@ impl LiveMetrics {
         self.shared.scrapes.load(Ordering::Relaxed) > 0
     }
 
-    /// Stops serving: when something scraped during the run, after one scrape of the final
-    /// figures or `linger`, whichever comes first; at once otherwise.
+    /// Stops serving: when something scraped during the run and its final figures are in,
+    /// after one scrape of them or `linger`, whichever comes first; at once otherwise (a run
+    /// that ended without figures has none to wait for).
     pub async fn close(self, linger: Duration) {
-        if self.scraped() && self.shared.final_scrapes.load(Ordering::Relaxed) == 0 {
+        let finished = matches!(&*self.shared.figures(), Figures::Final(_));
+        if finished && self.scraped() && self.shared.final_scrapes.load(Ordering::Relaxed) == 0 {
             let _ = tokio::time::timeout(linger, self.shared.final_scraped.notified()).await;
         }
         self.shutdown.notify_one();
