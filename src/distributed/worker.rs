@@ -308,7 +308,7 @@ impl Worker {
                     Next::Continue
                 }
                 _ = second.tick() => {
-                    if let Some(test) = &mut self.test {
+                    if let Some(test) = &self.test {
                         test.ledger.sample_users(test.spawner.user_count());
                     }
                     self.tell_if_arrivals_over();
@@ -602,8 +602,7 @@ impl Worker {
         let over = test.ledger.arrivals().is_some_and(|a| a.completed);
         if over && test.tell_arrivals_over {
             test.tell_arrivals_over = false;
-            let kind = Kind::ArrivalsOver;
-            self.send_empty(kind);
+            self.send_empty(Kind::ArrivalsOver);
         }
     }
 
