@@ -32,7 +32,7 @@ use crate::user_classes::UserClass;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
@@ -59,8 +59,10 @@ struct Test {
     spawner: Spawner,
     /// An open-model run's dispatcher (it ends when the run stops).
     dispatcher: Option<std::thread::JoinHandle<()>>,
-    /// The tool's manager is told when this worker's arrivals are over (it ends the run
-    /// when all are); a Locust master ends it at its own run time.
+    /// Set by the dispatcher when this worker's share of the arrivals is over.
+    arrivals_over: Arc<AtomicBool>,
+    /// The tool's manager is told so, once (it ends the run when all are); a Locust master
+    /// ends it at its own run time.
     tell_arrivals_over: bool,
 }
 
@@ -564,6 +566,7 @@ impl Worker {
         // The manager's run id: every worker's accounts carry the same one.
         let ctx = Arc::new(plan.run_context(&host, ledger.clone())?);
         let spawner = Spawner::new(&plan.selection.classes, ctx.clone());
+        let arrivals_over = Arc::new(AtomicBool::new(false));
         let dispatcher = match (&plan.open, ctx.arrivals.clone()) {
             (Some(open), Some(pool)) => {
                 ledger.count_arrivals(open.describe(), open.max_users as u64);
@@ -571,7 +574,10 @@ impl Worker {
                 // The master's ramp brings the pool; the first arrival waits for the
                 // pre-started users as long as a single run waits.
                 let wait = plan.ramp() + crate::plan::open::READY_WAIT;
-                let over = Box::new(|| {});
+                let over = Box::new({
+                    let over = arrivals_over.clone();
+                    move || over.store(true, Ordering::Relaxed)
+                });
                 Some(
                     crate::attack::arrivals::start(open, pace, pool, ctx, over, wait)
                         .map_err(|e| format!("cannot start the arrivals: {e}"))?,
@@ -590,6 +596,7 @@ impl Worker {
             stats,
             spawner,
             dispatcher,
+            arrivals_over,
             tell_arrivals_over: from_manager,
         })
     }
@@ -599,8 +606,7 @@ impl Worker {
         let Some(test) = &mut self.test else {
             return;
         };
-        let over = test.ledger.arrivals().is_some_and(|a| a.completed);
-        if over && test.tell_arrivals_over {
+        if test.tell_arrivals_over && test.arrivals_over.load(Ordering::Relaxed) {
             test.tell_arrivals_over = false;
             self.send_empty(Kind::ArrivalsOver);
         }

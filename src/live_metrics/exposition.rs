@@ -181,7 +181,10 @@ fn arrivals(out: &mut Out, run: &MeasuredRun) {
     out.family(
         "late_starts_total",
         "counter",
-        "Open model: task iterations that began more than 10 ms after their intended time.",
+        &format!(
+            "Open model: task iterations that began more than {} ms after their intended time.",
+            crate::measure::LATE_START.as_millis()
+        ),
     );
     out.sample("late_starts_total", &[], a.late);
     out.family(

@@ -144,19 +144,6 @@ impl Listener {
 }
 
 impl LiveMetrics {
-    /// Listens on `address` and serves the figures of `ledger`, judged as `plan` says.
-    pub async fn start(
-        address: SocketAddr,
-        plan: &Plan,
-        ledger: Arc<Ledger>,
-    ) -> Result<LiveMetrics, BindError> {
-        Ok(LiveMetrics::serve(
-            Listener::bind(address).await?,
-            plan,
-            ledger,
-        ))
-    }
-
     /// Serves the figures of `ledger` on `listener`, judged as `plan` says.
     pub fn serve(listener: Listener, plan: &Plan, ledger: Arc<Ledger>) -> LiveMetrics {
         LiveMetrics::serving(listener, plan, Figures::Live(ledger))

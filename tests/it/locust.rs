@@ -304,11 +304,7 @@ fn an_open_model_under_a_locust_master_splits_its_rate_over_the_expected_workers
     }
     let metrics = master.metrics();
     assert_eq!(code, 0, "{}", master.proc.output());
-    let open = &metrics["open_model"];
-    assert_eq!(open["schedule"], "20/s for 5s over 2 workers", "{open}");
-    assert_eq!(open["planned_arrivals"], 100, "{open}");
-    assert_eq!(open["started_arrivals"], 100, "{open}");
-    assert_eq!(metrics["targets"]["arrivals"]["passed"], true);
+    crate::support::assert_arrivals_started(&metrics, "20/s for 5s over 2 workers", 100);
     let deliveries = master.deliveries();
     assert_eq!(deliveries.len(), 2);
     for d in &deliveries {

@@ -27,6 +27,16 @@ pub fn request_row(metrics: &Value, key: &str) -> Option<Value> {
         .cloned()
 }
 
+/// An open-model run's metrics JSON: `schedule` as given, `planned` arrivals all started,
+/// and the Arrivals check passed.
+pub fn assert_arrivals_started(metrics: &Value, schedule: &str, planned: u64) {
+    let open = &metrics["open_model"];
+    assert_eq!(open["schedule"], schedule, "{open}");
+    assert_eq!(open["planned_arrivals"], planned, "{open}");
+    assert_eq!(open["started_arrivals"], planned, "{open}");
+    assert_eq!(metrics["targets"]["arrivals"]["passed"], true, "{open}");
+}
+
 /// The entries of `dir`, sorted (none when it cannot be read).
 pub fn files_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
