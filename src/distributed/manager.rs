@@ -9,7 +9,7 @@
 //! Every decision is taken by one loop over the socket's messages, the clock and the
 //! signals, so there are no races between workers joining, reporting and leaving.
 
-use super::delivery::Delivery;
+use super::delivery::{self, Delivery};
 use super::dispatch;
 use super::fingerprint::Fingerprint;
 use super::link::Router;
@@ -22,7 +22,7 @@ use crate::cli::DistributedArgs;
 use crate::duration::{HumanDuration, parse_duration};
 use crate::exit::Exit;
 use crate::live_metrics::{LiveMetrics, Phase};
-use crate::measure::{Ledger, MeasuredRun, MemorySeries, MemorySource};
+use crate::measure::{Ledger, MemorySeries, MemorySource};
 use crate::plan::Plan;
 use crate::report::RunOutputs;
 use crate::user_classes::UserClass;
@@ -200,6 +200,10 @@ pub async fn run(setup: Setup<'_>) -> Exit {
 impl Manager<'_> {
     fn send<T: serde::Serialize + ?Sized>(&self, node_id: &str, kind: Kind, data: &T) {
         self.router.send(node_id, wire::encode(kind, data, ""));
+    }
+
+    fn send_json<T: serde::Serialize>(&self, node_id: &str, kind: Kind, data: &T) {
+        self.router.send(node_id, wire::encode_json(kind, data, ""));
     }
 
     fn send_empty(&self, node_id: &str, kind: Kind) {
@@ -454,7 +458,7 @@ impl Manager<'_> {
         let whole = plan.open.clone();
         for (k, worker) in self.workers.iter().enumerate() {
             plan.open = whole.as_ref().map(|o| o.share(k, self.workers.len()));
-            self.send(&worker.node_id, Kind::Plan, &plan);
+            self.send_json(&worker.node_id, Kind::Plan, &plan);
         }
         let deadline = Instant::now() + PREPARE_LIMIT;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -676,7 +680,7 @@ impl Manager<'_> {
                 let snapshot = message
                     .data::<RunMessage>()
                     .ok()
-                    .and_then(|m| rmp_serde::from_slice::<MeasuredRun>(&m.run).ok());
+                    .and_then(|m| delivery::snapshot_from_bytes(&m.run).ok());
                 if let (Some((metrics, _)), Some(run)) = (metrics, snapshot) {
                     metrics.update_part(&worker.name, run);
                 }

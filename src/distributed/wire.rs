@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 /// Bump when an `lva_` message changes meaning or shape (adding an optional field does
 /// not). Locust's own messages follow Locust.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// What `client_ready` carries: Locust's masters skip their version check for `-1`, as
 /// they do for the workers other projects wrote in other languages.
@@ -118,12 +118,45 @@ impl Envelope {
         rmpv::encode::write_value(&mut bytes, &self.data).map_err(|e| error(e.to_string()))?;
         rmp_serde::from_slice(&bytes).map_err(|e| error(e.to_string()))
     }
+
+    /// Reads data written by [`encode_json`].
+    pub fn json_data<T: DeserializeOwned>(&self) -> Result<T, WireError> {
+        let error = |detail: String| WireError::Data {
+            kind: self.kind.to_string(),
+            detail,
+        };
+        match &self.data {
+            rmpv::Value::Binary(bytes) => {
+                read_json_payload(bytes).map_err(|e| error(e.to_string()))
+            }
+            other => Err(error(format!("not a payload: {other}"))),
+        }
+    }
+}
+
+/// The tool's own large payloads (a plan, a run) travel as JSON in a msgpack binary: the tool
+/// already reads them from JSON, and msgpack's decoder is generated again for every type it
+/// visits (reading the plan and the runs from msgpack was a seventh of the code the tool's
+/// library compiles to). Writing cannot fail: the types hold no foreign values, no maps keyed
+/// by anything but strings and integers, and no float that is not finite.
+pub fn json_payload<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// Reads a payload [`json_payload`] wrote.
+pub fn read_json_payload<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(bytes)
 }
 
 /// A message as bytes. Serialising these types cannot fail: no foreign types, maps keyed
 /// by strings or integers.
 pub fn encode<T: Serialize + ?Sized>(kind: Kind, data: &T, node_id: &str) -> Vec<u8> {
     rmp_serde::to_vec_named(&(kind.as_str(), data, node_id)).unwrap_or_default()
+}
+
+/// A message whose data is a [`json_payload`].
+pub fn encode_json<T: Serialize>(kind: Kind, data: &T, node_id: &str) -> Vec<u8> {
+    encode(kind, serde_bytes::Bytes::new(&json_payload(data)), node_id)
 }
 
 /// A message whose data is nil.
@@ -251,7 +284,7 @@ pub struct Hello {
     pub digest: String,
 }
 
-/// `lva_run`: a worker's exact run, as opaque bytes ([`crate::distributed::delivery::Delivery`] in msgpack), so a
+/// `lva_run`: a worker's exact run, as opaque bytes ([`crate::distributed::delivery::Delivery`] as JSON), so a
 /// Locust master's locustfile can store it without reading it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunMessage {

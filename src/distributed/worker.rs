@@ -11,7 +11,7 @@
 //! [`MASTER_SILENCE`] stops its users and exits with code 1 if what it measured was not
 //! delivered.
 
-use super::delivery::Delivery;
+use super::delivery::{self, Delivery};
 use super::fingerprint::Fingerprint;
 use super::link::{Dealer, DealerSender, endpoint};
 use super::locust_stats::LocustStats;
@@ -385,7 +385,7 @@ impl Worker {
     /// The tool's manager sends its plan before the first `spawn`: taken, checked, and
     /// answered.
     async fn on_plan(&mut self, message: &Envelope) -> Next {
-        let taken = match message.data::<Plan>() {
+        let taken = match message.json_data::<Plan>() {
             Ok(mut plan) => match plan.select(self.classes.clone()) {
                 Ok(()) => self.check_host(plan).await,
                 Err(e) => Err(e),
@@ -627,8 +627,7 @@ impl Worker {
                 &RunMessage {
                     name: self.name.clone(),
                     protocol_version: PROTOCOL_VERSION,
-                    // Serialising cannot fail: see `Delivery::to_bytes`.
-                    run: rmp_serde::to_vec_named(&run).unwrap_or_default(),
+                    run: delivery::snapshot_bytes(&run),
                 },
             );
         }
