@@ -30,13 +30,19 @@ pub struct Delivery {
 #[error("not an exact run of this version of lva-loadtest: {0}")]
 pub struct DeliveryError(String);
 
+impl From<serde_json::Error> for DeliveryError {
+    fn from(e: serde_json::Error) -> Self {
+        DeliveryError(e.to_string())
+    }
+}
+
 impl Delivery {
     pub fn to_bytes(&self) -> Vec<u8> {
         json_payload(self)
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Delivery, DeliveryError> {
-        read_json_payload(bytes).map_err(|e| DeliveryError(e.to_string()))
+        Ok(read_json_payload(bytes)?)
     }
 
     /// All requests it measured.
@@ -51,7 +57,7 @@ pub fn snapshot_bytes(run: &MeasuredRun) -> Vec<u8> {
 }
 
 pub fn snapshot_from_bytes(bytes: &[u8]) -> Result<MeasuredRun, DeliveryError> {
-    read_json_payload(bytes).map_err(|e| DeliveryError(e.to_string()))
+    Ok(read_json_payload(bytes)?)
 }
 
 #[cfg(test)]

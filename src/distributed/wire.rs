@@ -110,34 +110,31 @@ impl Envelope {
     /// Reads the data as `T` (through msgpack again: the value reader cannot take an enum
     /// written as its variant's name, which is how Python and this tool write them).
     pub fn data<T: DeserializeOwned>(&self) -> Result<T, WireError> {
-        let error = |detail: String| WireError::Data {
-            kind: self.kind.to_string(),
-            detail,
-        };
         let mut bytes = Vec::new();
-        rmpv::encode::write_value(&mut bytes, &self.data).map_err(|e| error(e.to_string()))?;
-        rmp_serde::from_slice(&bytes).map_err(|e| error(e.to_string()))
+        rmpv::encode::write_value(&mut bytes, &self.data).map_err(|e| self.unexpected(e))?;
+        rmp_serde::from_slice(&bytes).map_err(|e| self.unexpected(e))
     }
 
     /// Reads data written by [`encode_json`].
     pub fn json_data<T: DeserializeOwned>(&self) -> Result<T, WireError> {
-        let error = |detail: String| WireError::Data {
-            kind: self.kind.to_string(),
-            detail,
-        };
         match &self.data {
-            rmpv::Value::Binary(bytes) => {
-                read_json_payload(bytes).map_err(|e| error(e.to_string()))
-            }
-            other => Err(error(format!("not a payload: {other}"))),
+            rmpv::Value::Binary(bytes) => read_json_payload(bytes).map_err(|e| self.unexpected(e)),
+            other => Err(self.unexpected(format!("not a payload: {other}"))),
+        }
+    }
+
+    fn unexpected(&self, detail: impl std::fmt::Display) -> WireError {
+        WireError::Data {
+            kind: self.kind.to_string(),
+            detail: detail.to_string(),
         }
     }
 }
 
 /// The tool's own large payloads (a plan, a run) travel as JSON in a msgpack binary: the tool
 /// already reads them from JSON, and msgpack's decoder is generated again for every type it
-/// visits (reading the plan and the runs from msgpack was a seventh of the code the tool's
-/// library compiles to). Writing cannot fail: the types hold no foreign values, no maps keyed
+/// visits (reading the plan and the runs as JSON took the tool's library from 2.21M to 1.99M
+/// lines of LLVM IR). Writing cannot fail: the types hold no foreign values, no maps keyed
 /// by anything but strings and integers, and no float that is not finite.
 pub fn json_payload<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
